@@ -1,0 +1,27 @@
+# Two entry points that work on a fresh machine with Python 3.11 and the package index.
+PYTHON ?= python3.11
+VENV ?= .venv
+BIN := $(VENV)/bin
+DEMO_DIR ?= demo-output
+
+.PHONY: demo test install lint bench clean
+
+$(BIN)/.installed: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+	touch $@
+
+install: $(BIN)/.installed
+
+demo: $(BIN)/.installed
+	$(BIN)/relapse demo --out $(DEMO_DIR)
+
+test: $(BIN)/.installed
+	$(BIN)/python -m pytest -n 2 --dist loadfile
+
+lint: $(BIN)/.installed
+	$(BIN)/ruff check .
+
+clean:
+	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache

@@ -1,0 +1,1 @@
+"""relapse_risk.training"""
