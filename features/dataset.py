@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pandas as pd
@@ -32,6 +33,15 @@ _DUCKDB_TYPES = {
 
 def duckdb_type(column: Column) -> str:
     return _DUCKDB_TYPES[column.kind]
+
+
+class DatasetError(ValueError):
+    """The dataset folder cannot be used; the message names the file and what is wrong.
+
+    Raised for faults of a whole folder, file, table or column. Faults of single
+    rows never raise: those rows are rejected and reported in ``Dataset.rejects``.
+    A broken ``policy.json`` is reported as a ``DatasetError`` too.
+    """
 
 
 @dataclass(frozen=True)
@@ -58,6 +68,15 @@ class Dataset:
     rejects: list[Reject] = field(default_factory=list)
     source: Path | None = None
     fingerprint: str = ""
+    """sha256 over the names and bytes of the files that were read (policy and tables)."""
+    input_files: dict[str, Path] = field(default_factory=dict)
+    """Table name -> the file it was read from."""
+    input_rows: dict[str, int] = field(default_factory=dict)
+    """Table name -> data rows in its file, before any row was rejected."""
+    reject_counts: dict[tuple[str, str, str], int] = field(default_factory=dict)
+    """(table, column, rule) -> number of rejects; complete even when ``rejects`` is capped."""
+    rejects_table: str | None = None
+    """DuckDB table holding every reject (``rejects`` may keep only the first ones of each rule)."""
 
     def relation(self, table: str) -> duckdb.DuckDBPyRelation:
         return self.connection.table(table)
@@ -70,10 +89,27 @@ class Dataset:
         return self.connection.table(table).df()
 
     def row_count(self, table: str) -> int:
-        return int(self.connection.execute(f"SELECT count(*) FROM {table}").fetchone()[0])  # type: ignore[index]
+        # fetchall, not fetchone: DuckDB 2 keeps a partly fetched result open and refuses the next query.
+        return int(self.connection.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0])
+
+    @property
+    def total_rejects(self) -> int:
+        return sum(self.reject_counts.values()) if self.reject_counts else len(self.rejects)
+
+    @property
+    def rejects_truncated(self) -> bool:
+        """True when ``rejects`` lists fewer rejects than were found (see ``reject_counts``)."""
+        return self.total_rejects > len(self.rejects)
 
     def rejected_households(self) -> dict[str, str]:
         """Household id -> first reject reason, for households with any rejected row."""
+        if self.rejects_table is not None:
+            reason = "table_name || ' row ' || \"row\" || ', ' || column_name || ': ' || reason"
+            rows: list[Any] = self.connection.execute(
+                f"""SELECT household_id, arg_min({reason}, position) FROM {self.rejects_table}
+                    WHERE household_id IS NOT NULL GROUP BY household_id"""
+            ).fetchall()
+            return dict(sorted(rows))
         reasons: dict[str, str] = {}
         for r in self.rejects:
             if r.household_id is not None and r.household_id not in reasons:
@@ -91,6 +127,14 @@ class Dataset:
             frame = frames.get(table.name)
             _create_table(connection, table, frame)
         return cls(policy=policy, connection=connection)
+
+
+def load_dataset(folder: Path, **options: Any) -> Dataset:
+    """Read, check and load a dataset folder; see :func:`features.loading.load_dataset`."""
+    # Imported here because the loader builds on the classes of this module.
+    from .loading import load_dataset as _load
+
+    return _load(folder, **options)
 
 
 def _create_table(connection: duckdb.DuckDBPyConnection, table: Table, frame: pd.DataFrame | None) -> None:
