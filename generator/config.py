@@ -1,0 +1,484 @@
+"""Everything a generated county depends on, in one typed place.
+
+:class:`CountyConfig` holds the size, dates and seed of a run, the
+:class:`Scenario` (lockdown, line change, disaster year, reporting outage,
+county profile) and the :class:`Dynamics` constants of the mechanisms. The
+defaults are the county calibrated to ``shared/spec/calibration.md``; a test
+or a scenario changes one field with ``model_copy(update=...)`` or through the
+CLI options, never by editing constants in code.
+
+Months are integer month indices (``year * 12 + month - 1``) inside the
+generator; the config accepts and prints ``YYYY-MM``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from typing import Annotated
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+
+CONTRACT_VERSION = 1
+
+
+# ----------------------------------------------------------------------------- months
+
+
+def month_index(year: int, month: int) -> int:
+    """Months since year 0; consecutive months differ by one across years."""
+    return year * 12 + month - 1
+
+
+def month_year(index: int) -> int:
+    return index // 12
+
+
+def month_calendar(index: int) -> int:
+    """1..12."""
+    return index % 12 + 1
+
+
+def month_date(index: int) -> dt.date:
+    return dt.date(index // 12, index % 12 + 1, 1)
+
+
+def format_month(index: int) -> str:
+    return f"{index // 12:04d}-{index % 12 + 1:02d}"
+
+
+def parse_month(text: str) -> int:
+    """``YYYY-MM`` (or ``YYYY-MM-DD``) to a month index; ``ValueError`` naming the text otherwise."""
+    cleaned = text.strip()
+    try:
+        day = dt.datetime.strptime(cleaned[:7], "%Y-%m").date()
+        if len(cleaned) not in (7, 10):
+            raise ValueError
+        if len(cleaned) == 10:
+            dt.datetime.strptime(cleaned, "%Y-%m-%d")
+    except ValueError:
+        raise ValueError(f"{text!r} is not a month (YYYY-MM)") from None
+    return month_index(day.year, day.month)
+
+
+def _month(value: object) -> int:
+    if isinstance(value, bool):
+        raise ValueError(f"{value!r} is not a month")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, dt.date):
+        return month_index(value.year, value.month)
+    if isinstance(value, str):
+        return parse_month(value)
+    raise ValueError(f"{value!r} is not a month (YYYY-MM)")
+
+
+Month = Annotated[int, BeforeValidator(_month)]
+
+
+class Window(BaseModel):
+    """An inclusive range of months, e.g. a lockdown from 2022-04 to 2022-06."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    first: Month
+    last: Month
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Window:
+        if self.last < self.first:
+            raise ValueError(
+                f"window ends ({format_month(self.last)}) before it starts ({format_month(self.first)})"
+            )
+        return self
+
+    def contains(self, month: int) -> bool:
+        return self.first <= month <= self.last
+
+    def __str__(self) -> str:
+        return f"{format_month(self.first)}:{format_month(self.last)}"
+
+
+def parse_window(text: str) -> Window:
+    """``2022-04:2022-06`` (or a single ``2022-04``) to a :class:`Window`."""
+    first, sep, last = text.partition(":")
+    try:
+        return Window(first=parse_month(first), last=parse_month(last if sep else first))
+    except ValueError as exc:
+        raise ValueError(f"{text!r} is not a month window (YYYY-MM:YYYY-MM): {exc}") from None
+
+
+# ----------------------------------------------------------------------------- county profiles
+
+
+class Profile(BaseModel):
+    """What kind of county: terrain, how households earn, what they own."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str
+    county_code: str = Field(pattern=r"^\d{6}$")
+    terrain_mix: tuple[float, float, float]
+    """Share of villages on plain, hill, mountain."""
+    registered_share: float = Field(ge=0, le=1)
+    """Share of households that were registered poor (建档立卡)."""
+    migrant_share: float = Field(ge=0, le=1)
+    """Share of working-age members whose main work is migrant work."""
+    local_wage_share: float = Field(ge=0, le=1)
+    business_share: float = Field(ge=0, le=1)
+    """Share of households running a small business (self-employed)."""
+    land_mu: tuple[float, float, float]
+    """Median cultivated land per household on plain, hill, mountain, in mu."""
+    farm_value_per_mu: tuple[float, float, float]
+    """Net yearly farm income per mu in 2021 yuan on plain, hill, mountain."""
+    livestock_share: float = Field(ge=0, le=1)
+    wage_factor: float = Field(gt=0)
+    """Local wage level relative to the national averages of calibration.md."""
+
+    @model_validator(mode="after")
+    def _shares(self) -> Profile:
+        if not math.isclose(sum(self.terrain_mix), 1.0, abs_tol=1e-6):
+            raise ValueError(f"terrain_mix must sum to 1, got {self.terrain_mix}")
+        if self.migrant_share + self.local_wage_share > 1:
+            raise ValueError("migrant_share + local_wage_share must not exceed 1")
+        return self
+
+
+PROFILES: dict[str, Profile] = {
+    # A hilly county of the south-west with migrant work, farming and some trade: the default.
+    "hill_mixed": Profile(
+        name="hill_mixed",
+        county_code="532328",
+        terrain_mix=(0.25, 0.45, 0.30),
+        registered_share=0.30,
+        migrant_share=0.46,
+        local_wage_share=0.22,
+        business_share=0.10,
+        land_mu=(6.0, 4.5, 3.5),
+        farm_value_per_mu=(700.0, 650.0, 560.0),
+        livestock_share=0.35,
+        wage_factor=1.0,
+    ),
+    # A plains county near industrial towns: wages dominate, little livestock.
+    "plains_wage": Profile(
+        name="plains_wage",
+        county_code="411526",
+        terrain_mix=(0.85, 0.15, 0.0),
+        registered_share=0.20,
+        migrant_share=0.40,
+        local_wage_share=0.36,
+        business_share=0.14,
+        land_mu=(7.0, 5.0, 3.5),
+        farm_value_per_mu=(760.0, 680.0, 560.0),
+        livestock_share=0.15,
+        wage_factor=1.05,
+    ),
+    # A mountain county: small plots, livestock, long-distance migration, weaker wages.
+    "mountain_agri": Profile(
+        name="mountain_agri",
+        county_code="522327",
+        terrain_mix=(0.05, 0.30, 0.65),
+        registered_share=0.38,
+        migrant_share=0.44,
+        local_wage_share=0.14,
+        business_share=0.06,
+        land_mu=(5.0, 4.0, 3.0),
+        farm_value_per_mu=(680.0, 620.0, 560.0),
+        livestock_share=0.55,
+        wage_factor=0.92,
+    ),
+}
+
+
+def profile_named(name: str) -> Profile:
+    """A profile by full name or unambiguous prefix (``mountain`` -> ``mountain_agri``)."""
+    if name in PROFILES:
+        return PROFILES[name]
+    matches = [p for key, p in PROFILES.items() if key.startswith(name) or key.split("_")[0] == name]
+    if len(matches) != 1:
+        raise ValueError(f"unknown county profile {name!r}; choose one of {', '.join(PROFILES)}")
+    return matches[0]
+
+
+# ----------------------------------------------------------------------------- scenario
+
+
+class LineJump(BaseModel):
+    """From ``year`` on, every monitoring line is raised by ``share`` (0.2 = +20 %)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    year: int
+    share: float = Field(gt=-1)
+
+
+class Scenario(BaseModel):
+    """Events a county's monitoring must later catch; the default is a quiet county."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    profile: str = "hill_mixed"
+    lockdown: Window | None = None
+    """Epidemic lockdown: migrants cannot travel, local work and trade stall."""
+    line_changes: dict[int, float] = Field(default_factory=dict)
+    """Monitoring line set outright for a year (yuan per person per year)."""
+    line_jump: LineJump | None = None
+    disaster_year: int | None = None
+    """A year whose rainy season brings village-wide disasters several times as often."""
+    outage: Window | None = None
+    """Months in which part of the county reports no income at all."""
+    outage_share: float = Field(default=0.4, ge=0, le=1)
+    """Share of villages that report nothing during the outage."""
+
+    @model_validator(mode="after")
+    def _known_profile(self) -> Scenario:
+        profile_named(self.profile)
+        bad = [y for y, line in self.line_changes.items() if not line > 0]
+        if bad:
+            raise ValueError(f"monitoring line must be positive; year(s) {bad} are not")
+        return self
+
+    @property
+    def county(self) -> Profile:
+        return profile_named(self.profile)
+
+
+def parse_line_option(text: str) -> tuple[int, float]:
+    """``2023=8000`` to (2023, 8000.0)."""
+    year, sep, value = text.partition("=")
+    try:
+        if not sep:
+            raise ValueError
+        return int(year), float(value)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a line setting (YEAR=YUAN, e.g. 2023=8000)") from None
+
+
+def parse_line_jump(text: str) -> LineJump:
+    """``2023:0.2`` to a 20 % jump of every line from 2023 on."""
+    year, sep, share = text.partition(":")
+    try:
+        if not sep:
+            raise ValueError
+        return LineJump(year=int(year), share=float(share))
+    except ValueError:
+        raise ValueError(f"{text!r} is not a line jump (YEAR:SHARE, e.g. 2023:0.2)") from None
+
+
+# ----------------------------------------------------------------------------- dynamics
+
+
+class Dynamics(BaseModel):
+    """Constants of the mechanisms, calibrated so the default county matches calibration.md.
+
+    Money is yuan at 2021 prices unless a field says otherwise; hazards are per
+    person (or household) per month.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    # growth
+    wage_growth: float = 0.1
+    price_growth: float = 0.04
+    # wages: monthly at 2021 prices, registered households earn less
+    migrant_wage: float = 4000.0
+    local_wage: float = 3200.0
+    registered_wage_factor: float = 0.72
+    wage_dispersion: float = 0.22
+    # job stability (hidden): gaps, thinning and loss
+    stability_mean: float = 0.78
+    stability_persistence: float = 0.05
+    stability_noise: float = 0.035
+    firm_trouble_hazard: float = 0.004
+    gap_base: float = 0.04
+    gap_slope: float = 0.30
+    job_loss_base: float = 0.0008
+    job_loss_slope: float = 0.07
+    out_of_work_months: float = 6.0
+    # health (hidden): decline episodes, chronic disease, serious illness
+    health_persistence: float = 0.05
+    health_noise: float = 0.025
+    decline_hazard: float = 0.0012
+    decline_depth: float = 0.35
+    chronic_hazard: float = 0.0012
+    serious_base: float = 0.00048
+    serious_slope: float = 4.5
+    serious_bill_median: float = 80000.0
+    serious_bill_sigma: float = 0.8
+    reimbursement_low: float = 0.5
+    reimbursement_high: float = 0.75
+    sick_months: float = 5.0
+    carer_share: float = 0.5
+    outpatient_bill: float = 120.0
+    accident_hazard: float = 0.0006
+    accident_bill_median: float = 14000.0
+    disability_after_accident: float = 0.12
+    disability_after_illness: float = 0.08
+    mortality_scale: float = 0.00004
+    mortality_slope: float = 0.085
+    # family
+    birth_rate: float = 0.006
+    marriage_out_rate: float = 0.004
+    marriage_in_rate: float = 0.003
+    college_share: float = 0.45
+    college_cost: float = 10000.0
+    # farms and business
+    harvest_loss_per_severity: float = 0.22
+    disaster_hazard: float = 0.02
+    disaster_year_factor: float = 4.0
+    house_damage_share: float = 0.05
+    livestock_value: float = 1500.0
+    livestock_loss_hazard: float = 0.003
+    business_scale: float = 4500.0
+    business_noise: float = 0.05
+    business_trouble_hazard: float = 0.004
+    business_failure_level: float = -0.25
+    # transfers at 2021 levels
+    dibao_per_person: float = 470.0
+    dibao_growth: float = 0.06
+    pension: float = 165.0
+    pension_growth: float = 0.06
+    farmland_subsidy_per_mu: float = 105.0
+    kin_support: float = 700.0
+    # reporting
+    report_rate: float = 0.99
+    poor_reporter_share: float = 0.1
+    poor_reporter_rate: float = 0.85
+    # official identification and support
+    missed_share: float = 0.3
+    elimination_rate: float = 0.2
+    dependent_elimination: float = 0.15
+    """Elimination rate of households without a fit worker, relative to the others."""
+    elimination_margin: float = 1.1
+    minimum_monitored_months: int = 6
+    dibao_share: float = 0.75
+    # lockdown
+    lockdown_migrant_stuck: float = 0.75
+    lockdown_local_stuck: float = 0.4
+    lockdown_business_factor: float = 0.45
+
+
+# ----------------------------------------------------------------------------- the county
+
+
+class RuleParameters(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    min_reported_months: int = Field(default=6, ge=1, le=12)
+    rigid_expense_ratio: float = Field(default=1.0, gt=0)
+    income_drop_share: float = Field(default=0.5, gt=0, lt=1)
+    income_drop_band: float = Field(default=1.5, gt=0)
+
+
+class CountyConfig(BaseModel):
+    """One generated county: size, dates, seed, scenario, mechanisms."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    households: int = Field(default=20_000, ge=1)
+    start: Month = month_index(2021, 1)
+    months: int = Field(default=48, ge=1, le=240)
+    seed: int = Field(default=0, ge=0)
+    region: str = "demo"
+    scenario: Scenario = Field(default_factory=Scenario)
+    dynamics: Dynamics = Field(default_factory=Dynamics)
+    rules: RuleParameters = Field(default_factory=RuleParameters)
+    base_line: float = Field(default=6000.0, gt=0)
+    """Monitoring line of 2021, yuan per person per year."""
+    line_growth: float = 0.05
+    visit_share: float = Field(default=0.05, gt=0, le=1)
+    burn_in_months: int = Field(default=30, ge=0)
+    """Months simulated before ``start`` and not exported, so the county starts in steady state."""
+    monitoring_months_before_start: int = Field(default=12, ge=0)
+    """Official identification runs for this many months of the burn-in before ``start``."""
+    households_per_village: tuple[int, int] = (150, 450)
+    villages_per_township: tuple[int, int] = (8, 16)
+    """At most 798, so village codes stay three digits after the township's."""
+    member_slots: int = Field(default=8, ge=4, le=99)
+    """Most people one household can have over the whole run (initial members plus newcomers)."""
+    chunk_households: int = Field(default=100_000, ge=1)
+    """Households simulated at once; memory grows with it, results depend on it."""
+
+    @property
+    def end(self) -> int:
+        """Last month of data (``data_end``)."""
+        return self.start + self.months - 1
+
+    @property
+    def first_simulated(self) -> int:
+        return self.start - self.burn_in_months
+
+    @property
+    def monitoring_from(self) -> int:
+        return self.start - min(self.monitoring_months_before_start, self.burn_in_months)
+
+    @property
+    def profile(self) -> Profile:
+        return self.scenario.county
+
+    def monitoring_lines(self) -> dict[int, float]:
+        """Line per calendar year for every simulated year (burn-in included), scenario applied."""
+        lines: dict[int, float] = {}
+        for year in range(month_year(self.first_simulated), month_year(self.end) + 1):
+            line = self.base_line * (1 + self.line_growth) ** (year - 2021)
+            jump = self.scenario.line_jump
+            if jump is not None and year >= jump.year:
+                line *= 1 + jump.share
+            lines[year] = float(round(line / 10) * 10)
+        for year, line in self.scenario.line_changes.items():
+            lines[year] = float(line)
+        return lines
+
+    def policy_json(self) -> dict[str, object]:
+        """The dataset's ``policy.json`` (rules.md)."""
+        lines = self.monitoring_lines()
+        return {
+            "contract_version": CONTRACT_VERSION,
+            "region": self.region,
+            "data_start": format_month(self.start),
+            "data_end": format_month(self.end),
+            "monitoring_line": {
+                str(y): lines[y] for y in range(month_year(self.start), month_year(self.end) + 1)
+            },
+            "rules": self.rules.model_dump(),
+            "visit_share": self.visit_share,
+        }
+
+
+class TruthOptions(BaseModel):
+    """What the oracle computes: which as-of months, how far ahead, how many re-simulations."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    as_of: tuple[Month, ...] | None = None
+    """None: the last four quarter-end months whose horizon fits in the data."""
+    horizon: int = Field(default=6, ge=1, le=24)
+    simulations: int = Field(default=200, ge=1)
+    batch_replicas: int = Field(default=400_000, ge=1)
+    """Household copies re-simulated at once (households x simulations); bounds the memory."""
+    workers: int = Field(default=2, ge=1)
+    """Processes re-simulating at once; the truth is the same for any number."""
+
+    def months(self, config: CountyConfig) -> tuple[int, ...]:
+        """The as-of months, checked against the data window."""
+        if self.as_of is not None:
+            for t in self.as_of:
+                if not config.start <= t <= config.end - self.horizon:
+                    raise ValueError(
+                        f"as-of month {format_month(t)} is outside {format_month(config.start)}.."
+                        f"{format_month(config.end - self.horizon)} "
+                        f"(data end minus the {self.horizon}-month horizon)"
+                    )
+            return tuple(sorted(set(self.as_of)))
+        fits = [
+            t
+            for t in range(config.start, config.end - self.horizon + 1)
+            if month_calendar(t) in (3, 6, 9, 12)
+        ]
+        if not fits:
+            raise ValueError(
+                f"no quarter-end as-of month fits a {self.horizon}-month horizon in "
+                f"{format_month(config.start)}..{format_month(config.end)}; "
+                "generate more months or use --no-truth"
+            )
+        return tuple(fits[-4:])
