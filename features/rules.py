@@ -1,0 +1,553 @@
+"""The monitoring rules of rules.md, vectorised over every household and month.
+
+Two steps, both stable interfaces for the rest of the project:
+
+``build_panel(dataset, through)``
+    Dense household x month arrays (household size, reported months, income,
+    rigid expenditure, monitoring status) aggregated in DuckDB and scattered
+    into numpy. Column 0 is ``policy.data_start``; the last column is
+    ``through`` (default ``policy.data_end``). Rows dated after ``through`` are
+    never read.
+
+``rule_state(panel, policy)``
+    The quantities of rules.md (r, I, E, I_prev, L), the three rules, their
+    priority, eligibility and the rule-baseline margin, for every household and
+    month of the panel.
+
+Point in time: every array at column m is a function of rows dated in or
+before month m only. The panel scatters each row into the month of its own
+date, member and monitoring spans only ever add to months at or after their
+start, and every window of :func:`rule_state` looks backwards (m-11 .. m,
+m-12). So column t of a panel built through ``data_end`` equals column t of a
+panel built through t; the labels below rely on this to read the present at t
+and the future after t from one panel. tests/test_rules.py checks it on
+hand-made and on random datasets.
+
+Labels (rules.md): y(h, t) = 1 when any rule fires in t+1 .. t+H, defined only
+for households eligible at t and when t+H <= data_end.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from .contract import RIGID_EXPENSE_CATEGORIES, RISK_TYPES, format_month, month_index, month_start
+from .dataset import Dataset
+from .policy import Policy, RuleParameters
+
+RISK_TYPE_NAMES: tuple[str, ...] = RISK_TYPES
+"""Names of the ``risk_type`` codes of :class:`RuleState`: code i is ``RISK_TYPE_NAMES[i]``."""
+NO_RISK = -1
+"""``risk_type`` code of a household-month where no rule fires."""
+INCOME_SHORTFALL = RISK_TYPE_NAMES.index("income_shortfall")
+"""Code of rule R1."""
+RIGID_EXPENDITURE = RISK_TYPE_NAMES.index("rigid_expenditure")
+"""Code of rule R2."""
+INCOME_DROP = RISK_TYPE_NAMES.index("income_drop")
+"""Code of rule R3."""
+
+WINDOW_MONTHS = 12
+"""Length of the trailing windows m-11 .. m of rules.md."""
+
+LABEL_COLUMNS: tuple[str, ...] = (
+    "household_id",
+    "as_of",
+    "eligible",
+    "under_monitoring",
+    "triggered_now",
+    "triggered_rule",
+    "margin",
+    "label",
+    "lead_time_months",
+    "first_rule",
+)
+"""Columns of :func:`labels_frame` and :func:`labels_for_months`, in order."""
+
+
+@dataclass(frozen=True, eq=False)
+class MonthlyPanel:
+    """Household x month facts the rules need; rows follow ``household_ids``.
+
+    All arrays have shape (households, months) except ``household_ids``.
+    """
+
+    household_ids: np.ndarray
+    """Household ids of the households table, sorted ascending (object array of str)."""
+    first_month: dt.date
+    """Month of column 0 (``policy.data_start``)."""
+    size: np.ndarray
+    """n(m): members with joined_month null or <= m and left_month null or > m, at least 1 (int16)."""
+    reported: np.ndarray
+    """True where the household has any income row in the month (bool)."""
+    income: np.ndarray
+    """Sum of income amounts in the month, yuan; 0.0 where not reported (float64).
+
+    Amounts are added in whole fen (0.01 yuan), exactly, so totals do not depend
+    on row order; a part of a fen in an amount is rounded away."""
+    rigid_expense: np.ndarray
+    """Out-of-pocket (amount - reimbursed) of rigid bills (medical, education, disaster, accident,
+    funeral) dated in the month, yuan (float64), added in whole fen like ``income``."""
+    under_monitoring: np.ndarray
+    """A monitoring row has identified_month <= m and eliminated_month null or > m (bool)."""
+
+    @property
+    def n_households(self) -> int:
+        return len(self.household_ids)
+
+    @property
+    def n_months(self) -> int:
+        return self.size.shape[1]
+
+    @property
+    def last_month(self) -> dt.date:
+        return month_start(month_index(self.first_month) + self.n_months - 1)
+
+    @property
+    def months(self) -> list[dt.date]:
+        first = month_index(self.first_month)
+        return [month_start(first + i) for i in range(self.n_months)]
+
+    def column(self, month: dt.date) -> int:
+        """Position of ``month`` on the month axis; ValueError when outside the panel."""
+        return _column(self.first_month, self.n_months, month)
+
+
+@dataclass(frozen=True, eq=False)
+class RuleState:
+    """rules.md's quantities and rules at every household and month of a panel.
+
+    Arrays have shape (households, months) except ``L`` (months,). Undefined
+    quantities are NaN, and a rule whose quantities are undefined does not fire.
+    Names follow rules.md so the code can be read against it.
+    """
+
+    household_ids: np.ndarray
+    first_month: dt.date
+    r: np.ndarray
+    """Reported months among m-11 .. m that lie inside the panel (int8)."""
+    I: np.ndarray  # noqa: E741 - rules.md's name for annualised income
+    """Annualised income: sum of income over m-11 .. m x 12 / r; NaN when r < min_reported_months."""
+    E: np.ndarray
+    """Rigid expenditure over m-11 .. m, yuan."""
+    I_prev: np.ndarray
+    """I(m-12); NaN when m-12 is before the panel or I(m-12) is undefined."""
+    L: np.ndarray
+    """Monitoring line of the calendar year of each month, yuan per person per year (months,)."""
+    R1: np.ndarray
+    """income_shortfall: I / n < L."""
+    R2: np.ndarray
+    """rigid_expenditure: E > rigid_expense_ratio x I_prev and (I - E) / n < L."""
+    R3: np.ndarray
+    """income_drop: I < (1 - income_drop_share) x I_prev and I / n < income_drop_band x L."""
+    triggered: np.ndarray
+    """Any rule fires."""
+    risk_type: np.ndarray
+    """Code of the reported rule (priority R2, R3, R1) or :data:`NO_RISK` (int8); names in RISK_TYPE_NAMES."""
+    margin: np.ndarray
+    """Rule-baseline margin min(I / n, (I - E) / n) / L; NaN where I is undefined."""
+    under_monitoring: np.ndarray
+    """The panel's monitoring status (same array, not a copy)."""
+    eligible: np.ndarray
+    """Not under monitoring and not triggered: the households rules.md ranks and labels."""
+
+    @property
+    def n_months(self) -> int:
+        return self.r.shape[1]
+
+    @property
+    def last_month(self) -> dt.date:
+        return month_start(month_index(self.first_month) + self.n_months - 1)
+
+    def column(self, month: dt.date) -> int:
+        """Position of ``month`` on the month axis; ValueError when outside the state."""
+        return _column(self.first_month, self.n_months, month)
+
+
+def build_panel(dataset: Dataset, through: dt.date | None = None) -> MonthlyPanel:
+    """Aggregate the dataset into dense household x month arrays, point in time.
+
+    ``through`` (any day of the month; default ``policy.data_end``) is the last
+    month of the panel, and no row dated after it is read: income by ``month``,
+    expenses by ``date``, members by joined/left month, monitoring by
+    identified/eliminated month. Households are those of the households table,
+    sorted by id. Memory is about 20 bytes per household-month (1,000,000 x 48
+    is about 1 GB).
+
+    Raises ValueError when ``through`` is outside data_start .. data_end.
+    """
+    policy = dataset.policy
+    last = policy.data_end if through is None else through.replace(day=1)
+    if not policy.data_start <= last <= policy.data_end:
+        raise ValueError(
+            f"through={format_month(last)} is outside the data "
+            f"({format_month(policy.data_start)} .. {format_month(policy.data_end)})"
+        )
+    first_index = policy.first_month_index
+    n_months = month_index(last) - first_index + 1
+    household_ids = dataset.sql(
+        "SELECT DISTINCT household_id FROM households ORDER BY household_id"
+    ).fetchnumpy()["household_id"]
+    n_households = len(household_ids)
+    window = _Window(first_index=first_index, n_months=n_months, last=last)
+
+    income_fen, reported = _money_by_month(
+        dataset,
+        window,
+        n_households,
+        table="income",
+        day_column="month",
+        fen="round(amount * 100)",
+        condition="TRUE",
+    )
+    categories = ", ".join(f"'{c}'" for c in RIGID_EXPENSE_CATEGORIES)
+    rigid_fen, _ = _money_by_month(
+        dataset,
+        window,
+        n_households,
+        table="expenses",
+        day_column="date",
+        fen="round((amount - reimbursed) * 100)",
+        condition=f"category IN ({categories})",
+    )
+
+    members = _span_counts(dataset, window, n_households, "members", "joined_month", "left_month")
+    size = np.maximum(members, 1).astype(np.int16)
+    del members
+    monitoring = _span_counts(
+        dataset, window, n_households, "monitoring", "identified_month", "eliminated_month"
+    )
+    under_monitoring = monitoring > 0
+
+    return MonthlyPanel(
+        household_ids=household_ids,
+        first_month=policy.data_start,
+        size=size,
+        reported=reported,
+        income=_yuan(income_fen),
+        rigid_expense=_yuan(rigid_fen),
+        under_monitoring=under_monitoring,
+    )
+
+
+def rule_state(panel: MonthlyPanel, policy: Policy) -> RuleState:
+    """Evaluate rules.md at every household and month of ``panel``.
+
+    Months before the panel are not in the data: r(m) counts only panel months,
+    and I_prev(m) is NaN for the first twelve columns. The result at column m
+    depends only on panel columns <= m. Memory is about 38 bytes per
+    household-month (1,000,000 x 48 is about 1.8 GB).
+    """
+    line = np.array([policy.line(m.year) for m in panel.months], dtype=np.float64)
+    shape = panel.size.shape
+    state = {name: np.empty(shape, dtype=dtype) for name, dtype in _STATE_ARRAYS.items()}
+    # Blocks of households keep the many temporaries small enough to stay in cache.
+    for start in range(0, panel.n_households, _ROWS_PER_BLOCK):
+        rows = slice(start, start + _ROWS_PER_BLOCK)
+        block = _evaluate_rules(
+            size=panel.size[rows],
+            reported=panel.reported[rows],
+            income=panel.income[rows],
+            rigid_expense=panel.rigid_expense[rows],
+            under_monitoring=panel.under_monitoring[rows],
+            line=line,
+            params=policy.rules,
+        )
+        for name, values in block.items():
+            state[name][rows] = values
+    return RuleState(
+        household_ids=panel.household_ids,
+        first_month=panel.first_month,
+        L=line,
+        under_monitoring=panel.under_monitoring,
+        **state,
+    )
+
+
+_STATE_ARRAYS: dict[str, type] = {
+    "r": np.int8,
+    "I": np.float64,
+    "E": np.float64,
+    "I_prev": np.float64,
+    "R1": np.bool_,
+    "R2": np.bool_,
+    "R3": np.bool_,
+    "triggered": np.bool_,
+    "risk_type": np.int8,
+    "margin": np.float64,
+    "eligible": np.bool_,
+}
+_ROWS_PER_BLOCK = 8192
+
+
+def _evaluate_rules(
+    *,
+    size: np.ndarray,
+    reported: np.ndarray,
+    income: np.ndarray,
+    rigid_expense: np.ndarray,
+    under_monitoring: np.ndarray,
+    line: np.ndarray,
+    params: RuleParameters,
+) -> dict[str, np.ndarray]:
+    """rules.md on a block of household rows: the arrays of :class:`RuleState` by field name."""
+    r = _trailing_sum(reported.astype(np.int8), WINDOW_MONTHS)
+    income_sum = _trailing_sum(income, WINDOW_MONTHS)
+    income_sum *= WINDOW_MONTHS
+    annual_income = np.full(income.shape, np.nan)
+    np.divide(income_sum, r, out=annual_income, where=r >= params.min_reported_months)
+    rigid = _trailing_sum(rigid_expense, WINDOW_MONTHS)
+    previous_income = np.full(income.shape, np.nan)
+    previous_income[:, WINDOW_MONTHS:] = annual_income[:, :-WINDOW_MONTHS]
+
+    per_capita = annual_income / size
+    after_expense_per_capita = (annual_income - rigid) / size
+    # Comparisons with NaN are False, so a rule with an undefined quantity does not fire.
+    r1 = per_capita < line
+    r2 = (rigid > params.rigid_expense_ratio * previous_income) & (after_expense_per_capita < line)
+    r3 = (annual_income < (1.0 - params.income_drop_share) * previous_income) & (
+        per_capita < params.income_drop_band * line
+    )
+    triggered = r1 | r2 | r3
+    risk_type = np.full(income.shape, NO_RISK, dtype=np.int8)
+    # Lowest priority first, so higher-priority rules overwrite: R2 > R3 > R1.
+    risk_type[r1] = INCOME_SHORTFALL
+    risk_type[r3] = INCOME_DROP
+    risk_type[r2] = RIGID_EXPENDITURE
+    margin = np.minimum(per_capita, after_expense_per_capita)
+    margin /= line
+    return {
+        "r": r,
+        "I": annual_income,
+        "E": rigid,
+        "I_prev": previous_income,
+        "R1": r1,
+        "R2": r2,
+        "R3": r3,
+        "triggered": triggered,
+        "risk_type": risk_type,
+        "margin": margin,
+        "eligible": ~under_monitoring & ~triggered,
+    }
+
+
+def labels_frame(dataset: Dataset, as_of: dt.date, horizon: int = 6) -> pd.DataFrame:
+    """Labels and present rule facts of every household at one as-of month.
+
+    One row per household (sorted by id) with the columns of
+    :data:`LABEL_COLUMNS`:
+
+    - present at t, from rows dated <= t only: ``eligible``,
+      ``under_monitoring``, ``triggered_now``, ``triggered_rule`` (risk_type
+      at t or null), ``margin`` (rule-baseline margin, NaN where I(t) is
+      undefined);
+    - future, t+1 .. t+H: ``label`` (nullable Int8: null when not eligible or
+      t+H > data_end), ``lead_time_months`` (first firing month minus t, null
+      unless label is 1), ``first_rule`` (risk_type at that first firing).
+
+    Raises ValueError when ``as_of`` is outside the data or ``horizon`` < 1. A
+    horizon that runs past data_end is not an error: labels are then null and
+    the present columns remain, for audits of eligibility alone.
+    """
+    return labels_for_months(dataset, [as_of], horizon)
+
+
+def labels_for_months(dataset: Dataset, as_of_months: Sequence[dt.date], horizon: int = 6) -> pd.DataFrame:
+    """:func:`labels_frame` for many as-of months from one panel, stacked in the given order.
+
+    The panel and rule state are built once through data_end; each as-of
+    month then reads its present columns at t and its label from t+1 .. t+H
+    (see the module docstring for why the present columns cannot see the
+    future).
+    """
+    if horizon < 1:
+        raise ValueError(f"horizon must be at least 1 month, got {horizon}")
+    policy = dataset.policy
+    months = [m.replace(day=1) for m in as_of_months]
+    outside = [format_month(m) for m in months if not policy.data_start <= m <= policy.data_end]
+    if outside:
+        raise ValueError(
+            f"as-of month(s) {', '.join(outside)} outside the data "
+            f"({format_month(policy.data_start)} .. {format_month(policy.data_end)})"
+        )
+    state = rule_state(build_panel(dataset), policy)
+    frames = [_labels_at(state, month, horizon) for month in months]
+    if not frames:
+        return _labels_at(state, policy.data_start, horizon).iloc[0:0]
+    return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+
+
+def label_defined(policy: Policy, as_of: dt.date, horizon: int) -> bool:
+    """True when t+H <= data_end, i.e. the labels at ``as_of`` are known."""
+    return month_index(as_of) + horizon <= policy.last_month_index
+
+
+def risk_type_categorical(codes: np.ndarray) -> pd.Categorical:
+    """risk_type codes as a pandas Categorical of their names; :data:`NO_RISK` becomes null."""
+    return pd.Categorical.from_codes(codes.astype(np.int64), categories=list(RISK_TYPE_NAMES))
+
+
+def _labels_at(state: RuleState, as_of: dt.date, horizon: int) -> pd.DataFrame:
+    t = state.column(as_of)
+    n = len(state.household_ids)
+    eligible = state.eligible[:, t]
+    triggered_now = state.triggered[:, t]
+
+    label = np.zeros(n, dtype=np.int8)
+    label_missing = np.ones(n, dtype=bool)
+    lead = np.zeros(n, dtype=np.int16)
+    lead_missing = np.ones(n, dtype=bool)
+    first_rule = np.full(n, NO_RISK, dtype=np.int8)
+    if t + horizon < state.n_months:
+        future = state.triggered[:, t + 1 : t + horizon + 1]
+        fires = future.any(axis=1) & eligible
+        first_offset = np.argmax(future, axis=1)  # first True; 0 when none, masked by `fires`
+        label[fires] = 1
+        label_missing = ~eligible
+        lead[fires] = first_offset[fires] + 1
+        lead_missing = ~fires
+        rows = np.flatnonzero(fires)
+        first_rule[rows] = state.risk_type[rows, t + 1 + first_offset[rows]]
+
+    return pd.DataFrame(
+        {
+            "household_id": state.household_ids,
+            "as_of": pd.Series(np.full(n, np.datetime64(as_of, "ns"))),
+            "eligible": eligible,
+            "under_monitoring": state.under_monitoring[:, t],
+            "triggered_now": triggered_now,
+            "triggered_rule": risk_type_categorical(state.risk_type[:, t]),
+            "margin": state.margin[:, t],
+            "label": pd.arrays.IntegerArray(label, label_missing),
+            "lead_time_months": pd.arrays.IntegerArray(lead, lead_missing),
+            "first_rule": risk_type_categorical(first_rule),
+        },
+        columns=list(LABEL_COLUMNS),
+    )
+
+
+@dataclass(frozen=True)
+class _Window:
+    first_index: int
+    n_months: int
+    last: dt.date
+
+    @property
+    def first(self) -> dt.date:
+        return month_start(self.first_index)
+
+    @property
+    def after_last(self) -> dt.date:
+        return month_start(month_index(self.last) + 1)
+
+    def relative_month_sql(self, column: str) -> str:
+        return f"(year({column}) * 12 + month({column}) - 1 - {self.first_index})"
+
+
+_ROWS_PER_BATCH = 1 << 20
+
+# Household row positions in the sorted order of build_panel's household_ids
+# (same ORDER BY, so the same collation).
+_HOUSEHOLD_POSITIONS = (
+    "household_position AS (SELECT household_id, "
+    "CAST(row_number() OVER (ORDER BY household_id) - 1 AS BIGINT) AS h "
+    "FROM (SELECT DISTINCT household_id FROM households))"
+)
+
+
+def _money_by_month(
+    dataset: Dataset,
+    window: _Window,
+    n_households: int,
+    *,
+    table: str,
+    day_column: str,
+    fen: str,
+    condition: str,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Total per (household, month) of a dated money table in whole fen, and which cells had a row.
+
+    Rows stream from DuckDB in batches and are added with np.add.at: memory stays
+    at the two dense arrays, and sums of integers do not depend on the order in
+    which DuckDB's threads deliver rows, so a rerun gives identical totals.
+    """
+    query = f"""
+        WITH {_HOUSEHOLD_POSITIONS}
+        SELECT household_position.h * {window.n_months} + {window.relative_month_sql(f't."{day_column}"')}
+                   AS cell,
+               CAST({fen} AS BIGINT) AS fen
+        FROM {table} AS t JOIN household_position USING (household_id)
+        WHERE t."{day_column}" >= DATE '{window.first.isoformat()}'
+          AND t."{day_column}" < DATE '{window.after_last.isoformat()}'
+          AND {condition}
+    """
+    totals = np.zeros((n_households, window.n_months), dtype=np.int64)
+    seen = np.zeros((n_households, window.n_months), dtype=bool)
+    flat_totals, flat_seen = totals.reshape(-1), seen.reshape(-1)
+    for batch in dataset.sql(query).to_arrow_reader(_ROWS_PER_BATCH):
+        cells = batch.column(0).to_numpy()
+        np.add.at(flat_totals, cells, batch.column(1).to_numpy())
+        flat_seen[cells] = True
+    return totals, seen
+
+
+def _yuan(fen: np.ndarray) -> np.ndarray:
+    yuan = fen.astype(np.float64)
+    yuan /= 100.0
+    return yuan
+
+
+def _span_counts(
+    dataset: Dataset, window: _Window, n_households: int, table: str, start_column: str, end_column: str
+) -> np.ndarray:
+    """Rows whose span [start, end) covers each household-month; a null start is "before the data",
+    a null end "still open". Counted with +1/-1 steps and a cumulative sum so it stays linear in rows."""
+    width = window.n_months + 1
+    start = window.relative_month_sql(f't."{start_column}"')
+    end = window.relative_month_sql(f't."{end_column}"')
+    query = f"""
+        WITH {_HOUSEHOLD_POSITIONS},
+        spans AS (
+            SELECT household_position.h AS h,
+                   greatest(coalesce({start}, 0), 0) AS s,
+                   least(coalesce({end}, {window.n_months}), {window.n_months}) AS e
+            FROM {table} AS t JOIN household_position USING (household_id)
+        ),
+        covering AS (SELECT h, s, e FROM spans WHERE s < e)
+        SELECT cell, CAST(sum(step) AS INTEGER) AS step FROM (
+            SELECT h * {width} + s AS cell, 1 AS step FROM covering
+            UNION ALL
+            SELECT h * {width} + e AS cell, -1 AS step FROM covering
+        ) GROUP BY cell
+    """
+    result = dataset.sql(query).fetchnumpy()
+    steps = np.zeros((n_households, width), dtype=np.int32)
+    steps.reshape(-1)[np.asarray(result["cell"], dtype=np.int64)] = result["step"]
+    return np.cumsum(steps, axis=1, dtype=np.int32)[:, : window.n_months]
+
+
+def _trailing_sum(values: np.ndarray, window: int) -> np.ndarray:
+    """Sum over columns m-window+1 .. m (those inside the array), same dtype as ``values``.
+
+    Added lag by lag rather than by cumulative sums, so each cell is the plain
+    sum of its own window: no rounding carried over from earlier months, and a
+    column's value does not depend on how long the panel is.
+    """
+    total = values.copy()
+    for lag in range(1, min(window, values.shape[1])):
+        total[:, lag:] += values[:, :-lag]
+    return total
+
+
+def _column(first_month: dt.date, n_months: int, month: dt.date) -> int:
+    position = month_index(month) - month_index(first_month)
+    if not 0 <= position < n_months:
+        last = month_start(month_index(first_month) + n_months - 1)
+        raise ValueError(
+            f"{format_month(month)} is outside the months {format_month(first_month)} .. {format_month(last)}"
+        )
+    return position
