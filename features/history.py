@@ -1,0 +1,922 @@
+"""Point-in-time household features: one row per household at an as-of month t.
+
+:func:`build_features` reads a :class:`~.dataset.Dataset` and returns the
+columns of :data:`~.catalogue.FEATURE_CATALOGUE`, computed only from rows dated
+up to the end of month t:
+
+- monthly tables (income, employment, loan_status) by ``month`` <= t;
+- bills and events by ``date`` <= the last day of t;
+- members count from ``joined_month`` <= t and stop at ``left_month`` <= t;
+- a loan exists from its ``issued_month``; assistance from its ``start_month``,
+  and an ``end_month`` after t reads as "still running at t"; monitoring rows
+  count from ``identified_month``, and an ``eliminated_month`` after t reads as
+  "not eliminated yet" (what the county knew at t).
+
+Each table is aggregated in one DuckDB pass grouped by household (income and
+events by household and source or kind, spread into columns with numpy), with
+``FILTER`` clauses for the windows (k = months before t, 0 = the as-of month),
+so a million households stay in SQL. Total income and the rule quantities (I,
+E, n, margin) come from the panel of :mod:`.rules`, so they mean exactly what
+the monitoring rules mean. Finished features go straight into one float32
+block; only the final table is a pandas frame.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .catalogue import (
+    EDUCATION_CODES,
+    FEATURE_NAMES,
+    RISK_TYPE_CODES,
+    SHOCK_KINDS,
+    TERRAIN_CODES,
+    VILLAGE_SHOCK_KINDS,
+    WINDOWS,
+)
+from .contract import (
+    ASSISTANCE_MEASURES,
+    EMPLOYED_STATUSES,
+    EMPLOYMENT_STATUSES,
+    EVENT_KINDS,
+    EXPENSE_CATEGORIES,
+    INCOME_SOURCES,
+    format_month,
+    month_index,
+    month_start,
+)
+from .dataset import Dataset
+from .rules import MonthlyPanel, build_panel, rule_state
+
+Columns = dict[str, np.ndarray]
+
+WORKING_AGE = (16, 64)
+ELDER_AGE = 65
+SCHOOL_AGE = (6, 22)
+LOCAL_WORK_STATUSES = ("local_wage", "public_welfare_post", "self_employed")
+WAGE_SOURCES = ("wage_local", "wage_migrant")
+TRANSFER_SOURCES = ("transfer_dibao", "transfer_pension", "transfer_subsidy", "transfer_other")
+LOAN_DUE_SOON_MONTHS = 6
+PROJECTION_MONTHS = 6
+HISTORY_MONTHS = 24
+"""Income windows reach back to t-23 (last 12 months and the 12 before them)."""
+
+
+@dataclass(frozen=True)
+class _Clock:
+    """The as-of month and the SQL fragments that place rows relative to it."""
+
+    as_of: dt.date
+    first_index: int
+    """Month index of policy.data_start: months before it are not in the records."""
+    households: int
+    """Distinct households of the households table: the rows of every feature column."""
+
+    @property
+    def t(self) -> int:
+        return month_index(self.as_of)
+
+    @property
+    def months_on_record(self) -> int:
+        return self.t - self.first_index + 1
+
+    def on_record(self, k: int) -> bool:
+        """Whether the month k months before t lies inside the records."""
+        return self.t - k >= self.first_index
+
+    def month_of(self, column: str) -> str:
+        return f"(year({column}) * 12 + month({column}) - 1)"
+
+    def months_before(self, column: str) -> str:
+        """k: how many months before t the row's month or date falls (0 = the as-of month)."""
+        return f"({self.t} - {self.month_of(column)})"
+
+    def upto(self, column: str) -> str:
+        """The row is dated in or before the as-of month."""
+        return f"{column} < DATE '{month_start(self.t + 1).isoformat()}'"
+
+    def since(self, column: str, k: int) -> str:
+        """The row is dated in or after the month k months before t."""
+        return f"{column} >= DATE '{month_start(self.t - k).isoformat()}'"
+
+
+def build_features(dataset: Dataset, as_of: dt.date, timings: dict[str, float] | None = None) -> pd.DataFrame:
+    """Feature table of every household at ``as_of`` (any day of the month).
+
+    One row per household of the households table, sorted by household_id,
+    with the column ``household_id`` followed by :data:`~.catalogue.FEATURE_NAMES`
+    as float32 (NaN where a value cannot be known at ``as_of``). Raises
+    ValueError when ``as_of`` lies outside data_start .. data_end.
+
+    ``timings``, when given, receives the seconds spent in each stage (for benchmarks).
+    """
+    policy = dataset.policy
+    as_of = as_of.replace(day=1)
+    if not policy.data_start <= as_of <= policy.data_end:
+        raise ValueError(
+            f"as_of {format_month(as_of)} is outside the data "
+            f"({format_month(policy.data_start)} .. {format_month(policy.data_end)})"
+        )
+
+    stopwatch = _Stopwatch(timings)
+    panel = build_panel(dataset, through=as_of)
+    state = rule_state(panel, policy)
+    household_ids = panel.household_ids
+    n = len(household_ids)
+    last = panel.n_months - 1
+    rules = {
+        "n": panel.size[:, last].astype(np.float64),
+        "I": state.I[:, last],
+        "E": state.E[:, last],
+        "I_prev": state.I_prev[:, last],
+        "L": np.full(n, state.L[last]),
+        "margin": state.margin[:, last],
+        "margin_3m_ago": state.margin[:, last - 3] if last >= 3 else np.full(n, np.nan),
+        "margin_12m_ago": state.margin[:, last - 12] if last >= 12 else np.full(n, np.nan),
+        "triggered": state.triggered[:, last].astype(np.float64),
+    }
+    history = _IncomeHistory.from_panel(panel)
+    # The panel and rule state are the largest arrays here: let them go before the SQL passes.
+    del panel, state
+    stopwatch.lap("rules panel and state")
+
+    clock = _Clock(as_of=as_of, first_index=policy.first_month_index, households=n)
+    table = _FeatureTable(n)
+    table.add(_income_total_features(history))
+    parts: tuple[Callable[[Dataset, _Clock], Columns], ...] = (
+        _household_part,
+        _member_part,
+        _income_source_part,
+        _employment_part,
+        _expense_part,
+        _event_part,
+        _loan_part,
+        _assistance_part,
+        _monitoring_part,
+    )
+    for part in parts:
+        stage = part.__name__.strip("_").replace("_part", "").replace("_", " ")
+        table.add(part(dataset, clock), stage)
+        stopwatch.lap(f"{stage} (SQL)")
+
+    table.add(_income_source_features(history, table.take_extras(_is_source_sum)))
+    del history
+    table.add(_derived(table, rules, clock))
+    frame = table.frame(household_ids)
+    stopwatch.lap("derived features and assembly")
+    return frame
+
+
+_FEATURE_POSITION = {name: i for i, name in enumerate(FEATURE_NAMES)}
+
+
+class _FeatureTable:
+    """The float32 feature matrix, filled column by column as the passes finish.
+
+    Writing each finished column straight into one preallocated block keeps
+    peak memory at one float32 table instead of a float64 copy of every column
+    plus the table built from them. Intermediate columns that are not features
+    (their names start with ``_`` or name an income sum) wait in ``extras``.
+    """
+
+    def __init__(self, households: int) -> None:
+        self.households = households
+        self.values = np.empty((len(FEATURE_NAMES), households), dtype=np.float32)
+        self.filled = np.zeros(len(FEATURE_NAMES), dtype=bool)
+        self.extras: Columns = {}
+
+    def add(self, columns: Columns, stage: str = "derived") -> None:
+        for name, values in columns.items():
+            if len(values) != self.households:
+                raise ValueError(
+                    f"households: {len(values)} rows in the {stage} features for "
+                    f"{self.households} distinct household ids; household_id must be unique"
+                )
+            position = _FEATURE_POSITION.get(name)
+            if position is None:
+                self.extras[name] = values
+            else:
+                self.values[position] = values
+                self.filled[position] = True
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        """A feature (as float64) or an intermediate column."""
+        if name in self.extras:
+            return self.extras[name]
+        return self.values[_FEATURE_POSITION[name]].astype(np.float64)
+
+    def take_extras(self, wanted: Callable[[str], bool]) -> Columns:
+        return {name: self.extras.pop(name) for name in [n for n in self.extras if wanted(n)]}
+
+    def frame(self, household_ids: np.ndarray) -> pd.DataFrame:
+        missing = [name for name, done in zip(FEATURE_NAMES, self.filled, strict=True) if not done]
+        if missing:  # a programming error: the catalogue promises a column nobody computed
+            raise RuntimeError(f"features not computed: {', '.join(missing)}")
+        frame = pd.DataFrame(self.values.T, columns=list(FEATURE_NAMES), copy=False)
+        frame.insert(0, "household_id", household_ids)
+        return frame
+
+
+class _Stopwatch:
+    def __init__(self, timings: dict[str, float] | None) -> None:
+        self._timings = timings
+        self._last = time.perf_counter()
+
+    def lap(self, stage: str) -> None:
+        now = time.perf_counter()
+        if self._timings is not None:
+            self._timings[stage] = self._timings.get(stage, 0.0) + now - self._last
+        self._last = now
+
+
+# -- derived columns (numpy, on whole columns) --------------------------------------------------
+
+
+def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
+    """numerator / denominator where the denominator is known and positive, else NaN.
+
+    A share of nothing or of a loss is undefined, not 0 and not infinite.
+    """
+    out = np.full(np.shape(numerator), np.nan)
+    np.divide(numerator, denominator, out=out, where=denominator > 0)  # NaN > 0 is False
+    return out
+
+
+def _village_share(village: np.ndarray, flag: np.ndarray, households: np.ndarray) -> np.ndarray:
+    return (np.bincount(village, weights=flag, minlength=len(households)) / households)[village]
+
+
+def _derived(table: _FeatureTable, rules: Columns, clock: _Clock) -> Columns:
+    """Features that combine tables or use the rule quantities of rules.md at t."""
+    n, income, expense, line = rules["n"], rules["I"], rules["E"], rules["L"]
+    margin = rules["margin"]
+    margin_change_3m = margin - rules["margin_3m_ago"]
+    working_age = table["n_working_age"]
+    employment_months = table["employment_months_12m"]
+    out: Columns = {
+        "income_per_capita_12m": income / n,
+        "income_line_ratio": income / n / line,
+        "rigid_margin_ratio": (income - expense) / n / line,
+        "rule_margin": margin,
+        "rule_margin_change_3m": margin_change_3m,
+        "rule_margin_change_12m": margin - rules["margin_12m_ago"],
+        # Linear continuation of the last quarter's change: the margin moves by
+        # the same amount every 3 months for the next 6.
+        "projected_margin_6m": margin + margin_change_3m * (PROJECTION_MONTHS / 3),
+        "run_rate_margin": (12.0 * table["income_total_mean_3m"] - expense) / n / line,
+        "income_to_prev_income": _ratio(income, rules["I_prev"]),
+        "rigid_expense_to_prev_income": _ratio(expense, rules["I_prev"]),
+        "medical_oop_to_income_12m": _ratio(table["medical_oop_12m"], income),
+        "education_oop_to_income_12m": _ratio(table["education_oop_12m"], income),
+        "loan_balance_to_income": _ratio(table["loan_balance_total"], income),
+        "employment_rate_12m": _ratio(employment_months, table["_records_12m"]),
+        "employment_months_per_member_12m": _ratio(employment_months, working_age),
+        "employment_missing_now": np.maximum(working_age - table["_working_age_reported_now"], 0.0),
+        "dependency_ratio": _ratio(table["n_children"] + table["n_elders"], working_age),
+        "land_per_capita": _ratio(table["cultivated_land_mu"], table["household_size"]),
+        # rows dated before data_start are not records: never count them as more than "all reported"
+        "income_missing_months_12m": np.maximum(
+            min(12, clock.months_on_record) - table["income_reported_months_12m"], 0.0
+        ),
+        "migrants_change_12m": table["migrants_now"] - table["migrants_year_ago"],
+    }
+    rate_prev = _ratio(table["_employed_prev_12m"], table["_records_prev_12m"])
+    out["employment_rate_change_12m"] = out["employment_rate_12m"] - rate_prev
+
+    village = table["_village_index"].astype(np.int64)
+    households = np.bincount(village).astype(np.float64)
+    out["village_households"] = households[village]
+    for kind in (*VILLAGE_SHOCK_KINDS, "any_shock"):
+        for w in (3, 12):
+            flag = table[f"_hit_{kind}_{w}m"]
+            out[f"village_share_{kind}_{w}m"] = _village_share(village, flag, households)
+    out["village_share_under_monitoring"] = _village_share(village, table["under_monitoring_now"], households)
+    out["village_share_triggered"] = _village_share(village, rules["triggered"], households)
+    return out
+
+
+# -- one DuckDB pass per table ------------------------------------------------------------------
+
+
+def _fetch(dataset: Dataset, aggregate: str, select: str) -> Columns:
+    """Run ``aggregate`` (a query with one row per household_id) left-joined onto every household.
+
+    ``select`` lists the output expressions over the aggregate's columns; the
+    result follows build_panel's household order (ORDER BY household_id).
+    """
+    query = f"""
+        WITH agg AS ({aggregate})
+        SELECT {select}
+        FROM (SELECT DISTINCT household_id FROM households) AS h
+        LEFT JOIN agg USING (household_id)
+        ORDER BY h.household_id
+    """
+    result = dataset.sql(query).fetchnumpy()
+    return {name: _as_float(values) for name, values in result.items()}
+
+
+def _as_float(values: np.ndarray) -> np.ndarray:
+    if isinstance(values, np.ma.MaskedArray):
+        return values.astype(np.float64).filled(np.nan)
+    return np.asarray(values, dtype=np.float64)
+
+
+def _zero(column: str) -> str:
+    """A count or amount where "no rows" is a real zero."""
+    return f'coalesce("{column}", 0) AS "{column}"'
+
+
+def _keep(column: str) -> str:
+    return f'"{column}"'
+
+
+def _code_case(column: str, codes: dict[str, int]) -> str:
+    whens = " ".join(f"WHEN '{value}' THEN {code}" for value, code in codes.items())
+    return f"CASE {column} {whens} END"
+
+
+def _household_part(dataset: Dataset, clock: _Clock) -> Columns:
+    year = clock.as_of.year
+    query = f"""
+        SELECT
+            CAST(registered_poor AS DOUBLE) AS registered_poor,
+            -- an escape declared after t was not known at t
+            CASE WHEN escape_year <= {year} THEN {year} - escape_year END AS years_since_escape,
+            CAST(relocated AS DOUBLE) AS relocated,
+            CAST(housing_safe AS DOUBLE) AS housing_safe,
+            cultivated_land_mu,
+            {_code_case("terrain", TERRAIN_CODES)} AS terrain_code,
+            dense_rank() OVER (ORDER BY village_code) - 1 AS _village_index
+        FROM households
+        ORDER BY household_id
+    """
+    result = dataset.sql(query).fetchnumpy()
+    return {name: _as_float(values) for name, values in result.items()}
+
+
+def _member_part(dataset: Dataset, clock: _Clock) -> Columns:
+    year = clock.as_of.year
+    lo_work, hi_work = WORKING_AGE
+    lo_school, hi_school = SCHOOL_AGE
+    current = f"(left_month IS NULL OR NOT {clock.upto('left_month')})"
+    head = f"{current} AND relation = 'head'"
+    working = f"{current} AND age BETWEEN {lo_work} AND {hi_work}"
+    aggregate = f"""
+        WITH certified AS (
+            -- the latest certified grade up to t; on the same day the most severe one
+            SELECT member_id,
+                   arg_max(value, (date - DATE '1970-01-01') * 10 + (5 - value)) AS grade
+            FROM events
+            WHERE kind = 'disability_certified' AND member_id IS NOT NULL
+              AND value BETWEEN 0 AND 4 AND {clock.upto("date")}
+            GROUP BY member_id
+        ),
+        diagnosed AS (
+            SELECT DISTINCT member_id FROM events
+            WHERE kind = 'chronic_illness' AND member_id IS NOT NULL AND {clock.upto("date")}
+        ),
+        m AS (
+            SELECT m.household_id, m.relation, m.sex, m.labor_capacity, m.medical_insurance,
+                   m.joined_month, m.left_month,
+                   {year} - m.birth_year AS age,
+                   {_code_case("m.education", EDUCATION_CODES)} AS education_code,
+                   round(coalesce(certified.grade, m.disability_grade)) AS grade,
+                   m.chronic_disease OR diagnosed.member_id IS NOT NULL AS chronic
+            FROM members AS m
+            LEFT JOIN certified USING (member_id)
+            LEFT JOIN diagnosed USING (member_id)
+            WHERE m.joined_month IS NULL OR {clock.upto("m.joined_month")}
+        )
+        SELECT household_id,
+            count(*) FILTER (WHERE {current}) AS household_size,
+            count(*) FILTER (WHERE {working}) AS n_working_age,
+            count(*) FILTER (WHERE {current} AND age >= {ELDER_AGE}) AS n_elders,
+            count(*) FILTER (WHERE {current} AND age < {lo_work}) AS n_children,
+            count(*) FILTER (WHERE {current} AND labor_capacity = 'full') AS n_full_labor,
+            count(*) FILTER (WHERE {current} AND labor_capacity IN ('weak', 'none')) AS n_weak_or_no_labor,
+            max(age) FILTER (WHERE {head}) AS head_age,
+            max(CASE WHEN sex = 'f' THEN 1 ELSE 0 END) FILTER (WHERE {head}) AS head_female,
+            count(*) FILTER (WHERE {current} AND NOT medical_insurance) AS n_uninsured,
+            count(*) FILTER (WHERE left_month IS NOT NULL AND {clock.upto("left_month")}
+                                   AND {clock.since("left_month", 11)}) AS members_left_12m,
+            count(*) FILTER (WHERE joined_month IS NOT NULL AND {clock.since("joined_month", 11)})
+                AS members_joined_12m,
+            count(*) FILTER (WHERE {current} AND chronic) AS n_chronic,
+            count(*) FILTER (WHERE {current} AND grade >= 1) AS n_disabled,
+            count(*) FILTER (WHERE {current} AND grade IN (1, 2)) AS n_severely_disabled,
+            max(5 - grade) FILTER (WHERE {current} AND grade >= 1) AS disability_severity_max,
+            count(*) FILTER (WHERE {current} AND age BETWEEN {lo_school} AND {hi_school}) AS n_school_age,
+            max(education_code) FILTER (WHERE {head}) AS head_education_code,
+            max(education_code) FILTER (WHERE {current}) AS max_education_code
+        FROM m GROUP BY household_id
+    """
+    counts = [
+        "household_size",
+        "n_working_age",
+        "n_elders",
+        "n_children",
+        "n_full_labor",
+        "n_weak_or_no_labor",
+        "n_uninsured",
+        "members_left_12m",
+        "members_joined_12m",
+        "n_chronic",
+        "n_disabled",
+        "n_severely_disabled",
+        "disability_severity_max",
+        "n_school_age",
+    ]
+    unknown_without_head = ["head_age", "head_female", "head_education_code", "max_education_code"]
+    select = ", ".join([*map(_zero, counts), *map(_keep, unknown_without_head)])
+    return _fetch(dataset, aggregate, select)
+
+
+def _income_source_part(dataset: Dataset, clock: _Clock) -> Columns:
+    """Per-source sums over the income windows; the statistics are formed in :func:`_income_features`.
+
+    Rows are unique per (household, month, source), so one pass grouped by
+    (household, source) gives every sum. Grouping by household-month instead
+    would build a hash table of every household-month, several times slower
+    at scale. The sources become columns in numpy.
+    """
+    k = clock.months_before("month")
+    first_on_record = max(clock.t - (HISTORY_MONTHS - 1), clock.first_index)
+    sums = {
+        "s3": "sum(amount) FILTER (WHERE k < 3)",
+        "s6": "sum(amount) FILTER (WHERE k < 6)",
+        "s12": "sum(amount) FILTER (WHERE k < 12)",
+        "sprev": "sum(amount) FILTER (WHERE k >= 12)",
+        "sq12": "sum(amount * amount) FILTER (WHERE k < 12)",
+        "kx12": "sum(amount * k) FILTER (WHERE k < 12)",
+    }
+    query = f"""
+        SELECT household_id, source, {", ".join(f"{sql} AS {name}" for name, sql in sums.items())}
+        FROM (
+            SELECT household_id, source, amount, {k} AS k FROM income
+            WHERE {clock.upto("month")} AND month >= DATE '{month_start(first_on_record).isoformat()}'
+        )
+        GROUP BY household_id, source
+    """
+    spread = _by_household_and_key(dataset, clock, query, "source", INCOME_SOURCES, list(sums))
+    return {
+        f"{source}_{name}": spread[name][:, i] for name in sums for i, source in enumerate(INCOME_SOURCES)
+    }
+
+
+def _by_household_and_key(
+    dataset: Dataset, clock: _Clock, query: str, key: str, keys: tuple[str, ...], values: list[str]
+) -> dict[str, np.ndarray]:
+    """Spread a long result (one row per household and key) into (households, keys) arrays.
+
+    Households follow build_panel's order; a value absent from the result, or
+    NULL in it, is 0.0 (callers use this for counts and sums only) unless it is
+    named in ``values`` with a ``!nan`` suffix, which keeps absence as NaN.
+    """
+    names = [value.removesuffix("!nan") for value in values]
+    positions = """
+        SELECT household_id, CAST(row_number() OVER (ORDER BY household_id) - 1 AS BIGINT) AS _h
+        FROM (SELECT DISTINCT household_id FROM households)
+    """
+    key_codes = f"list_position({list(keys)}, long.{key}) - 1"
+    result = dataset.sql(
+        f"""
+        WITH long AS ({query}), positions AS ({positions})
+        SELECT positions._h, {key_codes} AS _key, {", ".join(f"long.{name}" for name in names)}
+        FROM long JOIN positions USING (household_id)
+        """
+    ).fetchnumpy()
+    rows = np.asarray(result["_h"], dtype=np.int64)
+    cols = np.asarray(result["_key"], dtype=np.int64)
+    spread: dict[str, np.ndarray] = {}
+    for value, name in zip(values, names, strict=True):
+        absent = np.nan if value.endswith("!nan") else 0.0
+        array = np.full((clock.households, len(keys)), absent)
+        array[rows, cols] = np.ma.filled(np.ma.asarray(result[name], dtype=np.float64), absent)
+        spread[name] = array
+    return spread
+
+
+@dataclass(frozen=True)
+class _Window:
+    """Moments of one look-back window k in [lo, hi) over each household's reported months."""
+
+    n: np.ndarray
+    """Reported months in the window."""
+    k_sum: np.ndarray
+    k_square_sum: np.ndarray
+
+    @classmethod
+    def of(cls, reported: np.ndarray, lo: int, hi: int) -> _Window:
+        k = np.arange(lo, hi, dtype=np.float64)
+        mask = reported[:, lo:hi]
+        return cls(n=mask.sum(axis=1).astype(np.float64), k_sum=mask @ k, k_square_sum=mask @ (k * k))
+
+    def mean(self, total: np.ndarray) -> np.ndarray:
+        return _ratio(total, self.n)
+
+    def std(self, total: np.ndarray, square_sum: np.ndarray) -> np.ndarray:
+        """Sample standard deviation from sums; NaN with fewer than two months."""
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = total / self.n
+            variance = (square_sum - total * mean) / (self.n - 1)
+        # Summed squares cancel to rounding noise for a steady source: that is no variation.
+        variance[variance <= 1e-12 * mean * mean] = 0.0
+        variance[self.n < 2] = np.nan
+        return np.sqrt(variance)
+
+    def slope(self, total: np.ndarray, k_weighted_sum: np.ndarray) -> np.ndarray:
+        """Least-squares change per month forward in time; NaN with fewer than two months."""
+        with np.errstate(invalid="ignore", divide="ignore"):
+            spread = self.k_square_sum - self.k_sum * self.k_sum / self.n
+            # time runs opposite to k (k counts months back from t)
+            slope = (self.k_sum * total / self.n - k_weighted_sum) / spread
+        slope[self.n < 2] = np.nan
+        return slope
+
+
+@dataclass(frozen=True, eq=False)
+class _IncomeHistory:
+    """The last 24 months of the rules panel's income, newest first: column k is k months before t.
+
+    Months before the records stay unreported (income 0, reported False).
+    """
+
+    reported: np.ndarray
+    income: np.ndarray
+    months_since_report: np.ndarray
+    """Since the latest reported month of the whole panel; NaN if none."""
+
+    @classmethod
+    def from_panel(cls, panel: MonthlyPanel) -> _IncomeHistory:
+        last = panel.n_months - 1
+        depth = min(HISTORY_MONTHS, panel.n_months)
+        reported = np.zeros((panel.n_households, HISTORY_MONTHS), dtype=bool)
+        income = np.zeros((panel.n_households, HISTORY_MONTHS))
+        reported[:, :depth] = panel.reported[:, last - depth + 1 :][:, ::-1]
+        income[:, :depth] = panel.income[:, last - depth + 1 :][:, ::-1]
+        ever = panel.reported.any(axis=1)
+        since = np.argmax(panel.reported[:, ::-1], axis=1).astype(np.float64)
+        return cls(reported=reported, income=income, months_since_report=np.where(ever, since, np.nan))
+
+    def window(self, lo: int, hi: int) -> _Window:
+        return _Window.of(self.reported, lo, hi)
+
+    def total(self, lo: int, hi: int) -> np.ndarray:
+        return self.income[:, lo:hi].sum(axis=1)
+
+    def mean(self, lo: int, hi: int) -> np.ndarray:
+        return _ratio(self.total(lo, hi), self.reported[:, lo:hi].sum(axis=1).astype(np.float64))
+
+
+def _income_total_features(history: _IncomeHistory) -> Columns:
+    """Level, trend and volatility of total income; windows count only reported months
+    (data-contract.md: a month without income rows is not reported, not zero)."""
+    out: Columns = {f"income_total_mean_{w}m": history.mean(0, w) for w in WINDOWS}
+    year = history.window(0, 12)
+    k = np.arange(12, dtype=np.float64)
+    income, reported = history.income, history.reported
+    out["income_total_yoy_change_3m"] = history.mean(0, 3) - history.mean(12, 15)
+    out["income_total_yoy_change_12m"] = history.mean(0, 12) - history.mean(12, 24)
+    out["income_total_change_3m"] = history.mean(0, 3) - history.mean(3, 6)
+    out["income_total_slope_6m"] = history.window(0, 6).slope(history.total(0, 6), income[:, :6] @ k[:6])
+    out["income_total_slope_12m"] = year.slope(history.total(0, 12), income[:, :12] @ k)
+    # Two passes (deviations from the mean) keep a steady income's spread exactly zero.
+    year_mean = out["income_total_mean_12m"]
+    deviation = np.where(reported[:, :12], income[:, :12] - year_mean[:, None], 0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        std = np.sqrt((deviation * deviation).sum(axis=1) / (year.n - 1))
+    std[year.n < 2] = np.nan
+    out["income_total_std_12m"] = std
+    out["income_total_cv_12m"] = _ratio(std, np.abs(year_mean))
+    lowest = np.where(reported[:, :12], income[:, :12], np.inf).min(axis=1)
+    out["income_total_min_12m"] = np.where(np.isinf(lowest), np.nan, lowest)
+    out["income_reported_months_3m"] = reported[:, :3].sum(axis=1).astype(np.float64)
+    out["income_reported_months_12m"] = year.n
+    out["income_months_since_report"] = history.months_since_report
+    return out
+
+
+def _is_source_sum(name: str) -> bool:
+    return name.startswith(INCOME_SOURCES)
+
+
+def _income_source_features(history: _IncomeHistory, sums: Columns) -> Columns:
+    """Level, trend and volatility of each income source from the per-source window sums."""
+    windows = {w: history.window(0, w) for w in WINDOWS}
+    year, previous = windows[12], history.window(12, 24)
+    out: Columns = {}
+    for source in INCOME_SOURCES:
+        total = sums[f"{source}_s12"]
+        for w in WINDOWS:
+            out[f"income_{source}_mean_{w}m"] = windows[w].mean(sums[f"{source}_s{w}"])
+        out[f"income_{source}_slope_12m"] = year.slope(total, sums[f"{source}_kx12"])
+        out[f"income_{source}_std_12m"] = year.std(total, sums[f"{source}_sq12"])
+        out[f"income_{source}_yoy_change_12m"] = year.mean(total) - previous.mean(sums[f"{source}_sprev"])
+    year_total = history.total(0, 12)
+    out["income_wage_share_12m"] = _ratio(sum(sums[f"{s}_s12"] for s in WAGE_SOURCES), year_total)
+    out["income_transfer_share_12m"] = _ratio(sum(sums[f"{s}_s12"] for s in TRANSFER_SOURCES), year_total)
+    return out
+
+
+def _employment_part(dataset: Dataset, clock: _Clock) -> Columns:
+    """Employment counts per household: each member's months count for the household while a member.
+
+    Counting per member first and joining the few million member totals to
+    their households is several times faster than joining every status row.
+    Only the few members who joined or left inside the window (t-23 .. t) have
+    their rows checked month by month against their membership.
+    """
+    lo_work, hi_work = WORKING_AGE
+
+    def status_is(*statuses: str) -> str:
+        # integer codes: tens of millions of rows are compared many times over
+        return f"code IN ({', '.join(str(EMPLOYMENT_STATUSES.index(s) + 1) for s in statuses)})"
+
+    employed = status_is(*EMPLOYED_STATUSES)
+    counts = {
+        "employment_months_12m": f"k < 12 AND {employed}",
+        "employment_months_3m": f"k < 3 AND {employed}",
+        "_records_12m": "k < 12",
+        "_employed_prev_12m": f"k >= 12 AND {employed}",
+        "_records_prev_12m": "k >= 12",
+        "_reported_now": "k = 0",
+        "migrants_now": f"k = 0 AND {status_is('migrant')}",
+        "migrants_year_ago": f"k = 12 AND {status_is('migrant')}",
+        "local_workers_now": f"k = 0 AND {status_is(*LOCAL_WORK_STATUSES)}",
+        "public_welfare_post_now": f"k = 0 AND {status_is('public_welfare_post')}",
+        "farming_now": f"k = 0 AND {status_is('farming')}",
+        "unemployed_now": f"k = 0 AND {status_is('unemployed')}",
+        "students_now": f"k = 0 AND {status_is('student')}",
+        "unemployed_months_12m": f"k < 12 AND {status_is('unemployed')}",
+    }
+    per_member = ", ".join(
+        f"count(*) FILTER (WHERE {condition}) AS {name}" for name, condition in counts.items()
+    )
+    window_start = month_start(clock.t - (HISTORY_MONTHS - 1)).isoformat()
+    aggregate = f"""
+        WITH status AS (
+            SELECT member_id, month, {clock.months_before("month")} AS k,
+                   list_position({list(EMPLOYMENT_STATUSES)}, status) AS code
+            FROM employment
+            WHERE {clock.upto("month")} AND {clock.since("month", HISTORY_MONTHS - 1)}
+        ),
+        movers AS (
+            SELECT member_id, joined_month, left_month FROM members
+            WHERE joined_month > DATE '{window_start}' OR left_month <= DATE '{clock.as_of.isoformat()}'
+        ),
+        by_member AS (
+            SELECT status.member_id, {per_member}
+            FROM status LEFT JOIN movers ON status.member_id = movers.member_id
+            WHERE movers.member_id IS NULL
+               OR ((joined_month IS NULL OR joined_month <= month)
+                   AND (left_month IS NULL OR left_month > month))
+            GROUP BY status.member_id
+        )
+        SELECT m.household_id,
+            {", ".join(f"sum({name}) AS {name}" for name in counts if name != "_reported_now")},
+            sum(_reported_now) FILTER (
+                WHERE {clock.as_of.year} - m.birth_year BETWEEN {lo_work} AND {hi_work}
+            ) AS _working_age_reported_now
+        FROM by_member JOIN members AS m USING (member_id)
+        GROUP BY m.household_id
+    """
+    names = [name for name in counts if name != "_reported_now"] + ["_working_age_reported_now"]
+    columns = _fetch(dataset, aggregate, ", ".join(map(_zero, names)))
+    if not clock.on_record(12):
+        columns["migrants_year_ago"] = np.full_like(columns["migrants_year_ago"], np.nan)
+    return columns
+
+
+def _expense_part(dataset: Dataset, clock: _Clock) -> Columns:
+    def category_is(*categories: str) -> str:
+        # integer codes: a province has tens of millions of bills
+        return f"code IN ({', '.join(str(EXPENSE_CATEGORIES.index(c) + 1) for c in categories)})"
+
+    medical, education = category_is("medical"), category_is("education")
+    oop: list[tuple[str, str, int]] = [
+        ("medical_oop_3m", medical, 3),
+        ("medical_oop_6m", medical, 6),
+        ("medical_oop_12m", medical, 12),
+        ("medical_oop_24m", medical, 24),
+        ("education_oop_3m", education, 3),
+        ("education_oop_12m", education, 12),
+        ("education_oop_24m", education, 24),
+        ("other_rigid_oop_12m", category_is("disaster", "accident", "funeral"), 12),
+    ]
+    medical_12m = f"{medical} AND k < 12"
+    out_of_pocket = ", ".join(
+        f"sum(amount - reimbursed) FILTER (WHERE {condition} AND k < {w}) AS {name}"
+        for name, condition, w in oop
+    )
+    aggregate = f"""
+        WITH x AS (
+            SELECT household_id, amount, reimbursed, {clock.months_before("date")} AS k,
+                   list_position({list(EXPENSE_CATEGORIES)}, category) AS code
+            FROM expenses
+            WHERE {clock.upto("date")} AND {clock.since("date", HISTORY_MONTHS - 1)}
+        )
+        SELECT household_id,
+            {out_of_pocket},
+            count(*) FILTER (WHERE {medical_12m}) AS medical_bills_12m,
+            CASE WHEN sum(amount) FILTER (WHERE {medical_12m}) > 0
+                 THEN sum(reimbursed) FILTER (WHERE {medical_12m}) / sum(amount) FILTER (WHERE {medical_12m})
+            END AS medical_reimbursed_share_12m
+        FROM x GROUP BY household_id
+    """
+    select = ", ".join(
+        [
+            *(_zero(name) for name, _, _ in oop),
+            _zero("medical_bills_12m"),
+            _keep("medical_reimbursed_share_12m"),
+        ]
+    )
+    return _fetch(dataset, aggregate, select)
+
+
+def _event_part(dataset: Dataset, clock: _Clock) -> Columns:
+    query = f"""
+        SELECT household_id, kind,
+            count(*) FILTER (WHERE k < 3) AS n3,
+            count(*) FILTER (WHERE k < 12) AS n12,
+            min(k) AS since,
+            max(severity) FILTER (WHERE k < 12) AS severity12,
+            sum(value) FILTER (WHERE k < 12) AS value12
+        FROM (
+            SELECT household_id, kind, severity, value, {clock.months_before("date")} AS k
+            FROM events WHERE {clock.upto("date")}
+        )
+        GROUP BY household_id, kind
+    """
+    spread = _by_household_and_key(
+        dataset, clock, query, "kind", EVENT_KINDS, ["n3", "n12", "since!nan", "severity12", "value12"]
+    )
+    column = {kind: i for i, kind in enumerate(EVENT_KINDS)}
+    out: Columns = {}
+    for kind, i in column.items():
+        out[f"events_{kind}_12m"] = spread["n12"][:, i]
+        out[f"months_since_{kind}"] = spread["since"][:, i]
+    out["events_total_3m"] = spread["n3"].sum(axis=1)
+    out["events_total_12m"] = spread["n12"].sum(axis=1)
+    out["event_max_severity_12m"] = spread["severity12"].max(axis=1)
+    out["disaster_loss_12m"] = spread["value12"][:, column["natural_disaster"]]
+    # Flags for the village shock rates; they leave the table once the rates are computed.
+    shocks = [column[kind] for kind in SHOCK_KINDS]
+    for w in (3, 12):
+        counts = spread[f"n{w}"]
+        for kind in VILLAGE_SHOCK_KINDS:
+            out[f"_hit_{kind}_{w}m"] = (counts[:, column[kind]] > 0).astype(np.float64)
+        out[f"_hit_any_shock_{w}m"] = (counts[:, shocks].sum(axis=1) > 0).astype(np.float64)
+    return out
+
+
+def _loan_part(dataset: Dataset, clock: _Clock) -> Columns:
+    t = clock.t
+    aggregate = f"""
+        WITH loan AS (
+            -- a loan issued after t does not exist yet
+            SELECT loan_id, household_id, kind, principal, annual_rate,
+                   {clock.month_of("issued_month")} + term_months AS due,
+                   {clock.months_before("issued_month")} AS issued_k
+            FROM loans WHERE {clock.upto("issued_month")}
+        ),
+        status AS (
+            SELECT loan.household_id, loan.kind, loan.due, loan.annual_rate,
+                   {clock.months_before("s.month")} AS k, s.balance, s.overdue_days
+            FROM loan_status AS s JOIN loan USING (loan_id)
+            WHERE {clock.upto("s.month")} AND {clock.since("s.month", 11)}
+        ),
+        open_now AS (
+            SELECT household_id,
+                count(*) AS loan_count_open,
+                sum(balance) AS loan_balance_total,
+                sum(balance) FILTER (WHERE kind = 'poverty_microcredit') AS loan_balance_microcredit,
+                sum(balance) FILTER (WHERE kind = 'informal') AS loan_balance_informal,
+                min(due - {t}) AS loan_months_to_maturity,
+                sum(balance) FILTER (WHERE due - {t} <= {LOAN_DUE_SOON_MONTHS}) AS loan_balance_due_6m,
+                sum(balance * annual_rate) AS loan_interest_annual
+            FROM status WHERE k = 0 GROUP BY household_id
+        ),
+        overdue_by_month AS (
+            SELECT household_id, k, max(overdue_days) AS overdue FROM status GROUP BY household_id, k
+        ),
+        overdue AS (
+            SELECT household_id,
+                max(overdue) FILTER (WHERE k = 0) AS loan_overdue_days_now,
+                max(overdue) FILTER (WHERE k = 3) AS _overdue_3m_ago,
+                max(overdue) AS loan_overdue_days_max_12m,
+                count(*) FILTER (WHERE overdue > 0) AS loan_overdue_months_12m
+            FROM overdue_by_month GROUP BY household_id
+        ),
+        issued AS (
+            SELECT household_id,
+                count(*) FILTER (WHERE issued_k < 12) AS loans_issued_12m,
+                sum(principal) FILTER (WHERE issued_k < 12) AS loan_principal_issued_12m
+            FROM loan GROUP BY household_id
+        )
+        SELECT * FROM (SELECT DISTINCT household_id FROM loan)
+            LEFT JOIN open_now USING (household_id)
+            LEFT JOIN overdue USING (household_id)
+            LEFT JOIN issued USING (household_id)
+    """
+    amounts = [
+        "loan_count_open",
+        "loan_balance_total",
+        "loan_balance_microcredit",
+        "loan_balance_informal",
+        "loan_balance_due_6m",
+        "loan_interest_annual",
+        "loan_overdue_days_now",
+        "_overdue_3m_ago",
+        "loan_overdue_days_max_12m",
+        "loan_overdue_months_12m",
+        "loans_issued_12m",
+        "loan_principal_issued_12m",
+    ]
+    select = ", ".join([*map(_zero, amounts), _keep("loan_months_to_maturity")])
+    columns = _fetch(dataset, aggregate, select)
+    before = columns.pop("_overdue_3m_ago")
+    columns["loan_overdue_trend_3m"] = (
+        columns["loan_overdue_days_now"] - before if clock.on_record(3) else np.full_like(before, np.nan)
+    )
+    return columns
+
+
+def _assistance_part(dataset: Dataset, clock: _Clock) -> Columns:
+    t = clock.t
+    running = f"(end_index IS NULL OR end_index >= {t})"
+    measures = [
+        f"max(CASE WHEN measure = '{m}' AND {running} THEN 1 ELSE 0 END) AS assist_{m}_now"
+        for m in ASSISTANCE_MEASURES
+    ]
+    measures += [
+        f"sum(monthly_amount) FILTER (WHERE {running}) AS assist_monthly_amount_now",
+        f"count(DISTINCT measure) FILTER (WHERE end_index IS NULL OR end_index >= {t - 11})"
+        " AS assist_measures_12m",
+        f"{t} - max(end_index) FILTER (WHERE end_index < {t}) AS assist_months_since_ended",
+    ]
+    aggregate = f"""
+        WITH a AS (
+            -- an end after t was not known at t: the measure was simply running
+            SELECT household_id, measure, monthly_amount,
+                   CASE WHEN end_month IS NULL OR NOT {clock.upto("end_month")} THEN NULL
+                        ELSE {clock.month_of("end_month")} END AS end_index
+            FROM assistance WHERE {clock.upto("start_month")}
+        )
+        SELECT household_id, {", ".join(measures)} FROM a GROUP BY household_id
+    """
+    counts = [f"assist_{m}_now" for m in ASSISTANCE_MEASURES]
+    counts += ["assist_monthly_amount_now", "assist_measures_12m"]
+    select = ", ".join([*map(_zero, counts), _keep("assist_months_since_ended")])
+    return _fetch(dataset, aggregate, select)
+
+
+def _monitoring_part(dataset: Dataset, clock: _Clock) -> Columns:
+    t = clock.t
+    aggregate = f"""
+        WITH mo AS (
+            -- an elimination after t was not known at t
+            SELECT household_id, {clock.month_of("identified_month")} AS identified,
+                   {_code_case("risk_type", RISK_TYPE_CODES)} AS risk_code,
+                   CASE WHEN eliminated_month IS NULL OR NOT {clock.upto("eliminated_month")} THEN NULL
+                        ELSE {clock.month_of("eliminated_month")} END AS eliminated
+            FROM monitoring WHERE {clock.upto("identified_month")}
+        )
+        SELECT household_id,
+            count(*) AS times_identified,
+            CAST(bool_or(eliminated IS NULL) AS INTEGER) AS under_monitoring_now,
+            {t} - max(identified) AS months_since_identified,
+            {t} - max(eliminated) AS months_since_eliminated,
+            arg_max(risk_code, identified * 10 + risk_code) AS last_risk_type_code
+        FROM mo GROUP BY household_id
+    """
+    select = ", ".join(
+        [
+            _zero("times_identified"),
+            _zero("under_monitoring_now"),
+            _keep("months_since_identified"),
+            _keep("months_since_eliminated"),
+            _zero("last_risk_type_code"),
+        ]
+    )
+    return _fetch(dataset, aggregate, select)
+
+
+def write_feature_table(frame: pd.DataFrame, path: Path) -> None:
+    """Write a feature table as Parquet (``.parquet``) or CSV (``.csv``), creating the folder."""
+    suffix = path.suffix.lower()
+    if suffix not in (".parquet", ".csv"):
+        raise ValueError(
+            f"{path}: the feature table is written as .parquet or .csv, not {suffix or 'no suffix'}"
+        )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if suffix == ".parquet":
+        frame.to_parquet(path, index=False)
+    else:
+        frame.to_csv(path, index=False)
