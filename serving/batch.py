@@ -1,0 +1,357 @@
+"""The quarterly batch job: score a dataset folder and publish the run folder.
+
+    relapse score --data DIR --as-of 2024-06 --model champion --out OUT
+
+``OUT`` receives (outputs.md): ``scores.parquet`` and ``scores.csv`` (one row
+per household), ``rejects.csv`` (every rejected input row), ``visit_lists/``
+(per township HTML and XLSX, and an index) and ``manifest.json``. All of it
+appears at once when the run succeeds (:mod:`serving.outputs`); a folder that
+cannot be used, or a model that cannot be found, stops the job before anything
+is written.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import re
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+import pyarrow.parquet as pq
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+from relapse_risk.features.contract import format_month
+from relapse_risk.features.dataset import Dataset, load_dataset
+from relapse_risk.models.pyfunc import load_risk_model
+
+from relapse_risk import __version__ as package_version
+
+from .config import REGISTRY_MODEL_NAME, RISK_BAND_CUTOFFS
+from .outputs import (
+    MANIFEST_JSON,
+    REJECTS_CSV,
+    SCORES_CSV,
+    SCORES_PARQUET,
+    VISIT_LISTS_DIR,
+    check_output_folder,
+    file_sha256,
+    scores_arrow_table,
+    staged_output,
+    write_manifest,
+    write_rejects_csv,
+    write_scores_csv,
+    write_scores_parquet,
+)
+from .scoring import STATUSES, ExplainScope, ProgressCallback, ScoringModel, rejects_frame, run_scoring
+from .village_context import VILLAGE_CONTEXT_FILE, village_context, write_village_context
+from .visit_lists import township_summaries, write_visit_lists
+
+BATCH_STAGES = ("load", "rules", "features", "score", "rank", "explain", "write")
+"""Stages whose wall time the manifest and the benchmark report."""
+
+AREA_CODE_COLUMNS = ("county_code", "township_code", "village_code")
+
+
+class ModelSpecError(ValueError):
+    """``--model`` names no model the registry holds; the message says what was tried."""
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    """A model ready to score, and the registry facts the outputs record."""
+
+    model: ScoringModel
+    name: str
+    version: str
+    uri: str
+    run_id: str | None = None
+    horizon: int | None = None
+    """Horizon the model was trained for, when its run recorded one."""
+
+
+@dataclass(frozen=True)
+class BatchReport:
+    """What a finished run wrote and how long each stage took."""
+
+    out: Path
+    scores: pd.DataFrame
+    manifest: dict[str, object]
+    seconds: dict[str, float]
+    rejects: int
+    explained: int
+    visit_list_files: tuple[Path, ...] = field(default_factory=tuple)
+
+    @property
+    def households(self) -> int:
+        return len(self.scores)
+
+
+# -- the model ----------------------------------------------------------------------------------
+
+_VERSION = re.compile(r"^\d+$")
+_ALIAS = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
+
+
+def registry_uri(spec: str, registry_name: str = REGISTRY_MODEL_NAME) -> str:
+    """``champion`` -> ``models:/relapse-risk@champion``; ``3`` -> ``models:/relapse-risk/3``.
+
+    A ``models:/`` URI is returned unchanged. Anything else is an error.
+    """
+    spec = spec.strip()
+    if spec.startswith("models:/"):
+        return spec
+    if _VERSION.match(spec):
+        return f"models:/{registry_name}/{spec}"
+    if _ALIAS.match(spec):
+        return f"models:/{registry_name}@{spec}"
+    raise ModelSpecError(
+        f"--model {spec!r}: expected an alias (champion), a version number (3) or a models:/ URI"
+    )
+
+
+def resolve_model(spec: str, tracking_uri: str, registry_name: str = REGISTRY_MODEL_NAME) -> ResolvedModel:
+    """Find the model version ``spec`` names in the registry at ``tracking_uri`` and load it."""
+    uri = registry_uri(spec, registry_name)
+    name, version_or_alias, is_alias = _parse_models_uri(uri)
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    try:
+        version = (
+            client.get_model_version_by_alias(name, version_or_alias)
+            if is_alias
+            else client.get_model_version(name, version_or_alias)
+        )
+    except MlflowException as exc:
+        raise ModelSpecError(f"{uri} not found in the registry at {tracking_uri}: {exc.message}") from None
+    horizon = None
+    if version.run_id:
+        try:
+            params = client.get_run(version.run_id).data.params
+        except MlflowException:
+            params = {}
+        if str(params.get("horizon", "")).isdigit():
+            horizon = int(params["horizon"])
+    # Loading through models:/NAME/VERSION (not the alias) pins what was
+    # resolved, even if the alias moves while the job runs.
+    pinned = f"models:/{name}/{version.version}"
+    with _tracking_uri(tracking_uri):
+        model = load_risk_model(pinned)
+    return ResolvedModel(
+        model=model, name=name, version=str(version.version), uri=uri, run_id=version.run_id, horizon=horizon
+    )
+
+
+@contextlib.contextmanager
+def _tracking_uri(uri: str) -> Iterator[None]:
+    """Point MLflow's process-wide tracking and registry URIs at ``uri`` for the block only."""
+    previous_tracking, previous_registry = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(previous_tracking)
+        mlflow.set_registry_uri(previous_registry)
+
+
+def _parse_models_uri(uri: str) -> tuple[str, str, bool]:
+    rest = uri.removeprefix("models:/")
+    if "@" in rest:
+        name, alias = rest.split("@", 1)
+        if name and alias and "/" not in name:
+            return name, alias, True
+    else:
+        parts = rest.split("/")
+        if len(parts) == 2 and parts[0] and _VERSION.match(parts[1]):
+            return parts[0], parts[1], False
+    raise ModelSpecError(f"{uri}: expected models:/NAME@ALIAS or models:/NAME/VERSION")
+
+
+# -- rejected households rows -------------------------------------------------------------------
+
+
+def rejected_household_codes(dataset: Dataset, rejects: pd.DataFrame) -> pd.DataFrame:
+    """Area codes of households whose own households row was rejected, read from the raw file.
+
+    The loader keeps only valid rows, but such a household is still a
+    household of the input and must appear in the scores table. Its codes are
+    taken as text from the rejected row itself (row numbers of the rejects are
+    1-based among data rows); a code that is itself broken is shown as it is.
+    """
+    empty = pd.DataFrame(columns=["household_id", *AREA_CODE_COLUMNS])
+    wanted = rejects[(rejects["table"] == "households") & rejects["household_id"].notna()]
+    path = dataset.input_files.get("households")
+    if wanted.empty or path is None:
+        return empty
+    table = _read_raw_columns(path, ("household_id", *AREA_CODE_COLUMNS))
+    positions = sorted({int(row) - 1 for row in wanted["row"] if 0 < int(row) <= table.num_rows})
+    frame = table.take(pa.array(positions, type=pa.int64())).to_pandas()
+    frame = frame[frame["household_id"].isin(set(wanted["household_id"]))]
+    return frame.drop_duplicates("household_id").reset_index(drop=True)
+
+
+def _read_raw_columns(path: Path, columns: tuple[str, ...]) -> pa.Table:
+    """``columns`` of a contract file as text, in file order; absent columns are null."""
+    if path.suffix == ".parquet":
+        present = set(pq.read_schema(path).names)
+        table = pq.read_table(path, columns=[c for c in columns if c in present])
+    else:
+        table = pa_csv.read_csv(
+            path,
+            convert_options=pa_csv.ConvertOptions(
+                column_types=dict.fromkeys(columns, pa.string()),
+                include_columns=list(columns),
+                include_missing_columns=True,
+                strings_can_be_null=True,
+            ),
+        )
+    arrays = [
+        table[c].cast(pa.string()) if c in table.column_names else pa.nulls(table.num_rows, pa.string())
+        for c in columns
+    ]
+    return pa.Table.from_arrays(arrays, names=list(columns))
+
+
+# -- the job ------------------------------------------------------------------------------------
+
+
+def score_folder(
+    data: Path,
+    as_of: dt.date,
+    model: ResolvedModel,
+    out: Path,
+    *,
+    explain: ExplainScope = "visit_list",
+    horizon: int | None = None,
+    progress: ProgressCallback | None = None,
+    dataset_loader: Callable[[Path], Dataset] = load_dataset,
+) -> BatchReport:
+    """Load ``data``, score it at ``as_of`` with ``model`` and publish ``out`` atomically.
+
+    Raises the loader's error (``DatasetError`` / ``PolicyError``) or
+    :class:`serving.outputs.OutputFolderError` before anything is written.
+    """
+    check_output_folder(out)
+    report = progress or (lambda stage, done, total: None)
+    seconds: dict[str, float] = {}
+
+    started = time.perf_counter()
+    report("load", 0, 1)
+    dataset = dataset_loader(data)
+    rejects = rejects_frame(dataset)
+    roster_extra = rejected_household_codes(dataset, rejects)
+    report("load", 1, 1)
+    seconds["load"] = time.perf_counter() - started
+
+    result = run_scoring(
+        dataset,
+        as_of,
+        model.model,
+        model_name=model.name,
+        model_version=model.version,
+        explain=explain,
+        horizon=horizon if horizon is not None else model.horizon,
+        rejected_roster=roster_extra,
+        progress=progress,
+    )
+    seconds.update(result.seconds)
+    scores = result.scores
+
+    started = time.perf_counter()
+    report("write", 0, 1)
+    with staged_output(out) as staging:
+        table = scores_arrow_table(scores)
+        write_scores_parquet(table, staging / SCORES_PARQUET)
+        write_scores_csv(table, staging / SCORES_CSV)
+        write_rejects_csv(rejects, staging / REJECTS_CSV)
+        if result.features is not None:
+            # The API scores single households with the village figures of this run (village_context.py).
+            villages = scores[["household_id", "village_code"]]
+            context = village_context(result.features, villages, format_month(as_of))
+            write_village_context(context, staging / VILLAGE_CONTEXT_FILE)
+        pages = write_visit_lists(scores, staging / VISIT_LISTS_DIR)
+        seconds["write"] = time.perf_counter() - started
+        manifest = run_manifest(
+            dataset=dataset,
+            data=data,
+            as_of=as_of,
+            model=model,
+            scores=scores,
+            rejects=len(rejects),
+            seconds=seconds,
+            explained=result.explained,
+            files={
+                name: {"sha256": file_sha256(staging / name), "bytes": (staging / name).stat().st_size}
+                for name in (SCORES_PARQUET, SCORES_CSV, REJECTS_CSV)
+            },
+        )
+        write_manifest(manifest, staging / MANIFEST_JSON)
+    report("write", 1, 1)
+    visit_files = tuple(
+        out / VISIT_LISTS_DIR / f"{page.file_stem}.{suffix}" for page in pages for suffix in ("html", "xlsx")
+    )
+    return BatchReport(
+        out=out,
+        scores=scores,
+        manifest=manifest,
+        seconds=seconds,
+        rejects=len(rejects),
+        explained=result.explained,
+        visit_list_files=visit_files,
+    )
+
+
+def run_manifest(
+    *,
+    dataset: Dataset,
+    data: Path,
+    as_of: dt.date,
+    model: ResolvedModel,
+    scores: pd.DataFrame,
+    rejects: int,
+    seconds: dict[str, float],
+    explained: int,
+    files: dict[str, dict[str, object]],
+) -> dict[str, object]:
+    """manifest.json of outputs.md: what went in, what model scored it, what came out, how long it took."""
+    status_counts = scores["status"].value_counts()
+    listed = scores[scores["in_visit_list"].fillna(False).astype(bool)]
+    townships = township_summaries(scores)
+    return {
+        "package_version": package_version,
+        "written_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "input": {
+            "folder": str(data.resolve()),
+            "fingerprint": dataset.fingerprint,
+            "households": len(scores),
+            "rejects": rejects,
+        },
+        "as_of": format_month(as_of),
+        "horizon_months": int(scores["horizon_months"].iloc[0]) if len(scores) else None,
+        "model": {
+            "name": model.name,
+            "version": model.version,
+            "run_id": model.run_id,
+            "uri": model.uri,
+        },
+        "counts_by_status": {status: int(status_counts.get(status, 0)) for status in STATUSES},
+        "visit_share": dataset.policy.visit_share,
+        "visit_list_per_county": {
+            str(code): int(count) for code, count in listed.groupby("county_code").size().items()
+        },
+        "visit_list_per_township": {
+            str(record["township_code"]): int(record["visit_list"])
+            for record in townships.to_dict("records")
+            if record["visit_list"]
+        },
+        "risk_band_cutoffs": RISK_BAND_CUTOFFS.model_dump(),
+        "explained_households": explained,
+        "timings_seconds": {stage: round(value, 3) for stage, value in seconds.items()},
+        "files": files,
+    }

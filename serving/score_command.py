@@ -1,0 +1,232 @@
+"""`relapse score` on the console: progress while it runs, one screen of summary at the end.
+
+The command itself (relapse_risk/cli.py) only parses options; this module
+resolves the model, runs :func:`serving.batch.score_folder` under a rich
+progress bar, turns every "cannot run" fault into one clear message and an
+exit code, and prints what came out.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import Counter
+from pathlib import Path
+
+import pandas as pd
+from relapse_risk.features.dataset import DatasetError
+from relapse_risk.features.policy import PolicyError
+from rich.console import Console, Group, RenderableType
+from rich.panel import Panel
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from .batch import BATCH_STAGES, BatchReport, ModelSpecError, ResolvedModel, resolve_model, score_folder
+from .config import resolve_tracking_uri
+from .outputs import (
+    MANIFEST_JSON,
+    REJECTS_CSV,
+    SCORES_CSV,
+    SCORES_PARQUET,
+    VISIT_LISTS_DIR,
+    OutputFolderError,
+)
+from .scoring import STATUSES, ExplainScope
+from .visit_lists import township_summaries
+
+EXIT_OK = 0
+EXIT_CANNOT_RUN = 2
+EXIT_INTERRUPTED = 130
+
+STAGE_LABELS = {
+    "load": "Load and validate",
+    "rules": "Monitoring rules",
+    "features": "Features",
+    "score": "Scores",
+    "rank": "Ranks and visit list",
+    "explain": "Reasons (visit list)",
+    "write": "Write outputs",
+}
+TOWNSHIPS_SHOWN = 15
+REASONS_SHOWN = 8
+
+
+class StageProgress:
+    """A rich progress bar with one task per stage, fed by ``(stage, done, total)`` reports."""
+
+    def __init__(self, progress: Progress) -> None:
+        self._progress = progress
+        self._tasks: dict[str, TaskID] = {}
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        task = self._tasks.get(stage)
+        if task is None:
+            task = self._progress.add_task(STAGE_LABELS.get(stage, stage), total=max(total, 1))
+            self._tasks[stage] = task
+        self._progress.update(task, completed=done if total else 1, total=max(total, 1))
+
+
+def run_score_command(
+    *,
+    data: Path,
+    as_of: dt.date,
+    model_spec: str,
+    out: Path,
+    tracking_uri: str | None,
+    explain: ExplainScope,
+    horizon: int | None,
+    console: Console,
+    errors: Console,
+) -> int:
+    """Score ``data`` into ``out`` and print the summary; returns the process exit code."""
+    try:
+        uri = resolve_tracking_uri(tracking_uri, Path.cwd())
+        with console.status(f"Loading model {model_spec} from {uri} ..."):
+            model = resolve_model(model_spec, uri)
+        progress = Progress(
+            TextColumn("{task.description:<22}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            transient=False,
+        )
+        with progress:
+            report = score_folder(
+                data,
+                as_of,
+                model,
+                out,
+                explain=explain,
+                horizon=horizon,
+                progress=StageProgress(progress),
+            )
+    except (DatasetError, PolicyError) as exc:
+        errors.print(f"[bold red]Dataset cannot be used:[/bold red] {exc}", highlight=False)
+        errors.print("Nothing was written.", highlight=False)
+        return EXIT_CANNOT_RUN
+    except (ModelSpecError, OutputFolderError, ValueError) as exc:
+        errors.print(f"[bold red]Cannot score:[/bold red] {exc}", highlight=False)
+        errors.print("Nothing was written.", highlight=False)
+        return EXIT_CANNOT_RUN
+    except KeyboardInterrupt:
+        errors.print(f"Interrupted: {out} is unchanged.", highlight=False)
+        return EXIT_INTERRUPTED
+    for part in summary_renderables(report, model):
+        console.print(part)
+    return EXIT_OK
+
+
+def summary_renderables(report: BatchReport, model: ResolvedModel) -> list[RenderableType]:
+    """Households by status, visit list per township, top reasons, timings and where the files are."""
+    scores = report.scores
+    manifest = report.manifest
+    header = (
+        f"[bold]{len(scores):,} households[/bold] scored at {manifest['as_of']} "
+        f"(horizon {manifest['horizon_months']} months) by {model.name} v{model.version}"
+    )
+    return [
+        Panel(header, expand=False),
+        Group(_status_table(scores), _rejects_line(report)),
+        _township_table(scores),
+        _reasons_table(scores),
+        _timings_table(report),
+        _files_table(report.out),
+    ]
+
+
+def _status_table(scores: pd.DataFrame) -> Table:
+    table = Table(title="Households by status", title_justify="left")
+    table.add_column("status")
+    table.add_column("households", justify="right")
+    table.add_column("share", justify="right")
+    counts = scores["status"].value_counts()
+    total = max(len(scores), 1)
+    for status in STATUSES:
+        count = int(counts.get(status, 0))
+        table.add_row(status, f"{count:,}", f"{count / total:.1%}")
+    return table
+
+
+def _rejects_line(report: BatchReport) -> str:
+    if not report.rejects:
+        return "No input rows were rejected."
+    return f"[yellow]{report.rejects:,} input rows were rejected[/yellow]: see {report.out / REJECTS_CSV}"
+
+
+def _township_table(scores: pd.DataFrame) -> Table:
+    summaries = township_summaries(scores)
+    listed = summaries[summaries["visit_list"] > 0].sort_values(
+        ["visit_list", "township_code"], ascending=[False, True], kind="stable"
+    )
+    table = Table(
+        title=f"Visit list per township ({int(summaries['visit_list'].sum()):,} households)",
+        title_justify="left",
+    )
+    for column, justify in (
+        ("county", "left"),
+        ("township", "left"),
+        ("households", "right"),
+        ("scored", "right"),
+        ("visit list", "right"),
+    ):
+        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+    for record in listed.head(TOWNSHIPS_SHOWN).to_dict("records"):
+        table.add_row(
+            str(record["county_code"]),
+            str(record["township_code"]),
+            f"{record['households']:,}",
+            f"{record['scored']:,}",
+            f"{record['visit_list']:,}",
+        )
+    hidden = len(listed) - TOWNSHIPS_SHOWN
+    if hidden > 0:
+        table.caption = f"... and {hidden} more townships with listed households (manifest.json has all)"
+    return table
+
+
+def top_reasons(scores: pd.DataFrame, limit: int = REASONS_SHOWN) -> list[tuple[str, int]]:
+    """Reason codes by the number of visit-list households citing them in any slot; ties by code."""
+    listed = scores[scores["in_visit_list"].fillna(False).astype(bool)]
+    counts: Counter[str] = Counter()
+    for record in listed[[f"reason_{slot}_code" for slot in (1, 2, 3)]].itertuples(index=False):
+        counts.update({str(code) for code in record if isinstance(code, str)})
+    return sorted(counts.items(), key=lambda item: (-item[1], item[0]))[:limit]
+
+
+def _reasons_table(scores: pd.DataFrame) -> Table:
+    table = Table(title="Top reasons in the visit list", title_justify="left")
+    table.add_column("reason")
+    table.add_column("households", justify="right")
+    for code, count in top_reasons(scores):
+        table.add_row(code, f"{count:,}")
+    return table
+
+
+def _timings_table(report: BatchReport) -> Table:
+    table = Table(title="Time per stage", title_justify="left")
+    table.add_column("stage")
+    table.add_column("seconds", justify="right")
+    table.add_column("households/s", justify="right")
+    for stage in BATCH_STAGES:
+        seconds = report.seconds.get(stage)
+        if seconds is None:
+            continue
+        rows = report.explained if stage == "explain" else report.households
+        rate = f"{rows / seconds:,.0f}" if seconds > 0 and rows else "-"
+        table.add_row(STAGE_LABELS[stage], f"{seconds:.2f}", rate)
+    return table
+
+
+def _files_table(out: Path) -> Table:
+    table = Table(title=f"Written to {out}", title_justify="left", show_header=False)
+    table.add_column("file")
+    table.add_column("what")
+    for name, what in (
+        (SCORES_PARQUET, "scores table (one row per household)"),
+        (SCORES_CSV, "the same, for spreadsheets (UTF-8 with BOM)"),
+        (REJECTS_CSV, "rejected input rows"),
+        (f"{VISIT_LISTS_DIR}/index.html", "printable visit lists per township (HTML and XLSX)"),
+        (MANIFEST_JSON, "input fingerprint, model, counts, timings"),
+    ):
+        table.add_row(str(out / name), what)
+    return table

@@ -1,0 +1,518 @@
+"""Score every household of a dataset at one as-of month: the one scoring path.
+
+The quarterly batch job (:mod:`serving.batch`) and the API (:mod:`serving.service`)
+both call :func:`score_dataset`, so a household gets the same status, score,
+band and reasons from either, for the same rows, as-of month and model version.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+import numpy as np
+import pandas as pd
+from relapse_risk.features.contract import format_month
+from relapse_risk.features.dataset import Dataset, Reject
+from relapse_risk.features.history import build_features
+from relapse_risk.features.rules import RISK_TYPE_NAMES, build_panel, rule_state
+from relapse_risk.models.explain import explain as explain_households
+
+from .config import DEFAULT_HORIZON_MONTHS, RISK_BAND_CUTOFFS, RiskBandCutoffs
+
+ExplainScope = Literal["visit_list", "all", "none"]
+
+REASON_SLOTS = (1, 2, 3)
+REASON_FIELDS = ("code", "zh", "en", "measure")
+REASON_COLUMNS: tuple[str, ...] = tuple(
+    f"reason_{slot}_{field}" for slot in REASON_SLOTS for field in REASON_FIELDS
+)
+
+SCORE_COLUMNS: tuple[str, ...] = (
+    "household_id",
+    "county_code",
+    "township_code",
+    "village_code",
+    "as_of",
+    "horizon_months",
+    "status",
+    "risk_score",
+    "risk_band",
+    "rank_county",
+    "rank_township",
+    "rank_village",
+    "in_visit_list",
+    "rule_margin",
+    "triggered_rule",
+    *REASON_COLUMNS,
+    "reject_reason",
+    "model_name",
+    "model_version",
+)
+"""Columns of the scores table, in the order of outputs.md."""
+
+STATUSES = ("scored", "under_monitoring", "triggered_now", "rejected")
+AREA_LEVELS = ("county", "township", "village")
+
+SCORING_STAGES = ("rules", "features", "score", "rank", "explain")
+"""Stages of :func:`run_scoring`, in order; timings and progress use these names."""
+
+PREDICT_CHUNK_ROWS = 100_000
+EXPLAIN_CHUNK_ROWS = 10_000
+
+ProgressCallback = Callable[[str, int, int], None]
+"""Called as ``progress(stage, done, total)`` while a stage advances (households)."""
+
+
+class ScoringModel(Protocol):
+    """What scoring needs of a model: models.model.RiskModel provides it."""
+
+    feature_names_: tuple[str, ...]
+
+    def raw_score(self, X: pd.DataFrame) -> np.ndarray: ...
+
+    def calibrate(self, raw_score: np.ndarray) -> np.ndarray: ...
+
+
+@dataclass(frozen=True)
+class ScoringResult:
+    scores: pd.DataFrame
+    """The scores table (see :func:`score_dataset`)."""
+    seconds: dict[str, float] = field(default_factory=dict)
+    """Wall time per stage of :data:`SCORING_STAGES`."""
+    explained: int = 0
+    """Households whose reasons were computed."""
+    features: pd.DataFrame | None = None
+    """The feature table the model was given (household_id and feature columns, every household)."""
+
+
+def score_dataset(
+    dataset: Dataset,
+    as_of: dt.date,
+    model: ScoringModel,
+    *,
+    model_name: str,
+    model_version: str,
+    explain: ExplainScope = "visit_list",
+    horizon: int | None = None,
+    rejected_roster: pd.DataFrame | None = None,
+    cutoffs: RiskBandCutoffs = RISK_BAND_CUTOFFS,
+    features: pd.DataFrame | None = None,
+) -> pd.DataFrame:
+    """The scores table of outputs.md for every household of ``dataset`` at ``as_of``.
+
+    One row per household, sorted by ``household_id``, with the columns of
+    :data:`SCORE_COLUMNS` (pandas nullable dtypes: ``string``, ``Float64``,
+    ``Int64``, ``boolean``):
+
+    - ``status``: ``rejected`` when any of the household's rows was rejected by
+      the loader (``reject_reason`` says "table row N, column: reason"); else
+      ``under_monitoring`` when a monitoring record is open at ``as_of``; else
+      ``triggered_now`` when a rule of rules.md fires at ``as_of``
+      (``triggered_rule`` names it); else ``scored``.
+    - ``risk_score`` (calibrated probability that a rule fires within
+      ``horizon`` months), ``risk_band`` (cut-offs of
+      :data:`serving.config.RISK_BAND_CUTOFFS`) and ``rank_county`` /
+      ``rank_township`` / ``rank_village`` (1 = highest risk among the scored
+      households of that area) are set for ``scored`` households only. Ties in
+      the calibrated score are broken by the model's raw score, then by
+      ``household_id``.
+    - ``in_visit_list``: among the top ``ceil(policy.visit_share x scored
+      households of the county)`` of the county; False for everyone else.
+    - ``rule_margin``: the rule-baseline margin at ``as_of`` (null where the
+      income is undefined, and for rejected households).
+    - ``reason_{1..3}_{code,zh,en,measure}``: for the visit list
+      (``explain="visit_list"``), every scored household (``"all"``) or nobody
+      (``"none"``). SHAP runs only on those rows. ``reason_i_measure`` is the
+      stable code of the support measure (``models.reasons.MEASURES`` has its
+      Chinese and English text), like ``reason_i_code`` for the reason.
+
+    ``model`` is a fitted ``RiskModel`` (models/); ``model_name`` and
+    ``model_version`` are copied into every row. ``horizon`` defaults to the
+    model's own ``horizon`` attribute when it has one, else 6 months.
+    ``as_of`` must lie within the policy's data_start .. data_end; only rows
+    dated up to ``as_of`` are used.
+
+    ``rejected_roster`` (household_id, county_code, township_code,
+    village_code) supplies the area codes of households whose own households
+    row was rejected, so they still appear with status ``rejected``; without it
+    they appear with null codes.
+
+    ``features``: the feature table of :func:`features.history.build_features`
+    for this dataset and ``as_of``, when the caller already built it (the API
+    builds it to put the batch run's village figures in place, see
+    :mod:`serving.village_context`, and to log what the model saw); None
+    builds it here.
+
+    Raises ``ValueError`` naming the problem when ``as_of`` is outside the data
+    or the model's features cannot be built from the dataset.
+    """
+    return run_scoring(
+        dataset,
+        as_of,
+        model,
+        model_name=model_name,
+        model_version=model_version,
+        explain=explain,
+        horizon=horizon,
+        rejected_roster=rejected_roster,
+        cutoffs=cutoffs,
+        features=features,
+    ).scores
+
+
+def run_scoring(
+    dataset: Dataset,
+    as_of: dt.date,
+    model: ScoringModel,
+    *,
+    model_name: str,
+    model_version: str,
+    explain: ExplainScope = "visit_list",
+    horizon: int | None = None,
+    rejected_roster: pd.DataFrame | None = None,
+    cutoffs: RiskBandCutoffs = RISK_BAND_CUTOFFS,
+    progress: ProgressCallback | None = None,
+    features: pd.DataFrame | None = None,
+) -> ScoringResult:
+    """:func:`score_dataset` with per-stage timings and progress reports (for long batch runs)."""
+    if explain not in ("visit_list", "all", "none"):
+        raise ValueError(f"explain must be 'visit_list', 'all' or 'none', not {explain!r}")
+    policy = dataset.policy
+    as_of = as_of.replace(day=1)
+    if not policy.data_start <= as_of <= policy.data_end:
+        raise ValueError(
+            f"as-of month {format_month(as_of)} is outside the data "
+            f"({format_month(policy.data_start)} .. {format_month(policy.data_end)})"
+        )
+    horizon_months = int(
+        horizon if horizon is not None else getattr(model, "horizon", DEFAULT_HORIZON_MONTHS)
+    )
+    report = progress or _no_progress
+    seconds: dict[str, float] = {}
+
+    started = time.perf_counter()
+    rejects = rejects_frame(dataset)
+    roster = household_roster(dataset, rejects, rejected_roster)
+    total = len(roster)
+    report("rules", 0, total)
+    facts = rule_facts_at(dataset, as_of)
+    status, reject_reason = household_status(
+        roster["household_id"], facts, rejected_household_reasons(rejects)
+    )
+    report("rules", total, total)
+    seconds["rules"] = time.perf_counter() - started
+
+    started = time.perf_counter()
+    report("features", 0, total)
+    if features is None:
+        features = build_features(dataset, as_of)
+    if "household_id" not in features.columns:
+        features = features.reset_index()
+    scored_mask = status == "scored"
+    scored_ids = roster["household_id"].to_numpy()[scored_mask]
+    scored_features = _rows_for(features, scored_ids, "build_features")
+    report("features", total, total)
+    seconds["features"] = time.perf_counter() - started
+
+    started = time.perf_counter()
+    raw = np.empty(len(scored_features), dtype=np.float64)
+    for begin in range(0, len(scored_features), PREDICT_CHUNK_ROWS):
+        chunk = scored_features.iloc[begin : begin + PREDICT_CHUNK_ROWS]
+        raw[begin : begin + len(chunk)] = model.raw_score(chunk)
+        report("score", begin + len(chunk), len(scored_features))
+    probability = model.calibrate(raw) if len(raw) else np.zeros(0)
+    seconds["score"] = time.perf_counter() - started
+
+    started = time.perf_counter()
+    n = total
+    risk_score = np.full(n, np.nan)
+    risk_score[scored_mask] = probability
+    raw_full = np.full(n, np.nan)
+    raw_full[scored_mask] = raw
+    ranks = {
+        level: area_ranks(roster[f"{level}_code"].to_numpy(dtype=object), risk_score, raw_full, scored_mask)
+        for level in AREA_LEVELS
+    }
+    visit = visit_list_flags(
+        roster["county_code"].to_numpy(dtype=object), ranks["county"], scored_mask, policy.visit_share
+    )
+    report("rank", n, n)
+    seconds["rank"] = time.perf_counter() - started
+
+    started = time.perf_counter()
+    explain_mask = {"visit_list": visit, "all": scored_mask, "none": np.zeros(n, dtype=bool)}[explain]
+    explain_ids = roster["household_id"].to_numpy()[explain_mask]
+    reasons = _explain_in_chunks(
+        explain_households, model, _rows_for(scored_features, explain_ids, "build_features"), report
+    )
+    seconds["explain"] = time.perf_counter() - started
+
+    # Facts cover the households table; the roster adds households whose row was rejected.
+    aligned = facts.set_index("household_id").reindex(roster["household_id"].to_numpy())
+    margin = aligned["margin"].to_numpy(dtype=np.float64, na_value=np.nan)
+    margin = np.where(status == "rejected", np.nan, margin)
+    triggered_rule = np.where(
+        status == "triggered_now", aligned["triggered_rule"].to_numpy(dtype=object), None
+    )
+    scores = pd.DataFrame(
+        {
+            "household_id": pd.array(roster["household_id"], dtype="string"),
+            "county_code": pd.array(roster["county_code"], dtype="string"),
+            "township_code": pd.array(roster["township_code"], dtype="string"),
+            "village_code": pd.array(roster["village_code"], dtype="string"),
+            "as_of": pd.array([format_month(as_of)] * n, dtype="string"),
+            "horizon_months": pd.array(np.full(n, horizon_months), dtype="Int64"),
+            "status": pd.array(status, dtype="string"),
+            "risk_score": pd.array(risk_score, dtype="Float64"),
+            "risk_band": pd.array(risk_bands(risk_score, cutoffs), dtype="string"),
+            "rank_county": _nullable_ints(ranks["county"]),
+            "rank_township": _nullable_ints(ranks["township"]),
+            "rank_village": _nullable_ints(ranks["village"]),
+            "in_visit_list": pd.array(visit, dtype="boolean"),
+            "rule_margin": pd.array(margin, dtype="Float64"),
+            "triggered_rule": pd.array(triggered_rule, dtype="string"),
+            "reject_reason": pd.array(reject_reason, dtype="string"),
+            "model_name": pd.array([model_name] * n, dtype="string"),
+            "model_version": pd.array([str(model_version)] * n, dtype="string"),
+        }
+    )
+    reason_frame = reasons.set_index("household_id") if len(reasons) else None
+    for column in REASON_COLUMNS:
+        values = (
+            reason_frame[column].reindex(scores["household_id"].to_numpy()).to_numpy(dtype=object)
+            if reason_frame is not None and column in reason_frame.columns
+            else np.full(n, None, dtype=object)
+        )
+        scores[column] = pd.array(values, dtype="string")
+    scores = scores.loc[:, list(SCORE_COLUMNS)]
+    return ScoringResult(scores=scores, seconds=seconds, explained=int(explain_mask.sum()), features=features)
+
+
+# -- the pieces, each a pure function ----------------------------------------------------------
+
+
+def household_roster(
+    dataset: Dataset, rejects: pd.DataFrame, rejected_roster: pd.DataFrame | None = None
+) -> pd.DataFrame:
+    """household_id and area codes of every household: the households table plus rejected ones.
+
+    Households whose households row was rejected are not in the table; they
+    come from ``rejected_roster`` when given, else from the rejects with null
+    codes, so that every household of the input has a row. Sorted by id.
+    """
+    roster = dataset.sql("SELECT household_id, county_code, township_code, village_code FROM households").df()
+    known = set(roster["household_id"])
+    # Only a rejected households row stands for a household of the input; an id
+    # seen only in another table's orphan row (foreign key broken) is reported
+    # in the rejects, not invented as a household.
+    households_rejects = rejects[(rejects["table"] == "households") & rejects["household_id"].notna()]
+    missing = sorted(set(households_rejects["household_id"]) - known)
+    if missing:
+        extra = pd.DataFrame({"household_id": missing})
+        if rejected_roster is not None and len(rejected_roster):
+            codes = rejected_roster.drop_duplicates("household_id").set_index("household_id")
+            for column in ("county_code", "township_code", "village_code"):
+                extra[column] = (
+                    codes[column].reindex(missing).to_numpy(dtype=object) if column in codes else None
+                )
+        else:
+            for column in ("county_code", "township_code", "village_code"):
+                extra[column] = None
+        roster = pd.concat([roster, extra], ignore_index=True)
+    roster = roster.astype(object).where(roster.notna(), None)
+    return roster.sort_values("household_id", kind="stable", ignore_index=True)
+
+
+def rule_facts_at(dataset: Dataset, as_of: dt.date) -> pd.DataFrame:
+    """Monitoring status, rule firing and margin of every household at ``as_of``, from rows up to it.
+
+    Columns household_id, under_monitoring, triggered_now, triggered_rule
+    (name or None), margin (NaN where income is undefined).
+    """
+    state = rule_state(build_panel(dataset, through=as_of), dataset.policy)
+    t = state.column(as_of)
+    codes = state.risk_type[:, t].astype(np.int64)
+    names = np.array(RISK_TYPE_NAMES + (None,), dtype=object)
+    return pd.DataFrame(
+        {
+            "household_id": state.household_ids,
+            "under_monitoring": state.under_monitoring[:, t],
+            "triggered_now": state.triggered[:, t],
+            "triggered_rule": names[np.where(codes >= 0, codes, len(RISK_TYPE_NAMES))],
+            "margin": state.margin[:, t],
+        }
+    )
+
+
+REJECT_COLUMNS = ("table", "row", "column", "rule", "reason", "household_id", "value")
+
+
+def rejects_frame(dataset: Dataset) -> pd.DataFrame:
+    """Every rejected row of the load, in the loader's order, with the columns of :data:`REJECT_COLUMNS`.
+
+    The loader may keep only the first rejects of each rule in
+    ``dataset.rejects``; its DuckDB rejects table, when there is one, has them all.
+    """
+    if dataset.rejects_table is not None:
+        return dataset.sql(
+            f"""SELECT table_name AS "table", "row", column_name AS "column", rule, reason,
+                       household_id, value
+                FROM {dataset.rejects_table} ORDER BY position"""
+        ).df()
+    return rejects_to_frame(dataset.rejects)
+
+
+def rejects_to_frame(rejects: Sequence[Reject]) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "table": pd.Series([r.table for r in rejects], dtype=object),
+            "row": pd.Series([r.row for r in rejects], dtype="Int64"),
+            "column": pd.Series([r.column for r in rejects], dtype=object),
+            "rule": pd.Series([r.rule for r in rejects], dtype=object),
+            "reason": pd.Series([r.reason for r in rejects], dtype=object),
+            "household_id": pd.Series([r.household_id for r in rejects], dtype=object),
+            "value": pd.Series([r.value for r in rejects], dtype=object),
+        },
+        columns=list(REJECT_COLUMNS),
+    )
+
+
+def rejected_household_reasons(rejects: pd.DataFrame) -> dict[str, str]:
+    """Household id -> "table row N, column: reason (rule)" of its first rejected row, plus how many more."""
+    known = rejects[rejects["household_id"].notna()]
+    if known.empty:
+        return {}
+    grouped = known.groupby("household_id", sort=True)
+    first = grouped.head(1).set_index("household_id")
+    counts = grouped.size()
+    reasons = {}
+    for household_id, r in first.iterrows():
+        more = int(counts[household_id]) - 1
+        suffix = f"; {more} more rejected row(s)" if more else ""
+        reasons[str(household_id)] = (
+            f"{r['table']} row {r['row']}, {r['column']}: {r['reason']} ({r['rule']}){suffix}"
+        )
+    return reasons
+
+
+def household_status(
+    household_ids: pd.Series, facts: pd.DataFrame, rejected: Mapping[str, str]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Status and reject reason per household (arrays aligned with ``household_ids``).
+
+    Precedence: rejected, then under_monitoring, then triggered_now, else
+    scored. A household missing from ``facts`` (its households row was
+    rejected) can only be rejected.
+    """
+    aligned = facts.set_index("household_id").reindex(household_ids.to_numpy())
+    under_monitoring = aligned["under_monitoring"].eq(True).to_numpy(dtype=bool)
+    triggered_now = aligned["triggered_now"].eq(True).to_numpy(dtype=bool)
+    reason = household_ids.map(rejected).to_numpy(dtype=object)
+    is_rejected = pd.notna(reason)
+    status = np.select(
+        [is_rejected, under_monitoring, triggered_now],
+        ["rejected", "under_monitoring", "triggered_now"],
+        default="scored",
+    ).astype(object)
+    missing_facts = aligned["under_monitoring"].isna().to_numpy() & ~is_rejected
+    if missing_facts.any():
+        first = household_ids.to_numpy()[missing_facts][0]
+        raise ValueError(f"household {first!r} has no rule facts although it was not rejected")
+    return status, np.where(is_rejected, reason, None)
+
+
+def risk_bands(risk_score: np.ndarray, cutoffs: RiskBandCutoffs = RISK_BAND_CUTOFFS) -> np.ndarray:
+    """``high`` / ``medium`` / ``low`` per score; None where the score is NaN (not scored)."""
+    bands = np.select([risk_score >= cutoffs.high, risk_score >= cutoffs.medium], ["high", "medium"], "low")
+    return np.where(np.isnan(risk_score), None, bands.astype(object))
+
+
+def area_ranks(
+    area_codes: np.ndarray, risk_score: np.ndarray, raw_score: np.ndarray, ranked: np.ndarray
+) -> np.ndarray:
+    """Rank within each area among ``ranked`` rows: 1 = highest risk; 0 for rows not ranked.
+
+    Order: calibrated score descending, then raw score descending (the
+    calibrator can map nearby raw scores to one value), then row position
+    ascending, which is household_id order because rows are sorted by id.
+    """
+    n = len(area_codes)
+    ranks = np.zeros(n, dtype=np.int64)
+    rows = np.flatnonzero(ranked)
+    if rows.size == 0:
+        return ranks
+    area_keys, area_index = np.unique(_area_keys(area_codes[rows]), return_inverse=True)
+    order = np.lexsort((rows, -raw_score[rows], -risk_score[rows], area_index))
+    sorted_area = area_index[order]
+    starts = np.r_[True, sorted_area[1:] != sorted_area[:-1]]
+    group_start = np.maximum.accumulate(np.where(starts, np.arange(rows.size), 0))
+    ranks[rows[order]] = np.arange(rows.size) - group_start + 1
+    return ranks
+
+
+def visit_list_size(visit_share: float, scored_households: int) -> int:
+    """ceil(visit_share x scored households), robust to float error (0.07 x 100 is 7, not 8)."""
+    return math.ceil(round(visit_share * scored_households, 9))
+
+
+def visit_list_flags(
+    county_codes: np.ndarray, rank_county: np.ndarray, scored: np.ndarray, visit_share: float
+) -> np.ndarray:
+    """True for the top ``visit_list_size`` scored households of each county."""
+    flags = np.zeros(len(county_codes), dtype=bool)
+    rows = np.flatnonzero(scored)
+    if rows.size == 0:
+        return flags
+    keys, index, counts = np.unique(_area_keys(county_codes[rows]), return_inverse=True, return_counts=True)
+    sizes = np.array([visit_list_size(visit_share, int(c)) for c in counts], dtype=np.int64)
+    flags[rows] = rank_county[rows] <= sizes[index]
+    return flags
+
+
+def _area_keys(codes: np.ndarray) -> np.ndarray:
+    # Households with an unknown area (rejected rows only, never ranked) would
+    # break sorting on None; an empty string groups them harmlessly.
+    return np.array(["" if c is None else str(c) for c in codes], dtype=object).astype(str)
+
+
+def _rows_for(features: pd.DataFrame, household_ids: np.ndarray, source: str) -> pd.DataFrame:
+    """The feature rows of ``household_ids`` in that order; an error names ids with no row."""
+    indexed = features.set_index("household_id", drop=False)
+    if not indexed.index.is_unique:
+        duplicated = indexed.index[indexed.index.duplicated()][0]
+        raise ValueError(f"{source} returned more than one row for household {duplicated!r}")
+    missing = pd.Index(household_ids).difference(indexed.index)
+    if len(missing):
+        raise ValueError(f"{source} returned no row for {len(missing)} household(s), e.g. {missing[0]!r}")
+    return indexed.loc[household_ids].reset_index(drop=True)
+
+
+def _explain_in_chunks(
+    explain_households: Callable[..., pd.DataFrame],
+    model: ScoringModel,
+    features: pd.DataFrame,
+    report: ProgressCallback,
+) -> pd.DataFrame:
+    total = len(features)
+    report("explain", 0, total)
+    if total == 0:
+        return pd.DataFrame(columns=["household_id", *REASON_COLUMNS])
+    parts = []
+    for begin in range(0, total, EXPLAIN_CHUNK_ROWS):
+        chunk = features.iloc[begin : begin + EXPLAIN_CHUNK_ROWS]
+        parts.append(explain_households(model, chunk, top=len(REASON_SLOTS)))
+        report("explain", begin + len(chunk), total)
+    return pd.concat(parts, ignore_index=True)
+
+
+def _nullable_ints(ranks: np.ndarray) -> pd.arrays.IntegerArray:
+    return pd.arrays.IntegerArray(ranks.astype(np.int64), ranks == 0)
+
+
+def _no_progress(stage: str, done: int, total: int) -> None:
+    return None

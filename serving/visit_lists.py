@@ -1,0 +1,361 @@
+"""Printable visit lists per township: HTML (A4, Chinese) and XLSX.
+
+For each township with households in the county's visit list, one page in
+``visit_lists/<township_code>.html`` and one workbook
+``visit_lists/<township_code>.xlsx`` (sheet 走访名单: the ranked households;
+sheet 汇总: risk bands and top reasons), plus ``visit_lists/index.html``
+listing every township. The pages are self-contained: no scripts, fonts or
+images from elsewhere; the summary chart is inline SVG.
+
+Only household identifiers and village codes are shown: no names, no other
+personal data.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from openpyxl import Workbook
+from openpyxl.styles import Alignment, Border, Font, NamedStyle, PatternFill, Side
+from openpyxl.utils import get_column_letter
+from relapse_risk.models.reasons import MEASURES, TEMPLATES_BY_CODE
+
+from .config import RISK_BAND_ZH, RISK_BANDS
+
+TEMPLATES_DIR = Path(__file__).parent / "templates"
+TEMPLATE_NAME = "visit_list.html.j2"
+TOP_REASONS_SHOWN = 5
+OUTCOME_COLUMN_ZH = "走访情况"
+
+BAND_COLOURS = {"high": "#c0392b", "medium": "#e67e22", "low": "#7f8c8d"}
+
+DRIVER_FAMILY_ZH: dict[str, str] = {
+    "income": "收入偏低或下降",
+    "employment": "务工就业减少",
+    "agriculture": "种养殖减收",
+    "business": "经营亏损",
+    "health": "疾病和医疗负担",
+    "disability": "残疾",
+    "education": "教育支出",
+    "loans": "贷款还款压力",
+    "shocks": "灾害事故等突发事件",
+    "household": "家庭人口负担",
+    "assistance": "帮扶措施变化",
+    "reporting": "收入信息缺报",
+    "location": "所在村风险较高",
+    "other": "其他",
+}
+"""Short Chinese names of the driver families reasons belong to, for the township chart."""
+
+
+@dataclass(frozen=True)
+class VisitRow:
+    rank_township: int
+    rank_county: int
+    household_id: str
+    village_code: str
+    band: str
+    band_zh: str
+    reasons_zh: tuple[str, ...]
+    measures: tuple[str, ...]
+    """The measure each reason points to, aligned with ``reasons_zh``."""
+
+    @property
+    def distinct_measures(self) -> tuple[str, ...]:
+        """Each suggested measure once, in the order of the reasons (two reasons may share one)."""
+        return tuple(dict.fromkeys(m for m in self.measures if m))
+
+
+@dataclass(frozen=True)
+class Bar:
+    label: str
+    count: int
+    width: float
+    colour: str
+
+
+@dataclass(frozen=True)
+class TownshipPage:
+    county_code: str
+    township_code: str
+    as_of: str
+    horizon_months: int
+    model: str
+    households: int
+    scored: int
+    under_monitoring: int
+    triggered_now: int
+    rejected: int
+    rows: tuple[VisitRow, ...]
+    band_bars: tuple[Bar, ...]
+    reason_bars: tuple[Bar, ...]
+
+    @property
+    def file_stem(self) -> str:
+        return self.township_code
+
+
+def township_pages(scores: pd.DataFrame) -> list[TownshipPage]:
+    """One page per township that has households in the visit list, by township code.
+
+    ``scores`` is a scores table (outputs.md). The chart counts the visit-list
+    households citing each driver family (a reason code's family, e.g.
+    ``medical_oop_high`` -> health) in any of their three reasons.
+    """
+    pages: list[TownshipPage] = []
+    known = scores[scores["township_code"].notna()]
+    for township_code, township in known.groupby("township_code", sort=True):
+        listed = township[township["in_visit_list"].astype(bool)].sort_values(
+            ["rank_township", "household_id"], kind="stable"
+        )
+        if listed.empty:
+            continue
+        statuses = township["status"].value_counts()
+        scored = township[township["status"] == "scored"]
+        rows = tuple(_visit_row(record) for record in listed.to_dict("records"))
+        band_counts = [
+            (RISK_BAND_ZH[band], int((scored["risk_band"] == band).sum()), band) for band in RISK_BANDS
+        ]
+        family_counts = _family_counts(listed).most_common(TOP_REASONS_SHOWN)
+        first = listed.iloc[0]
+        pages.append(
+            TownshipPage(
+                county_code=str(first["county_code"]),
+                township_code=str(township_code),
+                as_of=str(first["as_of"]),
+                horizon_months=int(first["horizon_months"]),
+                model=f"{first['model_name']} v{first['model_version']}",
+                households=len(township),
+                scored=int(statuses.get("scored", 0)),
+                under_monitoring=int(statuses.get("under_monitoring", 0)),
+                triggered_now=int(statuses.get("triggered_now", 0)),
+                rejected=int(statuses.get("rejected", 0)),
+                rows=rows,
+                band_bars=_bars([(label, count, BAND_COLOURS[band]) for label, count, band in band_counts]),
+                reason_bars=_bars(
+                    [
+                        (DRIVER_FAMILY_ZH.get(family, family), count, "#2c6e91")
+                        for family, count in family_counts
+                    ]
+                ),
+            )
+        )
+    return pages
+
+
+def township_summaries(scores: pd.DataFrame) -> pd.DataFrame:
+    """Households, scored households and visit-list size per township, for the index and the console."""
+    known = scores[scores["township_code"].notna()]
+    summary = known.groupby("township_code", sort=True).agg(
+        county_code=("county_code", "first"),
+        households=("household_id", "size"),
+        scored=("status", lambda s: int((s == "scored").sum())),
+        visit_list=("in_visit_list", lambda s: int(s.astype(bool).sum())),
+    )
+    return summary.reset_index()
+
+
+def render_township_html(page: TownshipPage, environment: Environment | None = None) -> str:
+    environment = environment or template_environment()
+    return environment.get_template(TEMPLATE_NAME).render(page=page, index=None, outcome_zh=OUTCOME_COLUMN_ZH)
+
+
+def render_index_html(
+    summaries: pd.DataFrame, pages: Sequence[TownshipPage], as_of: str, environment: Environment | None = None
+) -> str:
+    environment = environment or template_environment()
+    with_page = {p.township_code for p in pages}
+    townships = [
+        {**record, "has_page": record["township_code"] in with_page}
+        for record in summaries.to_dict("records")
+    ]
+    return environment.get_template(TEMPLATE_NAME).render(
+        page=None, index={"as_of": as_of, "townships": townships}, outcome_zh=OUTCOME_COLUMN_ZH
+    )
+
+
+def template_environment() -> Environment:
+    return Environment(
+        loader=FileSystemLoader(TEMPLATES_DIR),
+        autoescape=select_autoescape(["html", "j2"]),
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+
+
+def write_visit_lists(scores: pd.DataFrame, folder: Path) -> list[TownshipPage]:
+    """Write the HTML pages, the XLSX workbooks and the index into ``folder``; return the pages."""
+    folder.mkdir(parents=True, exist_ok=True)
+    pages = township_pages(scores)
+    environment = template_environment()
+    for page in pages:
+        (folder / f"{page.file_stem}.html").write_text(
+            render_township_html(page, environment), encoding="utf-8"
+        )
+        write_township_xlsx(page, folder / f"{page.file_stem}.xlsx")
+    as_of = str(scores["as_of"].iloc[0]) if len(scores) else ""
+    (folder / "index.html").write_text(
+        render_index_html(township_summaries(scores), pages, as_of, environment), encoding="utf-8"
+    )
+    return pages
+
+
+XLSX_HEADERS = (
+    "乡镇排名",
+    "全县排名",
+    "户编号",
+    "村代码",
+    "风险等级",
+    "风险原因一",
+    "建议措施一",
+    "风险原因二",
+    "建议措施二",
+    "风险原因三",
+    "建议措施三",
+    OUTCOME_COLUMN_ZH,
+)
+XLSX_WIDTHS = (8, 8, 16, 15, 8, 40, 22, 40, 22, 40, 22, 30)
+
+
+def write_township_xlsx(page: TownshipPage, path: Path) -> None:
+    """One workbook: 走访名单 (ranked households, print-ready on A4 landscape) and 汇总."""
+    workbook = Workbook()
+    sheet = workbook.active
+    sheet.title = "走访名单"
+    title = f"{page.township_code} 乡镇返贫风险走访名单（数据截至 {page.as_of}）"
+    sheet.append([title])
+    sheet["A1"].font = Font(bold=True, size=14)
+    sheet.append(
+        [
+            f"纳入走访名单 {len(page.rows)} 户；参与评分 {page.scored} 户；"
+            f"已是监测对象 {page.under_monitoring} 户；当前已触发监测标准 {page.triggered_now} 户；"
+            f"数据有误待核实 {page.rejected} 户。模型 {page.model}，预测期 {page.horizon_months} 个月。"
+        ]
+    )
+    sheet.append(list(XLSX_HEADERS))
+    header_row = 3
+    # Named styles are registered once per workbook; assigning one to a cell is
+    # cheap, where setting border and alignment objects cell by cell re-hashes them.
+    thin = Side(style="thin", color="999999")
+    border = Border(top=thin, bottom=thin, left=thin, right=thin)
+    header_style = NamedStyle(
+        name="visit_header",
+        font=Font(bold=True),
+        fill=PatternFill("solid", fgColor="DDE7EE"),
+        alignment=Alignment(wrap_text=True, vertical="center", horizontal="center"),
+        border=border,
+    )
+    body_style = NamedStyle(
+        name="visit_cell", alignment=Alignment(wrap_text=True, vertical="top"), border=border
+    )
+    workbook.add_named_style(header_style)
+    workbook.add_named_style(body_style)
+    for cell in sheet[header_row]:
+        cell.style = header_style.name
+    for offset, row in enumerate(page.rows, start=1):
+        reasons = list(row.reasons_zh) + [""] * (3 - len(row.reasons_zh))
+        measures = list(row.measures) + [""] * (3 - len(row.measures))
+        values = [
+            row.rank_township,
+            row.rank_county,
+            row.household_id,
+            row.village_code,
+            row.band_zh,
+            reasons[0],
+            measures[0],
+            reasons[1],
+            measures[1],
+            reasons[2],
+            measures[2],
+            None,
+        ]
+        for column, value in enumerate(values, start=1):
+            cell = sheet.cell(row=header_row + offset, column=column, value=value)
+            cell.style = body_style.name
+    for position, width in enumerate(XLSX_WIDTHS, start=1):
+        sheet.column_dimensions[get_column_letter(position)].width = width
+    sheet.freeze_panes = sheet.cell(row=header_row + 1, column=1)
+    sheet.print_title_rows = f"{header_row}:{header_row}"
+    sheet.page_setup.paperSize = sheet.PAPERSIZE_A4
+    sheet.page_setup.orientation = sheet.ORIENTATION_LANDSCAPE
+    sheet.page_setup.fitToWidth = 1
+    sheet.page_setup.fitToHeight = 0
+    sheet.sheet_properties.pageSetUpPr.fitToPage = True
+
+    summary = workbook.create_sheet("汇总")
+    summary.append(["风险等级", "户数（参与评分）"])
+    for bar in page.band_bars:
+        summary.append([bar.label, bar.count])
+    summary.append([])
+    summary.append(["主要风险原因（走访名单内）", "户数"])
+    for bar in page.reason_bars:
+        summary.append([bar.label, bar.count])
+    summary.column_dimensions["A"].width = 36
+    summary.column_dimensions["B"].width = 18
+
+    # A fixed creation time keeps the workbook's properties tied to the data, not the clock.
+    workbook.properties.created = dt.datetime(2000, 1, 1)
+    workbook.properties.creator = "relapse-risk"
+    workbook.save(path)
+
+
+def _visit_row(record: Mapping[str, object]) -> VisitRow:
+    reasons: list[str] = []
+    measures: list[str] = []
+    for slot in (1, 2, 3):
+        reason = record.get(f"reason_{slot}_zh")
+        if _present(reason):
+            reasons.append(str(reason))
+            measure = record.get(f"reason_{slot}_measure")
+            measures.append(measure_zh(str(measure)) if _present(measure) else "")
+    band = str(record["risk_band"]) if _present(record.get("risk_band")) else ""
+    return VisitRow(
+        rank_township=int(record["rank_township"]),  # type: ignore[arg-type]
+        rank_county=int(record["rank_county"]),  # type: ignore[arg-type]
+        household_id=str(record["household_id"]),
+        village_code=str(record["village_code"]),
+        band=band,
+        band_zh=RISK_BAND_ZH.get(band, ""),
+        reasons_zh=tuple(reasons),
+        measures=tuple(measures),
+    )
+
+
+def measure_zh(code: str) -> str:
+    """The Chinese text of a support measure code; an unknown code is shown as it is."""
+    measure = MEASURES.get(code)
+    return measure.zh if measure is not None else code
+
+
+def reason_family(code: str) -> str:
+    template = TEMPLATES_BY_CODE.get(code)
+    return template.family if template is not None else "other"
+
+
+def _family_counts(listed: pd.DataFrame) -> Counter[str]:
+    """Households citing each driver family in any of their three reasons."""
+    counts: Counter[str] = Counter()
+    for record in listed[[f"reason_{slot}_code" for slot in (1, 2, 3)]].itertuples(index=False):
+        counts.update({reason_family(str(code)) for code in record if _present(code)})
+    # Ties in count are ordered by name so the chart is the same on every run.
+    return Counter(dict(sorted(counts.items(), key=lambda item: (-item[1], item[0]))))
+
+
+def _bars(items: Sequence[tuple[str, int, str]]) -> tuple[Bar, ...]:
+    largest = max((count for _, count, _ in items), default=0)
+    return tuple(
+        Bar(label=label, count=count, width=(count / largest if largest else 0.0), colour=colour)
+        for label, count, colour in items
+    )
+
+
+def _present(value: object) -> bool:
+    return value is not None and value is not pd.NA and not (isinstance(value, float) and value != value)
