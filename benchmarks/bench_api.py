@@ -1,0 +1,290 @@
+"""How fast the case-management API answers, measured from a separate client process on loopback.
+
+    .venv/bin/python benchmarks/bench_api.py --data COUNTY --tracking-uri sqlite:///.../mlflow.db
+    .venv/bin/python benchmarks/bench_api.py --data COUNTY --url http://127.0.0.1:3000 --key-file KEYS
+
+Without ``--url`` it starts ``relapse serve`` itself on a free loopback port
+(policy from the dataset folder, the registry's champion, a throw-away key)
+and stops it at the end. Requests are real ``POST /score`` bodies built from
+the dataset folder at ``--as-of`` (serving/api_payloads.py), one household
+each, then batches of ``--batch-size``.
+
+Reports, for single households, p50 and p99 latency at each ``--concurrency``
+(each level a fixed number of requests, bounded by ``--max-seconds``), and
+households per second for batches. Everything stays on 127.0.0.1; request
+counts and time are bounded so the benchmark never floods a shared machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import duckdb
+import httpx
+import numpy as np
+from relapse_risk.features.contract import parse_month
+from relapse_risk.serving.api_payloads import score_entries
+from rich.console import Console
+from rich.table import Table
+
+WARM_UP_REQUESTS = 12
+"""BentoML's adaptive batching learns its latency model from the first requests; they are not timed."""
+
+
+@dataclass(frozen=True)
+class LevelResult:
+    scenario: str
+    concurrency: int
+    households_per_request: int
+    requests: int
+    errors: int
+    seconds: float
+    p50_ms: float
+    p99_ms: float
+    mean_ms: float
+    households_per_second: float
+
+
+def _percentile(values: Sequence[float], q: float) -> float:
+    return float(np.percentile(np.asarray(values), q)) if values else float("nan")
+
+
+async def run_level(
+    url: str,
+    key: str,
+    bodies: Sequence[dict[str, object]],
+    *,
+    scenario: str,
+    concurrency: int,
+    requests: int,
+    max_seconds: float,
+) -> LevelResult:
+    """Send ``requests`` bodies (cycling through ``bodies``) with ``concurrency`` clients at once."""
+    latencies: list[float] = []
+    errors = 0
+    next_index = 0
+    deadline = time.perf_counter() + max_seconds
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    headers = {"Authorization": f"Bearer {key}"}
+    encoded = [json.dumps(b).encode("utf-8") for b in bodies]
+
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=300, headers=headers) as client:
+
+        async def worker() -> None:
+            nonlocal next_index, errors
+            while next_index < requests and time.perf_counter() < deadline:
+                body = encoded[next_index % len(encoded)]
+                next_index += 1
+                started = time.perf_counter()
+                response = await client.post(
+                    "/score", content=body, headers={"Content-Type": "application/json"}
+                )
+                latencies.append(time.perf_counter() - started)
+                if response.status_code != 200:
+                    errors += 1
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        seconds = time.perf_counter() - started
+    per_request = len(bodies[0]["households"])  # type: ignore[arg-type]
+    milliseconds = [x * 1000 for x in latencies]
+    return LevelResult(
+        scenario=scenario,
+        concurrency=concurrency,
+        households_per_request=per_request,
+        requests=len(latencies),
+        errors=errors,
+        seconds=round(seconds, 3),
+        p50_ms=round(_percentile(milliseconds, 50), 1),
+        p99_ms=round(_percentile(milliseconds, 99), 1),
+        mean_ms=round(float(np.mean(milliseconds)) if milliseconds else float("nan"), 1),
+        households_per_second=round(len(latencies) * per_request / seconds, 2) if seconds else float("nan"),
+    )
+
+
+def scored_household_ids(data: Path, runs: Path | None, limit: int, seed: int) -> list[str]:
+    """Households to send: a run's scored ones when a run is given, else any; sampled with ``seed``."""
+    if runs is not None and (runs / "scores.parquet").is_file():
+        query = "SELECT household_id FROM read_parquet(?) WHERE status = 'scored' ORDER BY household_id"
+        ids = [r[0] for r in duckdb.execute(query, [str(runs / "scores.parquet")]).fetchall()]
+    else:
+        query = "SELECT household_id FROM read_parquet(?) ORDER BY household_id"
+        ids = [r[0] for r in duckdb.execute(query, [str(data / "households.parquet")]).fetchall()]
+    rng = np.random.default_rng(seed)
+    return [str(x) for x in rng.permutation(ids)[:limit]]
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def start_server(
+    data: Path, tracking_uri: str, runs: Path | None, work: Path, workers: int
+) -> tuple[subprocess.Popen[bytes], str, str]:
+    key = secrets.token_urlsafe(32)
+    keys = work / "api-keys"
+    keys.write_text(key + "\n", encoding="utf-8")
+    port = _free_port()
+    command = [
+        str(Path(sys.executable).with_name("relapse")), "serve", "--host", "127.0.0.1", "--port", str(port),
+        "--policy", str(data / "policy.json"), "--api-keys-file", str(keys), "--tracking-uri", tracking_uri,
+        "--request-log", str(work / "requests.jsonl"), "--workers", str(workers),
+    ]  # fmt: skip
+    if runs is not None:
+        command += ["--runs", str(runs)]
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("RELAPSE_")}
+    log = (work / "server.log").open("wb")
+    process = subprocess.Popen(
+        command, env=environment, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode}; see {work / 'server.log'}")
+        try:
+            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                return process, url, key
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    stop_server(process)
+    raise RuntimeError(f"server not ready after 300 s; see {work / 'server.log'}")
+
+
+def stop_server(process: subprocess.Popen[bytes]) -> None:
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+async def benchmark(
+    url: str, key: str, data: Path, as_of: dt.date, args: argparse.Namespace
+) -> list[LevelResult]:
+    needed = max(args.single_households, args.batch_size * args.batches)
+    ids = scored_household_ids(data, args.runs, needed, args.seed)
+    entries = score_entries(data, ids, as_of)
+    singles = [{"households": [e]} for e in entries[: args.single_households]]
+    batches = [
+        {"households": [entries[(b * args.batch_size + i) % len(entries)] for i in range(args.batch_size)]}
+        for b in range(args.batches)
+    ]
+    await run_level(url, key, singles, scenario="warm-up", concurrency=1, requests=WARM_UP_REQUESTS,
+                    max_seconds=args.max_seconds)  # fmt: skip
+    results = []
+    for concurrency in args.concurrency:
+        requests = max(args.requests_per_level, 4 * concurrency)
+        results.append(
+            await run_level(
+                url,
+                key,
+                singles,
+                scenario="single household",
+                concurrency=concurrency,
+                requests=requests,
+                max_seconds=args.max_seconds,
+            )  # fmt: skip
+        )
+    results.append(
+        await run_level(
+            url,
+            key,
+            batches,
+            scenario=f"batch of {args.batch_size}",
+            concurrency=1,
+            requests=args.batches,
+            max_seconds=args.max_seconds,
+        )  # fmt: skip
+    )
+    return results
+
+
+def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--data", type=Path, required=True, help="dataset folder the requests are built from")
+    parser.add_argument("--as-of", default="2024-06", help="as-of month of every request (YYYY-MM)")
+    parser.add_argument("--url", help="a running server; without it one is started")
+    parser.add_argument("--key-file", type=Path, help="file whose first line is an API key (with --url)")
+    parser.add_argument("--tracking-uri", help="MLflow store of the champion (without --url)")
+    parser.add_argument("--runs", type=Path, help="a batch run folder: village figures and scored households")
+    parser.add_argument("--workers", type=int, default=1, help="server workers when the benchmark starts it")
+    parser.add_argument("--concurrency", type=lambda s: [int(x) for x in s.split(",")], default=[1, 32])
+    parser.add_argument(
+        "--requests-per-level", type=int, default=40, help="at least 4 x concurrency are sent"
+    )
+    parser.add_argument("--single-households", type=int, default=200, help="distinct single-household bodies")
+    parser.add_argument("--batch-size", type=int, default=100)
+    parser.add_argument("--batches", type=int, default=5)
+    parser.add_argument("--max-seconds", type=float, default=180, help="time bound of each level")
+    parser.add_argument("--seed", type=int, default=20241123)
+    parser.add_argument("--json-out", type=Path, help="also write the results here as JSON")
+    args = parser.parse_args(argv)
+    if args.url is None and args.tracking_uri is None:
+        parser.error("give --url (with --key-file) or --tracking-uri to start a server")
+    if args.url is not None and args.key_file is None:
+        parser.error("--url needs --key-file")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_arguments(argv)
+    console = Console()
+    as_of = parse_month(args.as_of)
+    with tempfile.TemporaryDirectory(prefix="bench-api-") as folder:
+        process = None
+        if args.url is None:
+            console.print("starting relapse serve on a free loopback port ...")
+            process, url, key = start_server(
+                args.data, args.tracking_uri, args.runs, Path(folder), args.workers
+            )
+        else:
+            url, key = args.url, args.key_file.read_text(encoding="utf-8").splitlines()[0].strip()
+        try:
+            results = asyncio.run(benchmark(url, key, args.data, as_of, args))
+        finally:
+            if process is not None:
+                stop_server(process)
+    table = Table(title=f"POST /score on {url} ({os.cpu_count()} cores)")
+    for column in (
+        "scenario",
+        "concurrency",
+        "requests",
+        "errors",
+        "p50 ms",
+        "p99 ms",
+        "mean ms",
+        "households/s",
+    ):
+        table.add_column(column, justify="right")
+    for r in results:
+        table.add_row(r.scenario, str(r.concurrency), str(r.requests), str(r.errors), f"{r.p50_ms:,.1f}",
+                      f"{r.p99_ms:,.1f}", f"{r.mean_ms:,.1f}", f"{r.households_per_second:,.1f}")  # fmt: skip
+    console.print(table)
+    if args.json_out is not None:
+        args.json_out.write_text(json.dumps([asdict(r) for r in results], indent=2) + "\n", encoding="utf-8")
+    return 1 if any(r.errors for r in results) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

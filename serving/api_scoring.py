@@ -1,0 +1,449 @@
+"""``POST /score``: households given as JSON rows, checked by the loader, scored by the batch path.
+
+The steps for one batch of households (BentoML gathers several requests into
+one batch):
+
+1. Each household's rows must belong to it: every ``household_id`` is the one
+   of its households row, every ``member_id`` one of its members, every
+   ``loan_id`` one of its loans. A household that breaks this is rejected
+   before loading, with one problem per row.
+2. The others are loaded together, per as-of month, by the project's loader
+   (:func:`features.dataset.load_dataset`), under the server's policy with
+   ``data_end`` set to that month: the same parsing and the same row rules as
+   a dataset folder. Households whose keys would collide (the same
+   household, member or loan id twice in one batch) are loaded in separate
+   rounds, so one household's rows never satisfy another's keys.
+3. A household with any rejected row is answered ``rejected`` with every
+   problem (table, row within that household's table, column, rule, reason).
+4. The loaded households are scored by :func:`serving.scoring.score_dataset`,
+   the function the batch job uses, with reasons for every scored household.
+   Village figures come from the latest batch run at or before the as-of
+   month (:mod:`serving.village_context`), so a household scored alone gets
+   the score the batch job gave it.
+
+The loader reads folders only, so each round's rows are written as CSV into
+a private temporary folder and loaded from there; the folder is removed at
+once.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+import shutil
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+from pydantic import ValidationError
+from relapse_risk.features.contract import TABLES, format_month
+from relapse_risk.features.dataset import Dataset, DatasetError, Reject, load_dataset
+from relapse_risk.features.history import build_features
+from relapse_risk.features.policy import Policy
+
+from .api_models import ContractProblem, HouseholdInput, HouseholdScore, Reason, Row
+from .outputs import RISK_SCORE_DECIMALS, RULE_MARGIN_DECIMALS
+from .scoring import REASON_SLOTS, ScoringModel, score_dataset
+from .village_context import apply_village_context
+
+POLICY_FILE = "policy.json"
+
+# Columns through which rows of other tables belong to a household.
+_MEMBER_REFERENCES = ("employment", "expenses", "events")
+_LOAN_REFERENCES = ("loan_status",)
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    """The model the server scores with and its registry facts."""
+
+    model: ScoringModel
+    name: str
+    version: str
+    uri: str
+    run_id: str | None = None
+    horizon: int | None = None
+
+
+@dataclass
+class Answer:
+    """What the batch says about one requested household, before it becomes a response model."""
+
+    index: int
+    household_id: str | None
+    as_of: str
+    problems: list[ContractProblem] = field(default_factory=list)
+    error: str | None = None
+    scores: dict[str, object] | None = None
+    village_context_as_of: str | None = None
+
+
+VillageContextLookup = Callable[[str], tuple[str, pd.DataFrame] | None]
+"""as_of ``YYYY-MM`` -> (as_of of the run it comes from, village context frame), or None."""
+
+
+@dataclass(frozen=True)
+class ScoredBatch:
+    answers: list[HouseholdScore]
+    features: pd.DataFrame
+    """Feature rows the model saw, indexed by household_id (for the request log)."""
+
+
+def cell_text(value: object) -> str | None:
+    """A JSON scalar as the text a CSV export would hold (booleans ``true``/``false``)."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return repr(value) if math.isfinite(value) else str(value)
+    return str(value)
+
+
+def household_id_of(item: HouseholdInput) -> str | None:
+    text = cell_text(item.tables.households[0].get("household_id"))
+    return text.strip() if text is not None and text.strip() else None
+
+
+def ownership_problems(item: HouseholdInput, household_id: str) -> list[ContractProblem]:
+    """Rows that name another household, or a member or loan this household does not have."""
+    tables = item.tables.table_rows()
+    members = {t for r in tables["members"] if (t := _key(r, "member_id")) is not None}
+    loans = {t for r in tables["loans"] if (t := _key(r, "loan_id")) is not None}
+    problems: list[ContractProblem] = []
+    for table in TABLES:
+        for number, row in enumerate(tables[table.name], start=1):
+            if "household_id" in table.column_names:
+                named = _key(row, "household_id")
+                if named is not None and named != household_id:
+                    problems.append(
+                        ContractProblem(
+                            table=table.name,
+                            row=number,
+                            column="household_id",
+                            rule="other_household",
+                            reason=f"names household {named!r}, not {household_id!r} of this entry",
+                        )
+                    )
+            if table.name in _MEMBER_REFERENCES:
+                member = _key(row, "member_id")
+                if member is not None and member not in members:
+                    problems.append(_not_ours(table.name, number, "member_id", member, "member"))
+            if table.name in _LOAN_REFERENCES:
+                loan = _key(row, "loan_id")
+                if loan is not None and loan not in loans:
+                    problems.append(_not_ours(table.name, number, "loan_id", loan, "loan"))
+    return problems
+
+
+def _key(row: Row, column: str) -> str | None:
+    text = cell_text(row.get(column))
+    return text.strip() if text is not None and text.strip() else None
+
+
+def _not_ours(table: str, row: int, column: str, value: str, what: str) -> ContractProblem:
+    return ContractProblem(
+        table=table,
+        row=row,
+        column=column,
+        rule="foreign_key",
+        reason=f"{value!r} is not a {what} of this household",
+    )
+
+
+def loading_rounds(items: Sequence[HouseholdInput], indices: Sequence[int]) -> list[list[int]]:
+    """Split households into rounds in which no household, member or loan id occurs twice."""
+    rounds: list[list[int]] = []
+    taken: list[set[tuple[str, str]]] = []
+    for index in indices:
+        tables = items[index].tables.table_rows()
+        keys = {("household", k) for r in tables["households"] if (k := _key(r, "household_id"))}
+        keys |= {("member", k) for r in tables["members"] if (k := _key(r, "member_id"))}
+        keys |= {("loan", k) for r in tables["loans"] if (k := _key(r, "loan_id"))}
+        for position, used in enumerate(taken):
+            if not keys & used:
+                rounds[position].append(index)
+                used |= keys
+                break
+        else:
+            rounds.append([index])
+            taken.append(set(keys))
+    return rounds
+
+
+def policy_at(policy: Policy, as_of: dt.date) -> Policy:
+    """The server's policy with ``data_end`` at the as-of month; ValueError says what is missing."""
+    if as_of < policy.data_start:
+        raise ValueError(
+            f"as_of {format_month(as_of)} is before the policy's data_start {format_month(policy.data_start)}"
+        )
+    values = policy.to_json_dict()
+    values["data_end"] = format_month(as_of)
+    try:
+        return Policy.model_validate(values)
+    except ValidationError as exc:
+        raise ValueError(
+            f"the server's policy cannot score {format_month(as_of)}: "
+            + "; ".join(e["msg"] for e in exc.errors())
+        ) from None
+
+
+def write_round_folder(
+    folder: Path, policy: Policy, items: Sequence[HouseholdInput]
+) -> dict[str, list[tuple[int, int]]]:
+    """Write the households' rows as a dataset folder; return, per table, (item, row) of each CSV row."""
+    (folder / POLICY_FILE).write_text(json.dumps(policy.to_json_dict()), encoding="utf-8")
+    origins: dict[str, list[tuple[int, int]]] = {}
+    for table in TABLES:
+        columns: dict[str, list[str | None]] = {c: [] for c in table.column_names}
+        origin: list[tuple[int, int]] = []
+        for position, item in enumerate(items):
+            for number, row in enumerate(getattr(item.tables, table.name), start=1):
+                for column in table.column_names:
+                    columns[column].append(cell_text(row.get(column)))
+                origin.append((position, number))
+        arrow = pa.table({c: pa.array(v, type=pa.string()) for c, v in columns.items()})
+        pa_csv.write_csv(arrow, folder / f"{table.name}.csv")
+        origins[table.name] = origin
+    return origins
+
+
+def load_round(
+    policy: Policy, items: Sequence[HouseholdInput], loader: Callable[[Path], Dataset] = load_dataset
+) -> tuple[Dataset, dict[int, list[ContractProblem]]]:
+    """Load one round through the project's loader; problems per position in ``items``.
+
+    Raises :class:`DatasetError` when the loader refuses the round as a whole
+    (for instance when no household or member row is valid); the message
+    names the table, not the temporary folder.
+    """
+    folder = Path(tempfile.mkdtemp(prefix="relapse-score-"))
+    try:
+        origins = write_round_folder(folder, policy, items)
+        try:
+            dataset = loader(folder)
+        except DatasetError as exc:
+            raise DatasetError(str(exc).replace(f"{folder}/", "").replace(str(folder), "request")) from None
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    problems: dict[int, list[ContractProblem]] = {}
+    for reject in all_rejects(dataset):
+        origin = origins.get(reject.table, [])
+        if not 0 < reject.row <= len(origin):
+            continue
+        position, number = origin[reject.row - 1]
+        problems.setdefault(position, []).append(
+            ContractProblem(
+                table=reject.table, row=number, column=reject.column, rule=reject.rule, reason=reject.reason
+            )
+        )
+    return dataset, problems
+
+
+def all_rejects(dataset: Dataset) -> list[Reject]:
+    """Every reject, not only the first ones per rule that ``Dataset.rejects`` keeps."""
+    if dataset.rejects_table is None or not dataset.rejects_truncated:
+        return list(dataset.rejects)
+    rows = dataset.connection.execute(
+        "SELECT table_name, row, column_name, rule, reason, household_id, value "
+        f"FROM {dataset.rejects_table} ORDER BY position"
+    ).fetchall()
+    return [Reject(*row) for row in rows]
+
+
+def problems_summary(problems: Sequence[ContractProblem]) -> str:
+    first = problems[0]
+    more = f"; {len(problems) - 1} more problem(s)" if len(problems) > 1 else ""
+    return f"{first.table} row {first.row}, {first.column}: {first.reason} ({first.rule}){more}"
+
+
+def score_households(
+    items: Sequence[HouseholdInput],
+    *,
+    served: ServedModel,
+    policy: Policy,
+    village_contexts: VillageContextLookup,
+    loader: Callable[[Path], Dataset] = load_dataset,
+) -> ScoredBatch:
+    """Answers for ``items`` in their order, and the feature rows the model was given."""
+    answers = [
+        Answer(index=i, household_id=household_id_of(item), as_of=item.as_of) for i, item in enumerate(items)
+    ]
+    loadable: dict[str, list[int]] = {}
+    for answer, item in zip(answers, items, strict=True):
+        if answer.household_id is None:
+            answer.problems = [
+                ContractProblem(
+                    table="households",
+                    row=1,
+                    column="household_id",
+                    rule="not_null",
+                    reason="household_id is missing",
+                )
+            ]
+            continue
+        answer.problems = ownership_problems(item, answer.household_id)
+        if not answer.problems:
+            loadable.setdefault(item.as_of, []).append(answer.index)
+
+    feature_parts: list[pd.DataFrame] = []
+    for as_of_text, indices in loadable.items():
+        as_of = items[indices[0]].as_of_month
+        try:
+            month_policy = policy_at(policy, as_of)
+        except ValueError as exc:
+            for index in indices:
+                answers[index].error = str(exc)
+            continue
+        context = village_contexts(as_of_text)
+        for round_indices in loading_rounds(items, indices):
+            feature_parts += _score_round(
+                [items[i] for i in round_indices],
+                [answers[i] for i in round_indices],
+                as_of=as_of,
+                policy=month_policy,
+                served=served,
+                context=context,
+                loader=loader,
+            )
+
+    features = pd.concat(feature_parts) if feature_parts else pd.DataFrame()
+    return ScoredBatch(answers=[_response(a, served) for a in answers], features=features)
+
+
+def _score_round(
+    items: list[HouseholdInput],
+    answers: list[Answer],
+    *,
+    as_of: dt.date,
+    policy: Policy,
+    served: ServedModel,
+    context: tuple[str, pd.DataFrame] | None,
+    loader: Callable[[Path], Dataset],
+) -> list[pd.DataFrame]:
+    def alone(message: str) -> list[pd.DataFrame]:
+        # One household's data must not sink the others: score each on its own.
+        if len(items) == 1:
+            answers[0].error = message
+            return []
+        parts: list[pd.DataFrame] = []
+        for item, answer in zip(items, answers, strict=True):
+            parts += _score_round(
+                [item], [answer], as_of=as_of, policy=policy, served=served, context=context, loader=loader
+            )
+        return parts
+
+    try:
+        dataset, problems = load_round(policy, items, loader)
+    except DatasetError as exc:
+        return alone(str(exc))
+    for position, found in problems.items():
+        answers[position].problems = found
+    try:
+        features = build_features(dataset, as_of)
+        from_run = np.zeros(len(features), dtype=bool)
+        if context is not None:
+            villages = dataset.sql("SELECT household_id, village_code FROM households").df()
+            features, from_run = apply_village_context(features, villages, context[1])
+        scores = score_dataset(
+            dataset,
+            as_of,
+            served.model,
+            model_name=served.name,
+            model_version=served.version,
+            explain="all",
+            horizon=served.horizon,
+            features=features,
+        )
+    except ValueError as exc:  # the documented refusal of build_features and score_dataset
+        for answer in answers:
+            answer.problems = []
+        return alone(f"could not be scored: {exc}")
+    finally:
+        dataset.connection.close()
+    by_household = {row["household_id"]: row for row in scores.to_dict("records")}
+    context_households = set(features["household_id"].to_numpy()[from_run]) if context is not None else set()
+    for answer in answers:
+        if answer.problems or answer.household_id is None:
+            continue
+        row = by_household.get(answer.household_id)
+        if row is None:
+            answer.error = "the household was not scored"
+            continue
+        answer.scores = row
+        if answer.household_id in context_households and context is not None:
+            answer.village_context_as_of = context[0]
+    served_ids = {a.household_id for a in answers if a.scores is not None}
+    used = features[features["household_id"].isin(served_ids)].set_index("household_id")
+    return [used]
+
+
+def _value(row: Mapping[str, object], column: str) -> object:
+    value = row.get(column)
+    if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
+        return None
+    return value
+
+
+def reasons_from_scores(row: Mapping[str, object]) -> list[Reason]:
+    reasons = []
+    for slot in REASON_SLOTS:
+        code = _value(row, f"reason_{slot}_code")
+        if code is None:
+            continue
+        reasons.append(
+            Reason(
+                code=str(code),
+                zh=_text(_value(row, f"reason_{slot}_zh")),
+                en=_text(_value(row, f"reason_{slot}_en")),
+                measure=_text(_value(row, f"reason_{slot}_measure")),
+            )
+        )
+    return reasons
+
+
+def _text(value: object) -> str | None:
+    return None if value is None else str(value)
+
+
+def _rounded(value: object, decimals: int) -> float | None:
+    # Rounded as the batch job writes them, so both give the same figures.
+    return None if value is None else round(float(value), decimals)  # type: ignore[arg-type]
+
+
+def _response(answer: Answer, served: ServedModel) -> HouseholdScore:
+    common = {
+        "household_id": answer.household_id,
+        "as_of": answer.as_of,
+        "model_name": served.name,
+        "model_version": served.version,
+    }
+    if answer.problems:
+        return HouseholdScore(
+            status="rejected", error=problems_summary(answer.problems), problems=answer.problems, **common
+        )
+    if answer.scores is None:
+        return HouseholdScore(
+            status="rejected", error=answer.error or "the household was not scored", **common
+        )
+    row = answer.scores
+    status = str(row["status"])
+    horizon = _value(row, "horizon_months")
+    return HouseholdScore(
+        status=status,  # type: ignore[arg-type]
+        risk_score=_rounded(_value(row, "risk_score"), RISK_SCORE_DECIMALS),
+        risk_band=_text(_value(row, "risk_band")),  # type: ignore[arg-type]
+        rule_margin=_rounded(_value(row, "rule_margin"), RULE_MARGIN_DECIMALS),
+        triggered_rule=_text(_value(row, "triggered_rule")),
+        horizon_months=None if horizon is None else int(horizon),  # type: ignore[call-overload]
+        reasons=reasons_from_scores(row),
+        error=_text(_value(row, "reject_reason")) if status == "rejected" else None,
+        village_context_as_of=answer.village_context_as_of,
+        **common,
+    )

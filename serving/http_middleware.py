@@ -1,0 +1,166 @@
+"""ASGI middleware that makes BentoML's HTTP answers match the API's contract.
+
+- BentoML answers a request body that fails pydantic validation with 400 and
+  ``{"error": ..., "detail": [{"loc", "msg", "type"}, ...]}``. The API promises
+  422 (the request is well-formed HTTP but its content is invalid), with the
+  same field-level ``detail``: :class:`ValidationStatusMiddleware` changes the
+  status code only, for the service's own POST endpoints.
+- BentoML's generated OpenAPI document lists 400 for those errors and knows
+  nothing of the bearer keys: :class:`OpenApiMiddleware` serves ``/docs.json``
+  from :func:`api_openapi_document`, which states 401, 415, 422 and the
+  security scheme, so generated clients and contract tests see what the server does.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Callable, Collection
+from typing import Any
+
+Scope = dict[str, Any]
+Message = dict[str, Any]
+
+OPENAPI_PATH = "/docs.json"
+
+VALIDATION_ERROR_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "title": "ValidationErrorBody",
+    "required": ["error", "detail"],
+    "properties": {
+        "error": {"type": "string"},
+        "detail": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["loc", "msg", "type"],
+                "properties": {
+                    "loc": {"type": "array", "items": {"oneOf": [{"type": "string"}, {"type": "integer"}]}},
+                    "msg": {"type": "string"},
+                    "type": {"type": "string"},
+                },
+            },
+        },
+    },
+}
+ERROR_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "title": "ErrorBody",
+    "required": ["error"],
+    "properties": {"error": {"type": "string"}},
+}
+
+
+class ValidationStatusMiddleware:
+    """JSON bodies only, and 422 instead of BentoML's 400 for an invalid body, on the given POST paths.
+
+    A body declared as anything but JSON is refused with 415 before BentoML
+    parses it: its multipart parser fails with 500 on a malformed header.
+    A request without a content type is read as JSON, as BentoML does.
+    """
+
+    def __init__(self, app: Any, paths: Collection[str]) -> None:
+        self.app = app
+        self.paths = frozenset(paths)
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope.get("method") != "POST" or scope.get("path") not in self.paths:
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-type")
+        if declared is not None and not is_json_media_type(declared):
+            await _send_json(send, 415, {"error": "send the body as application/json"})
+            return
+
+        async def send_with_status(message: Message) -> None:
+            if message["type"] == "http.response.start" and message.get("status") == 400:
+                message = {**message, "status": 422}
+            await send(message)
+
+        await self.app(scope, receive, send_with_status)
+
+
+def is_json_media_type(content_type: bytes) -> bool:
+    media_type = content_type.split(b";", 1)[0].strip().lower()
+    return media_type == b"application/json" or (
+        media_type.startswith(b"application/") and media_type.endswith(b"+json")
+    )
+
+
+async def _send_json(send: Any, status: int, body: dict[str, Any]) -> None:
+    payload = json.dumps(body).encode("utf-8")
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(payload)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": payload})
+
+
+def api_openapi_document(
+    spec: dict[str, Any], *, title: str, version: str, description: str, api_paths: Collection[str]
+) -> dict[str, Any]:
+    """BentoML's OpenAPI document with this API's title, errors and bearer security stated."""
+    document = copy.deepcopy(spec)
+    document["info"] = {"title": title, "version": version, "description": description}
+    components = document.setdefault("components", {})
+    schemas = components.setdefault("schemas", {})
+    schemas["ValidationErrorBody"] = VALIDATION_ERROR_SCHEMA
+    schemas["ErrorBody"] = ERROR_SCHEMA
+    components["securitySchemes"] = {"bearerKey": {"type": "http", "scheme": "bearer"}}
+    for path in api_paths:
+        operation = document.get("paths", {}).get(path, {}).get("post")
+        if operation is None:
+            continue
+        responses = operation.setdefault("responses", {})
+        responses.pop("400", None)
+        responses.pop(400, None)
+        responses["401"] = _error_response("Missing or invalid API key", "ErrorBody")
+        responses["415"] = _error_response("Body not sent as application/json", "ErrorBody")
+        responses["422"] = _error_response("Invalid body: one message per field", "ValidationErrorBody")
+        if "404" in responses or 404 in responses:
+            responses.pop(404, None)
+            responses["404"] = _error_response("Nothing to answer from", "ErrorBody")
+        operation["security"] = [{"bearerKey": []}]
+    return document
+
+
+def _error_response(description: str, schema: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema}"}}},
+    }
+
+
+class OpenApiMiddleware:
+    """Serve ``GET /docs.json`` from ``document()``, built once on first use."""
+
+    def __init__(self, app: Any, document: Callable[[], dict[str, Any]]) -> None:
+        self.app = app
+        self.document = document
+        self._body: bytes | None = None
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        wanted = scope.get("path") == OPENAPI_PATH and scope.get("method") in ("GET", "HEAD")
+        if scope["type"] != "http" or not wanted:
+            await self.app(scope, receive, send)
+            return
+        if self._body is None:
+            self._body = json.dumps(self.document(), ensure_ascii=False).encode("utf-8")
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(self._body)).encode()),
+                ],
+            }
+        )
+        body = b"" if scope.get("method") == "HEAD" else self._body
+        await send({"type": "http.response.body", "body": body})

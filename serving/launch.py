@@ -1,0 +1,117 @@
+"""``relapse serve``: check the settings, then run ``bentoml serve`` on the API service.
+
+The command becomes BentoML's own server (with its worker processes); this
+module prepares its command line and environment and refuses early, with a
+message naming the setting, when the server could not start anyway (no API
+key, no policy file).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NoReturn
+
+from relapse_risk.features.policy import PolicyError, read_policy
+
+from .api_settings import (
+    MODEL_URI_VARIABLE,
+    POLICY_FILE_VARIABLE,
+    REQUEST_LOG_VARIABLE,
+    RUNS_DIR_VARIABLE,
+    SERVICE_NAME,
+    ApiSettings,
+    ApiSettingsError,
+)
+from .auth import KEYS_FILE_VARIABLE, ApiKeyConfigError, load_api_keys
+from .config import TRACKING_URI_VARIABLE
+
+SERVICE_IMPORT = "relapse_risk.serving.service:RelapseRiskApi"
+CONFIG_OVERRIDE_VARIABLE = "BENTOML_CONFIG_OPTIONS"
+
+
+class ServeSettingsError(ValueError):
+    """The server would not start with these settings; the message names the setting."""
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    """Command-line options of ``relapse serve``; None or empty leaves the environment's value."""
+
+    host: str = "127.0.0.1"
+    port: int = 3000
+    workers: int = 1
+    policy_file: Path | None = None
+    model_uri: str | None = None
+    tracking_uri: str | None = None
+    runs_dir: Path | None = None
+    request_log: Path | None = None
+    api_keys_file: Path | None = None
+
+
+def server_environment(base: Mapping[str, str], options: ServeOptions) -> dict[str, str]:
+    """The child's environment: ``base`` with the options written over it (paths made absolute)."""
+    environment = dict(base)
+    overrides: dict[str, str | None] = {
+        POLICY_FILE_VARIABLE: _absolute(options.policy_file),
+        MODEL_URI_VARIABLE: options.model_uri or None,
+        TRACKING_URI_VARIABLE: options.tracking_uri or None,
+        RUNS_DIR_VARIABLE: _absolute(options.runs_dir),
+        REQUEST_LOG_VARIABLE: _absolute(options.request_log),
+        KEYS_FILE_VARIABLE: _absolute(options.api_keys_file),
+    }
+    environment.update({k: v for k, v in overrides.items() if v})
+    if options.workers != 1:
+        worker_option = f"services.{SERVICE_NAME}.workers={int(options.workers)}"
+        existing = environment.get(CONFIG_OVERRIDE_VARIABLE, "").strip()
+        environment[CONFIG_OVERRIDE_VARIABLE] = f"{existing} {worker_option}".strip()
+    return environment
+
+
+def _absolute(path: Path | None) -> str | None:
+    return str(path.resolve()) if path is not None else None
+
+
+def check_server_settings(environment: Mapping[str, str]) -> ApiSettings:
+    """The settings the server will read, after checking what would stop it at start-up."""
+    try:
+        settings = ApiSettings.from_environment(environment)
+        load_api_keys(environment)
+    except (ApiSettingsError, ApiKeyConfigError) as exc:
+        raise ServeSettingsError(str(exc)) from None
+    try:
+        read_policy(settings.policy_file)
+    except PolicyError as exc:
+        raise ServeSettingsError(str(exc)) from None
+    if settings.runs_dir is not None and not settings.runs_dir.exists():
+        raise ServeSettingsError(f"{RUNS_DIR_VARIABLE}={settings.runs_dir}: folder does not exist")
+    return settings
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def serve_command(host: str, port: int, python: str = sys.executable) -> list[str]:
+    return [python, "-m", "bentoml", "serve", SERVICE_IMPORT, "--host", host, "--port", str(int(port))]
+
+
+def exec_server(options: ServeOptions, environment: Mapping[str, str]) -> NoReturn:
+    """Replace this process with the BentoML server, so signals (Ctrl-C, SIGTERM) reach it directly.
+
+    A child process would outlive a ``relapse serve`` that is terminated
+    rather than interrupted; exec leaves nothing behind.
+    """
+    command = serve_command(options.host, options.port)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(command[0], command, dict(environment))

@@ -1,0 +1,140 @@
+"""The case-management API as a BentoML 1.4 service.
+
+Start it with ``relapse serve`` (loopback, port 3000 by default) or
+``bentoml serve relapse_risk.serving.service:RelapseRiskApi --host 127.0.0.1``,
+or build it as a Bento from ``bentofile.yaml``. Settings come from environment
+variables (serving/api_settings.py; keys: serving/auth.py). At start-up each
+worker loads the champion from the MLflow registry; ``/readyz`` answers 200
+only once that is done.
+
+Endpoints (all POST with a JSON body, all behind ``Authorization: Bearer``):
+
+- ``/score``: households as their rows in the contract's tables, each with an
+  as-of month; one answer per household in request order. Adaptive batching
+  merges concurrent requests into one loader and scoring pass.
+- ``/visit_list``: the ranked list of a county or township from the latest
+  batch-scored run of that month, cut at the staff's capacity.
+- ``/household``: a household's latest batch score and reasons.
+- ``/model_info``: model name and version, training data fingerprint, test
+  metrics and the feature catalogue.
+
+Open without a key: ``/livez``, ``/readyz``, ``/healthz``, ``/metrics`` and the
+OpenAPI document ``/docs.json``. A body that does not fit the request model is
+422 with one message per field; a household that breaks the data contract is
+answered ``rejected`` with its problems while the others are scored.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import anyio
+import bentoml
+from starlette.responses import JSONResponse
+
+from relapse_risk import __version__
+
+from .api_core import RiskApi
+from .api_models import (
+    HouseholdInput,
+    HouseholdRequest,
+    HouseholdResponse,
+    HouseholdScore,
+    ModelInfo,
+    ModelInfoRequest,
+    ScoreRequest,
+    VisitListRequest,
+    VisitListResponse,
+)
+from .api_settings import SERVICE_NAME, ApiSettings
+from .auth import BearerAuthMiddleware
+from .http_middleware import OpenApiMiddleware, ValidationStatusMiddleware, api_openapi_document
+
+API_PATHS = ("/score", "/visit_list", "/household", "/model_info")
+
+# Adaptive batching: up to this many households per scoring pass. BentoML sheds
+# a queued request with 503 once its estimated wait exceeds MAX_LATENCY_MS; it
+# estimates the wait from a per-household cost fitted to the first few batches,
+# which overstates a pass whose cost is mostly fixed (loading and feature
+# queries), so the bound equals the request timeout: requests wait, not fail.
+MAX_BATCH_HOUSEHOLDS = 256
+REQUEST_TIMEOUT_SECONDS = 300
+MAX_LATENCY_MS = REQUEST_TIMEOUT_SECONDS * 1000
+
+DESCRIPTION = (
+    "Early warning of rural households at risk of falling back into poverty (防止返贫监测). "
+    "Score households from their rows in the data contract's tables, read the ranked visit list "
+    "and a household's latest batch score, and see which model answers. Every endpoint except "
+    "the health probes and this document needs `Authorization: Bearer <key>`."
+)
+
+
+@bentoml.service(
+    name=SERVICE_NAME, workers=1, traffic={"timeout": REQUEST_TIMEOUT_SECONDS, "max_concurrency": 256}
+)
+class RelapseRiskApi:
+    """Risk scores, visit lists and model facts for a county's case-management system."""
+
+    def __init__(self) -> None:
+        self.api = RiskApi.start(ApiSettings.from_environment(os.environ))
+
+    @bentoml.api(
+        route="/score",
+        input_spec=ScoreRequest,
+        batchable=True,
+        max_batch_size=MAX_BATCH_HOUSEHOLDS,
+        max_latency_ms=MAX_LATENCY_MS,
+    )
+    def score(self, households: list[HouseholdInput]) -> list[HouseholdScore]:
+        """Score households at their as-of months: status, score, band, rule margin and three reasons."""
+        return self.api.score(households)
+
+    @bentoml.api(route="/visit_list", input_spec=VisitListRequest)
+    async def visit_list(
+        self, as_of: str, capacity: int, county_code: str | None = None, township_code: str | None = None
+    ) -> VisitListResponse:
+        """The top `capacity` households of a county or township in the latest batch run of `as_of`."""
+        request = VisitListRequest(
+            as_of=as_of, capacity=capacity, county_code=county_code, township_code=township_code
+        )
+        answer = await anyio.to_thread.run_sync(self.api.visit_list, request)
+        if answer is None:
+            return _not_found(f"no batch-scored run for as_of {request.as_of}")  # type: ignore[return-value]
+        return answer
+
+    @bentoml.api(route="/household", input_spec=HouseholdRequest)
+    async def household(self, household_id: str) -> HouseholdResponse:
+        """A household's latest batch score, ranks and reasons."""
+        answer = await anyio.to_thread.run_sync(self.api.household, household_id)
+        if answer is None:
+            return _not_found("no batch-scored run holds this household")  # type: ignore[return-value]
+        return answer
+
+    @bentoml.api(route="/model_info", input_spec=ModelInfoRequest)
+    async def model_info(self) -> ModelInfo:
+        """The model that answers /score: registry name and version, data fingerprint, metrics, features."""
+        return self.api.model_info()
+
+
+def _not_found(message: str) -> JSONResponse:
+    # BentoML passes a Response through untouched; its own NotFound error
+    # would wrap the body in a list.
+    return JSONResponse({"error": message}, status_code=404)
+
+
+def _openapi_document() -> dict[str, Any]:
+    return api_openapi_document(
+        RelapseRiskApi.openapi_spec.asdict(),
+        title="relapse-risk API",
+        version=__version__,
+        description=DESCRIPTION,
+        api_paths=API_PATHS,
+    )
+
+
+# Wired once, here: middleware belongs to the service class for the whole
+# process. Listed outermost first: keys are checked before anything else.
+RelapseRiskApi.add_asgi_middleware(BearerAuthMiddleware)
+RelapseRiskApi.add_asgi_middleware(OpenApiMiddleware, document=_openapi_document)
+RelapseRiskApi.add_asgi_middleware(ValidationStatusMiddleware, paths=API_PATHS)

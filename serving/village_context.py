@@ -1,0 +1,98 @@
+"""Village figures of a batch run, so the API scores a household as the batch job did.
+
+Some features describe the household's village, not the household: how many
+households it has in the data and what share of them had a shock, are under
+monitoring or meet a rule (the ``village_*`` columns of the feature
+catalogue). The batch job sees the whole county and computes them from every
+household of the village; a ``/score`` request carries one household, or a
+few, and cannot. So the batch job writes the figures it used, one row per
+village, as ``village_context.parquet`` in its run folder, and the API puts
+them in place of the figures of the request's own households before scoring.
+For the same rows, as-of month and model version both then give the same
+score.
+
+File format: ``village_code`` (str), ``as_of`` (str ``YYYY-MM``), then the
+village feature columns as float64.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+VILLAGE_CONTEXT_FILE = "village_context.parquet"
+VILLAGE_FEATURE_PREFIX = "village_"
+
+
+def village_feature_names(feature_names: Iterable[str]) -> tuple[str, ...]:
+    """The features that are figures of the household's village rather than of the household."""
+    return tuple(name for name in feature_names if name.startswith(VILLAGE_FEATURE_PREFIX))
+
+
+def village_context(features: pd.DataFrame, villages: pd.DataFrame, as_of: str) -> pd.DataFrame:
+    """One row per village with its village features, taken from the households' feature rows.
+
+    ``features`` has ``household_id`` and the feature columns; ``villages``
+    maps ``household_id`` to ``village_code``. Every household of a village
+    carries the same village figures, so the first one stands for the village.
+    """
+    names = list(village_feature_names(features.columns))
+    codes = villages.drop_duplicates("household_id").set_index("household_id")["village_code"]
+    frame = features.loc[:, ["household_id", *names]].copy()
+    frame["village_code"] = codes.reindex(frame["household_id"].to_numpy()).to_numpy(dtype=object)
+    frame = frame[frame["village_code"].notna()]
+    context = (
+        frame.sort_values(["village_code", "household_id"], kind="stable")
+        .drop_duplicates("village_code")
+        .loc[:, ["village_code", *names]]
+        .reset_index(drop=True)
+    )
+    context.insert(1, "as_of", as_of)
+    context["village_code"] = context["village_code"].astype(str)
+    for name in names:
+        context[name] = context[name].astype(np.float64)
+    return context
+
+
+def write_village_context(context: pd.DataFrame, path: Path) -> None:
+    """Parquet without pandas metadata, rows by village code, so reruns write the same bytes."""
+    ordered = context.sort_values("village_code", kind="stable", ignore_index=True)
+    table = pa.Table.from_pandas(ordered, preserve_index=False).replace_schema_metadata(None)
+    pq.write_table(table, path, compression="zstd", compression_level=3)
+
+
+def read_village_context(path: Path) -> pd.DataFrame | None:
+    """The context of a run folder's file, or None when the run has none."""
+    if not path.is_file():
+        return None
+    return pq.read_table(path).to_pandas()
+
+
+def apply_village_context(
+    features: pd.DataFrame, villages: pd.DataFrame, context: pd.DataFrame
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """``features`` with the village figures of ``context`` for households whose village it has.
+
+    Returns the new frame and a boolean array (aligned with ``features``) that
+    is True where the figures came from ``context``; the other rows keep the
+    figures computed from the households at hand.
+    """
+    names = [n for n in village_feature_names(features.columns) if n in context.columns]
+    codes = villages.drop_duplicates("household_id").set_index("household_id")["village_code"]
+    household_villages = codes.reindex(features["household_id"].to_numpy()).to_numpy(dtype=object)
+    indexed = context.drop_duplicates("village_code").set_index("village_code")
+    matched = pd.Index(indexed.index).get_indexer(household_villages) >= 0
+    if not matched.any() or not names:
+        return features, np.zeros(len(features), dtype=bool)
+    updated = features.copy()
+    rows = indexed.loc[household_villages[matched], names].to_numpy()
+    for position, name in enumerate(names):
+        column = updated[name].to_numpy(copy=True)
+        column[matched] = rows[:, position].astype(column.dtype, copy=False)
+        updated[name] = column
+    return updated, matched
