@@ -1,0 +1,57 @@
+"""One monitoring check: a statistic, its threshold, its status, and what to do about it."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Literal
+
+from .config import Level
+
+Status = Literal["ok", "warning", "alert"]
+STATUS_ORDER: dict[str, int] = {"ok": 0, "warning": 1, "alert": 2}
+
+RETRAIN = "retrain the model on fresh data (`relapse retrain`) and compare the challenger before promoting it"
+CHECK_FEED = "check the data feed: ask the county which export, field or reporting step changed"
+REVIEW_LINE = "review the monitoring line in policy.json with the county, then re-score and retrain"
+REVIEW_POPULATION = "confirm this is the intended county; a different population needs its own model"
+WATCH = "no action; keep watching"
+
+
+@dataclass(frozen=True)
+class Check:
+    """One line of ``summary.json``; ``value`` is None when the statistic could not be measured."""
+
+    name: str
+    group: str
+    value: float | None
+    threshold: dict[str, float]
+    status: Status
+    message: str
+    action: str
+
+    def as_json(self) -> dict[str, object]:
+        record = asdict(self)
+        if self.value is not None and not math.isfinite(self.value):
+            record["value"] = None
+        return record
+
+
+def judged(name: str, group: str, value: float | None, level: Level, message: str, action: str) -> Check:
+    """A check whose status comes from ``level``; ``action`` is only given when it is not ok."""
+    status: Status = level.status(value)  # type: ignore[assignment]
+    return Check(
+        name=name,
+        group=group,
+        value=None if value is None else float(value),
+        threshold={"warning": level.warning, "alert": level.alert},
+        status=status,
+        message=message,
+        action=action if status != "ok" else WATCH,
+    )
+
+
+def overall_status(checks: list[Check]) -> Status:
+    """The worst status of any check (``ok`` when there are none)."""
+    worst = max((STATUS_ORDER[c.status] for c in checks), default=0)
+    return ("ok", "warning", "alert")[worst]  # type: ignore[return-value]

@@ -1,0 +1,200 @@
+"""Drift of the model's features and of its predictions, as plain numbers.
+
+Feature drift uses the statistic of Evidently's ``wasserstein`` test (the
+Wasserstein-1 distance between the two samples divided by the reference's
+standard deviation) computed here with scipy on seeded samples, so the checks
+stay fast and reproducible at a million households; Evidently then renders the
+most drifted columns for the person reading the report (:mod:`.report`).
+Significance tests are not used: at tens of thousands of rows they flag shifts
+far too small to matter.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from relapse_risk.features.catalogue import FEATURES_BY_NAME
+from scipy.stats import wasserstein_distance
+
+from .checks import CHECK_FEED, RETRAIN, Check, judged
+from .config import MonitorThresholds
+
+
+def sample_rows(frame: pd.DataFrame, limit: int, seed: int) -> pd.DataFrame:
+    """At most ``limit`` rows drawn without replacement (seeded); all rows when there are fewer."""
+    if len(frame) <= limit:
+        return frame
+    chosen = np.random.default_rng(seed).choice(len(frame), size=limit, replace=False)
+    return frame.iloc[np.sort(chosen)].reset_index(drop=True)
+
+
+def column_drift(reference: np.ndarray, current: np.ndarray) -> float:
+    """Wasserstein distance over the reference's standard deviation; NaNs are left out.
+
+    NaN when either side has no values. A constant reference is scaled by the current
+    side's spread instead (0 when both are the same constant, infinite when they differ).
+    """
+    ref = reference[np.isfinite(reference)].astype(np.float64)
+    cur = current[np.isfinite(current)].astype(np.float64)
+    if ref.size == 0 or cur.size == 0:
+        return float("nan")
+    distance = wasserstein_distance(ref, cur)
+    spread = ref.std() or cur.std()
+    if spread == 0:
+        return 0.0 if distance == 0 else float("inf")
+    return float(distance / spread)
+
+
+@dataclass(frozen=True)
+class FeatureDrift:
+    """Per-column drift distances (NaN: not comparable) and the share of drifted columns."""
+
+    distances: pd.Series
+    threshold: float
+
+    @property
+    def compared(self) -> pd.Series:
+        return self.distances.dropna()
+
+    @property
+    def drifted(self) -> pd.Series:
+        compared = self.compared
+        return compared[compared >= self.threshold].sort_values(ascending=False)
+
+    @property
+    def drifted_share(self) -> float:
+        return len(self.drifted) / len(self.compared) if len(self.compared) else 0.0
+
+    def top(self, n: int) -> list[str]:
+        """The ``n`` most drifted comparable columns, largest first."""
+        return list(self.compared.replace(np.inf, np.finfo(np.float64).max).nlargest(n).index)
+
+
+def feature_drift(reference: pd.DataFrame, current: pd.DataFrame, threshold: float) -> FeatureDrift:
+    """Drift of every feature column both frames hold (``household_id`` and non-features left out)."""
+    columns = [c for c in reference.columns if c in current.columns and c in FEATURES_BY_NAME]
+    distances = {
+        name: column_drift(reference[name].to_numpy(np.float64), current[name].to_numpy(np.float64))
+        for name in columns
+    }
+    return FeatureDrift(pd.Series(distances, dtype=np.float64), threshold)
+
+
+def feature_drift_check(drift: FeatureDrift, thresholds: MonitorThresholds) -> Check:
+    drifted = drift.drifted
+    by_family = (
+        pd.Series([FEATURES_BY_NAME[c].family for c in drifted.index]).value_counts().to_dict()
+        if len(drifted)
+        else {}
+    )
+    families = ", ".join(f"{family} {count}" for family, count in by_family.items()) or "none"
+    top = ", ".join(f"{name} {value:.2f}" for name, value in drifted.head(5).items()) or "none"
+    return judged(
+        "feature_drift",
+        "data drift",
+        drift.drifted_share,
+        thresholds.drifted_feature_share,
+        f"{len(drifted)} of {len(drift.compared)} features drifted (normalised Wasserstein >= "
+        f"{drift.threshold}); by family: {families}; largest: {top}",
+        RETRAIN + "; if the drift has no real-world cause, " + CHECK_FEED,
+    )
+
+
+def population_stability(reference: np.ndarray, current: np.ndarray, bins: int = 10) -> float:
+    """PSI of ``current`` against ``reference`` over the reference's quantile bins (0.0001 floor per bin)."""
+    ref = reference[np.isfinite(reference)]
+    cur = current[np.isfinite(current)]
+    if ref.size == 0 or cur.size == 0:
+        return float("nan")
+    edges = np.unique(np.quantile(ref, np.linspace(0, 1, bins + 1)[1:-1]))
+    ref_share = np.bincount(np.searchsorted(edges, ref, side="right"), minlength=edges.size + 1) / ref.size
+    cur_share = np.bincount(np.searchsorted(edges, cur, side="right"), minlength=edges.size + 1) / cur.size
+    ref_share, cur_share = np.maximum(ref_share, 1e-4), np.maximum(cur_share, 1e-4)
+    return float(np.sum((cur_share - ref_share) * np.log(cur_share / ref_share)))
+
+
+def shares(values: pd.Series) -> dict[str, float]:
+    counts = values.dropna().astype(str).value_counts(normalize=True)
+    return {str(k): float(v) for k, v in counts.items()}
+
+
+def _total_variation(reference: dict[str, float], current: dict[str, float]) -> float:
+    keys = set(reference) | set(current)
+    return 0.5 * sum(abs(reference.get(k, 0.0) - current.get(k, 0.0)) for k in keys)
+
+
+def prediction_drift_checks(
+    reference: pd.DataFrame, current: pd.DataFrame, thresholds: MonitorThresholds
+) -> list[Check]:
+    """Score distribution, band shares and visit-list composition, from two score tables.
+
+    Each table has ``risk_score`` and ``risk_band`` for scored households, and may have
+    ``in_visit_list``, ``township_code`` and ``reason_1_code``; checks whose columns are
+    missing on a side are left out.
+    """
+    checks: list[Check] = []
+    ref_scores = reference["risk_score"].to_numpy(np.float64)
+    cur_scores = current["risk_score"].to_numpy(np.float64)
+    psi = population_stability(ref_scores, cur_scores)
+    checks.append(
+        judged(
+            "score_drift",
+            "prediction drift",
+            psi,
+            thresholds.score_psi,
+            f"PSI of the risk score over reference deciles; mean score {np.nanmean(ref_scores):.3f} -> "
+            f"{np.nanmean(cur_scores):.3f}",
+            RETRAIN,
+        )
+    )
+    ref_bands, cur_bands = shares(reference["risk_band"]), shares(current["risk_band"])
+    band_change = max(abs(ref_bands.get(b, 0.0) - cur_bands.get(b, 0.0)) for b in ("high", "medium", "low"))
+    checks.append(
+        judged(
+            "risk_band_shares",
+            "prediction drift",
+            band_change,
+            thresholds.band_share_change,
+            "share of scored households by band: "
+            + ", ".join(
+                f"{b} {ref_bands.get(b, 0):.1%} -> {cur_bands.get(b, 0):.1%}"
+                for b in ("high", "medium", "low")
+            ),
+            RETRAIN,
+        )
+    )
+    if {"in_visit_list", "township_code"} <= set(reference) & set(current):
+        ref_list = reference[reference["in_visit_list"].fillna(False).astype(bool)]
+        cur_list = current[current["in_visit_list"].fillna(False).astype(bool)]
+        shared = set(reference["township_code"].dropna()) & set(current["township_code"].dropna())
+        if shared and len(ref_list) and len(cur_list):
+            ref_towns = shares(ref_list.loc[ref_list["township_code"].isin(shared), "township_code"])
+            cur_towns = shares(cur_list.loc[cur_list["township_code"].isin(shared), "township_code"])
+            checks.append(
+                judged(
+                    "visit_list_townships",
+                    "prediction drift",
+                    _total_variation(ref_towns, cur_towns),
+                    thresholds.visit_list_township_shift,
+                    f"share of the visit list that moved between the {len(shared)} townships both sides hold",
+                    "look at the townships whose share rose: a local shock or a local data problem; "
+                    + CHECK_FEED,
+                )
+            )
+        if "reason_1_code" in set(reference) & set(current) and len(ref_list) and len(cur_list):
+            ref_reasons, cur_reasons = shares(ref_list["reason_1_code"]), shares(cur_list["reason_1_code"])
+            if ref_reasons and cur_reasons:
+                rising = sorted(cur_reasons, key=lambda k: ref_reasons.get(k, 0.0) - cur_reasons[k])[:3]
+                checks.append(
+                    judged(
+                        "visit_list_reasons",
+                        "prediction drift",
+                        _total_variation(ref_reasons, cur_reasons),
+                        thresholds.visit_list_reason_shift,
+                        "share of the visit list whose first reason changed; rising: " + ", ".join(rising),
+                        RETRAIN + "; brief cadres on the rising reasons",
+                    )
+                )
+    return checks

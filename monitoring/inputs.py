@@ -1,0 +1,248 @@
+"""The two sides of a comparison, whatever form they arrive in.
+
+``--reference`` and ``--current`` each name one of:
+
+- a dataset folder, optionally with an as-of month: ``DIR`` or ``DIR@YYYY-MM``
+  (default: the folder's data_end). Features are built at that month, county
+  facts are measured, and the households are scored when a model is given;
+- a batch-scored run folder (``manifest.json`` + ``scores.parquet``): its scores,
+  bands, visit list and reasons;
+- the API's request log (``.jsonl``): the features and scores it answered.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+from relapse_risk.features.catalogue import FEATURE_NAMES
+from relapse_risk.features.contract import format_month, parse_month
+from relapse_risk.features.dataset import Dataset, load_dataset
+from relapse_risk.features.history import build_features
+from relapse_risk.features.rules import labels_frame
+from relapse_risk.models.model import RiskModel
+
+from .quality import DatasetFacts, dataset_facts
+
+InputKind = Literal["dataset", "scored_run", "request_log"]
+
+# The serving package's band cut-offs (serving/config.py RISK_BAND_CUTOFFS); monitoring may not
+# import serving, so scores it computes itself use the same published values.
+BAND_CUTOFFS = {"high": 0.30, "medium": 0.10}
+
+
+class MonitorInputError(ValueError):
+    """A side cannot be read; the message names the path and what is wrong."""
+
+
+@dataclass(frozen=True)
+class MonitorSide:
+    """One side of the comparison: what could be measured from its input."""
+
+    spec: str
+    kind: InputKind
+    path: Path
+    as_of: dt.date | None
+    features: pd.DataFrame | None
+    """household_id + feature columns, sampled to the row limit; None when the input has none."""
+    scores: pd.DataFrame | None
+    """Scored households: household_id, risk_score, risk_band, and where known in_visit_list,
+    township_code, reason_1_code."""
+    facts: DatasetFacts | None
+    dataset: Dataset | None
+    note: str = ""
+
+    @property
+    def label(self) -> str:
+        when = f" at {format_month(self.as_of)}" if self.as_of else ""
+        return f"{self.kind} {self.path}{when}"
+
+
+def split_spec(spec: str) -> tuple[Path, dt.date | None]:
+    """``DIR@YYYY-MM`` -> (DIR, month); a plain path -> (path, None)."""
+    path, at, month = spec.rpartition("@")
+    if at and path and len(month) in (7, 10) and month[:4].isdigit():
+        try:
+            return Path(path), parse_month(month)
+        except ValueError as exc:
+            raise MonitorInputError(f"{spec}: {exc}") from None
+    return Path(spec), None
+
+
+def input_kind(path: Path) -> InputKind:
+    if path.is_file() and path.suffix.lower() in (".jsonl", ".json", ".ndjson"):
+        return "request_log"
+    if path.is_dir() and (path / "scores.parquet").exists() and (path / "manifest.json").exists():
+        return "scored_run"
+    if path.is_dir() and (path / "policy.json").exists():
+        return "dataset"
+    raise MonitorInputError(
+        f"{path}: not a dataset folder (policy.json), a scored run (manifest.json + scores.parquet) "
+        "or a request log (.jsonl)"
+    )
+
+
+def read_side(
+    spec: str, model: RiskModel | None, max_rows: int, seed: int, loaded: dict[Path, Dataset] | None = None
+) -> MonitorSide:
+    """Read one side; features and scores are sampled to ``max_rows`` households (seeded).
+
+    ``loaded`` caches dataset folders by resolved path, so that a folder compared with itself
+    at an earlier month (``DIR@2023-06`` against ``DIR``) is loaded once.
+    """
+    path, as_of = split_spec(spec)
+    if not path.exists():
+        raise MonitorInputError(f"{path}: no such file or folder")
+    kind = input_kind(path)
+    if kind == "dataset":
+        cache = {} if loaded is None else loaded
+        if path.resolve() not in cache:
+            cache[path.resolve()] = load_dataset(path)
+        return _dataset_side(spec, path, cache[path.resolve()], as_of, model, max_rows, seed)
+    if kind == "scored_run":
+        return _scored_run_side(spec, path, max_rows, seed)
+    return _request_log_side(spec, path, max_rows, seed)
+
+
+def _sample(frame: pd.DataFrame, limit: int, seed: int) -> pd.DataFrame:
+    if len(frame) <= limit:
+        return frame.reset_index(drop=True)
+    chosen = np.sort(np.random.default_rng(seed).choice(len(frame), size=limit, replace=False))
+    return frame.iloc[chosen].reset_index(drop=True)
+
+
+def _dataset_side(
+    spec: str,
+    path: Path,
+    dataset: Dataset,
+    as_of: dt.date | None,
+    model: RiskModel | None,
+    max_rows: int,
+    seed: int,
+) -> MonitorSide:
+    month = (as_of or dataset.policy.data_end).replace(day=1)
+    try:
+        features = build_features(dataset, month)
+        facts = dataset_facts(dataset, month)
+    except ValueError as exc:
+        raise MonitorInputError(f"{spec}: {exc}") from None
+    scores = None
+    note = ""
+    if model is not None:
+        scores = score_households(dataset, features, month, model)
+    else:
+        note = "no model: prediction drift and performance not measured"
+    return MonitorSide(
+        spec=spec,
+        kind="dataset",
+        path=path,
+        as_of=month,
+        features=_sample(features, max_rows, seed),
+        scores=None if scores is None else _sample(scores, max_rows, seed),
+        facts=facts,
+        dataset=dataset,
+        note=note,
+    )
+
+
+def score_households(
+    dataset: Dataset, features: pd.DataFrame, as_of: dt.date, model: RiskModel
+) -> pd.DataFrame:
+    """Score the eligible households at ``as_of`` as batch scoring would: score, band, visit list."""
+    present = labels_frame(dataset, as_of, horizon=1)
+    eligible = present["eligible"].to_numpy(dtype=bool)
+    if not np.array_equal(present["household_id"].to_numpy(), features["household_id"].to_numpy()):
+        raise RuntimeError("features and labels list different households")  # both sort by id
+    chosen = features.loc[eligible].reset_index(drop=True)
+    risk = model.predict_proba(chosen)
+    towns = dataset.sql("SELECT household_id, township_code FROM households").df()
+    frame = pd.DataFrame({"household_id": chosen["household_id"].to_numpy(), "risk_score": risk})
+    frame["risk_band"] = risk_bands(risk)
+    visits = math.ceil(dataset.policy.visit_share * len(frame))
+    order = np.lexsort((frame["household_id"].to_numpy(), -risk))
+    in_list = np.zeros(len(frame), dtype=bool)
+    in_list[order[:visits]] = True
+    frame["in_visit_list"] = in_list
+    return frame.merge(towns, on="household_id", how="left")
+
+
+def risk_bands(risk: np.ndarray) -> np.ndarray:
+    return np.select(
+        [risk >= BAND_CUTOFFS["high"], risk >= BAND_CUTOFFS["medium"]], ["high", "medium"], "low"
+    )
+
+
+def _scored_run_side(spec: str, path: Path, max_rows: int, seed: int) -> MonitorSide:
+    try:
+        manifest = json.loads((path / "manifest.json").read_text(encoding="utf-8"))
+        table = pd.read_parquet(path / "scores.parquet")
+    except (OSError, ValueError) as exc:
+        raise MonitorInputError(f"{path}: cannot read the scored run: {exc}") from None
+    missing = {"household_id", "status", "risk_score", "risk_band"} - set(table.columns)
+    if missing:
+        raise MonitorInputError(f"{path / 'scores.parquet'}: missing column(s) {', '.join(sorted(missing))}")
+    scored = table[table["status"] == "scored"]
+    keep = [
+        c
+        for c in (
+            "household_id",
+            "risk_score",
+            "risk_band",
+            "in_visit_list",
+            "township_code",
+            "reason_1_code",
+        )
+        if c in scored.columns
+    ]
+    as_of = manifest.get("as_of")
+    return MonitorSide(
+        spec=spec,
+        kind="scored_run",
+        path=path,
+        as_of=parse_month(as_of) if isinstance(as_of, str) else None,
+        features=None,
+        scores=_sample(scored[keep], max_rows, seed),
+        facts=None,
+        dataset=None,
+        note="scored run: feature drift and county checks need the dataset folder",
+    )
+
+
+def _request_log_side(spec: str, path: Path, max_rows: int, seed: int) -> MonitorSide:
+    records = []
+    with path.open(encoding="utf-8") as lines:
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError as exc:
+                raise MonitorInputError(f"{path} line {number}: not JSON ({exc.msg})") from None
+    if not records:
+        raise MonitorInputError(f"{path}: the request log is empty")
+    log = pd.DataFrame.from_records(records)
+    scored = log[log.get("status", pd.Series(dtype=object)) == "scored"]
+    scores = scored[["household_id", "risk_score", "risk_band"]].reset_index(drop=True)
+    feature_rows = [r["features"] for r in records if isinstance(r.get("features"), dict)]
+    features = None
+    if feature_rows:
+        features = pd.DataFrame.from_records(feature_rows)
+        features = features[[c for c in FEATURE_NAMES if c in features.columns]].astype(np.float64)
+    months = log["as_of"].dropna() if "as_of" in log else pd.Series(dtype=object)
+    return MonitorSide(
+        spec=spec,
+        kind="request_log",
+        path=path,
+        as_of=parse_month(str(months.max())) if len(months) else None,
+        features=None if features is None else _sample(features, max_rows, seed),
+        scores=_sample(scores, max_rows, seed),
+        facts=None,
+        dataset=None,
+        note="request log: county checks need the dataset folder",
+    )

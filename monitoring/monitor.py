@@ -1,0 +1,304 @@
+"""``relapse monitor``: read both sides, run every check, write the report, log to MLflow."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import mlflow
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+from relapse_risk.features.contract import format_month
+from relapse_risk.features.dataset import Dataset
+from relapse_risk.models.model import RiskModel
+from relapse_risk.models.pyfunc import load_model_reference
+
+from .checks import Check, overall_status
+from .config import DEFAULT_THRESHOLDS, MonitorThresholds
+from .drift import feature_drift, feature_drift_check, prediction_drift_checks
+from .inputs import MonitorSide, read_side
+from .performance import ExpectedPerformance, performance_by_month, performance_checks
+from .quality import scenario_checks
+from .report import evidently_frames, evidently_html, finite, summary_document, write_report
+
+REGISTERED_MODEL = "relapse-risk"
+EXPERIMENT = "relapse-risk"
+EXIT_CODES = {"ok": 0, "warning": 0, "alert": 2}
+FAILED = 1
+
+
+@dataclass(frozen=True)
+class MonitorOptions:
+    reference: str
+    current: str
+    out: Path
+    model: str = ""
+    """Alias (champion), version number, models:/ or runs:/ URI, model folder; "" tries the
+    champion and goes on without a model when there is none; "none" skips the model."""
+    tracking_uri: str | None = None
+    horizon: int = 6
+    log_to_mlflow: bool = True
+    evidently: bool = True
+    thresholds: MonitorThresholds = DEFAULT_THRESHOLDS
+
+
+@dataclass
+class MonitorResult:
+    status: str
+    checks: list[Check]
+    summary: dict[str, object]
+    out: Path
+    mlflow_run_id: str | None = None
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_CODES[self.status]
+
+
+def default_tracking_uri() -> str:
+    """``MLFLOW_TRACKING_URI``, else the SQLite store training writes under ./mlruns."""
+    from_environment = os.environ.get("MLFLOW_TRACKING_URI", "").strip()
+    if from_environment:
+        return from_environment
+    return f"sqlite:///{(Path.cwd() / 'mlruns' / 'mlflow.db').resolve()}"
+
+
+def model_uri(reference: str) -> str:
+    if reference.isdigit():
+        return f"models:/{REGISTERED_MODEL}/{reference}"
+    if ":" in reference or "/" in reference or Path(reference).is_dir():
+        return reference
+    return f"models:/{REGISTERED_MODEL}@{reference}"
+
+
+def load_model(
+    options: MonitorOptions, tracking_uri: str
+) -> tuple[RiskModel | None, ExpectedPerformance, str]:
+    """The model, its test metrics from its training run, and a note for the summary."""
+    if options.model == "none":
+        return None, ExpectedPerformance(), "no model requested: prediction drift and performance skipped"
+    uri = model_uri(options.model or "champion")
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_registry_uri(tracking_uri)
+    try:
+        model = load_model_reference(uri)
+    except Exception as exc:  # noqa: BLE001 - any failure to load means "no model" when none was named
+        if options.model:
+            raise ValueError(f"cannot load model {uri}: {exc}") from exc
+        return (
+            None,
+            ExpectedPerformance(),
+            (f"no model at {uri} ({type(exc).__name__}): prediction drift and performance skipped"),
+        )
+    return model, expected_performance(uri, tracking_uri), f"model {uri}"
+
+
+def expected_performance(uri: str, tracking_uri: str) -> ExpectedPerformance:
+    """The averaged test metrics training logged for a registered model's run (``model.*``)."""
+    if not uri.startswith("models:/"):
+        return ExpectedPerformance()
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    name_and_ref = uri.removeprefix("models:/")
+    try:
+        if "@" in name_and_ref:
+            name, alias = name_and_ref.split("@", 1)
+            version = client.get_model_version_by_alias(name, alias)
+        else:
+            name, number = name_and_ref.split("/", 1)
+            version = client.get_model_version(name, number)
+        metrics = client.get_run(version.run_id).data.metrics if version.run_id else {}
+    except Exception:  # noqa: BLE001 - a missing run only means the comparison has no baseline
+        return ExpectedPerformance()
+    return ExpectedPerformance(
+        recall_at_k=metrics.get("model.recall_at_k"),
+        precision_at_k=metrics.get("model.precision_at_k"),
+        ece=metrics.get("model.ece"),
+    )
+
+
+def run_monitor(options: MonitorOptions, progress: Callable[[str], None] = lambda _: None) -> MonitorResult:
+    """Every check of ``options.current`` against ``options.reference``; writes OUT/summary.json and
+    OUT/report.html. Raises ValueError (or MonitorInputError) when a side or the model cannot be used."""
+    thresholds = options.thresholds
+    seconds: dict[str, float] = {}
+    clock = time.perf_counter()
+    tracking_uri = options.tracking_uri or default_tracking_uri()
+    model, expected, model_note = load_model(options, tracking_uri)
+    notes = [model_note]
+
+    progress("reading the reference")
+    loaded: dict[Path, Dataset] = {}
+    reference = read_side(options.reference, model, thresholds.max_rows_per_side, thresholds.seed, loaded)
+    progress("reading the current data")
+    current = read_side(options.current, model, thresholds.max_rows_per_side, thresholds.seed + 1, loaded)
+    notes += [
+        f"{name}: {side.note}" for name, side in (("reference", reference), ("current", current)) if side.note
+    ]
+    seconds["read"] = time.perf_counter() - clock
+
+    checks: list[Check] = []
+    drift = None
+    if reference.features is not None and current.features is not None:
+        drift = feature_drift(reference.features, current.features, thresholds.column_drift_distance)
+        checks.append(feature_drift_check(drift, thresholds))
+    else:
+        notes.append("feature drift not measured: a side has no features")
+    if reference.facts is not None and current.facts is not None:
+        checks += scenario_checks(reference.facts, current.facts, thresholds)
+    else:
+        notes.append(
+            "county checks (outage, income unit, migrants, line, mix, rejects) need two dataset folders"
+        )
+    if reference.scores is not None and current.scores is not None:
+        checks += prediction_drift_checks(reference.scores, current.scores, thresholds)
+    seconds["checks"] = time.perf_counter() - clock - sum(seconds.values())
+
+    performance = None
+    if model is not None and current.dataset is not None:
+        progress("scoring matured months against what the rules showed")
+        performance = performance_by_month(current.dataset, model, options.horizon)
+        if performance.empty:
+            notes.append(
+                f"performance not measured: no quarter-end of the current data has {options.horizon} "
+                "months after it"
+            )
+        checks += performance_checks(performance, expected, thresholds)
+        seconds["performance"] = time.perf_counter() - clock - sum(seconds.values())
+
+    status = overall_status(checks)
+    options.out.mkdir(parents=True, exist_ok=True)
+    sampling = {
+        "max_rows_per_side": thresholds.max_rows_per_side,
+        "seed": thresholds.seed,
+        "reference_rows": None if reference.features is None else len(reference.features),
+        "current_rows": None if current.features is None else len(current.features),
+        "note": "feature and score drift use at most max_rows_per_side households per side, drawn "
+        "without replacement with the seed; county checks and performance use every household",
+    }
+    summary = summary_document(
+        status,
+        checks,
+        {"reference": _describe(reference), "current": _describe(current)},
+        performance,
+        notes,
+        sampling,
+    )
+    evidently_file = None
+    if options.evidently:
+        progress("rendering the Evidently report")
+        columns = drift.top(thresholds.evidently_columns) if drift is not None else []
+        frames = evidently_frames(
+            reference.features, current.features, reference.scores, current.scores, columns
+        )
+        if frames is not None:
+            evidently_file = options.out / "evidently.html"
+            evidently_html(*frames, evidently_file, thresholds.column_drift_distance)
+        seconds["evidently"] = time.perf_counter() - clock - sum(seconds.values())
+    seconds["total"] = time.perf_counter() - clock
+    summary["seconds"] = {k: round(v, 2) for k, v in seconds.items()}
+    summary_path = options.out / "summary.json"
+    summary_path.write_text(
+        json.dumps(finite(summary), indent=2, ensure_ascii=False, allow_nan=False), encoding="utf-8"
+    )
+    report_path = options.out / "report.html"
+    write_report(summary, evidently_file, report_path)
+    if evidently_file is not None:
+        evidently_file.unlink()  # folded into report.html
+
+    run_id = None
+    if options.log_to_mlflow:
+        try:
+            run_id = log_to_mlflow(summary, checks, report_path, summary_path, tracking_uri)
+        except (MlflowException, OSError) as exc:
+            # The report stands on its own; an unreachable store must not hide an alert.
+            summary["notes"].append(f"not logged to MLflow at {tracking_uri}: {exc}")  # type: ignore[union-attr]
+            summary_path.write_text(
+                json.dumps(finite(summary), indent=2, ensure_ascii=False, allow_nan=False), encoding="utf-8"
+            )
+    return MonitorResult(status, checks, summary, options.out, run_id, seconds)
+
+
+def _describe(side: MonitorSide) -> dict[str, object]:
+    described: dict[str, object] = {
+        "label": side.label,
+        "kind": side.kind,
+        "path": str(side.path),
+        "as_of": format_month(side.as_of) if side.as_of else None,
+    }
+    if side.facts is not None:
+        facts = side.facts
+        described.update(
+            households=facts.households,
+            rejected_households=facts.rejected_households,
+            unreported_share_12m=facts.unreported_share_12m,
+            median_monthly_income=facts.median_monthly_income,
+            migrant_share_3m=facts.migrant_share_3m,
+            terrain_shares=facts.terrain_shares,
+            income_source_shares=facts.income_source_shares,
+            monitoring_line={str(k): v for k, v in facts.monitoring_line.items()},
+        )
+    if side.scores is not None:
+        described["scored_rows"] = len(side.scores)
+    return json.loads(json.dumps(described, default=_plain))
+
+
+def _plain(value: object) -> object:
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if isinstance(value, float) and value != value:
+        return None
+    return str(value)
+
+
+def log_to_mlflow(
+    summary: dict[str, object], checks: list[Check], report: Path, summary_path: Path, tracking_uri: str
+) -> str:
+    """One run in the model's experiment: every check's value, the status, and both files."""
+    artifacts = _artifact_folder(tracking_uri)  # a local store is created beside its database
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    experiment = client.get_experiment_by_name(EXPERIMENT)
+    if experiment is None:
+        experiment_id = client.create_experiment(
+            EXPERIMENT, artifact_location=artifacts.resolve().as_uri() if artifacts else None
+        )
+    else:
+        experiment_id = experiment.experiment_id
+    current = summary["current"]
+    run = client.create_run(
+        experiment_id,
+        run_name=f"monitor {current.get('as_of') or ''}".strip(),  # type: ignore[union-attr]
+        tags={"job": "monitor", "monitor.status": str(summary["status"])},
+    )
+    run_id = run.info.run_id
+    for check in checks:
+        if check.value is not None and check.value == check.value and abs(check.value) != float("inf"):
+            client.log_metric(run_id, f"monitor.{check.name}", check.value)
+    client.log_metric(
+        run_id, "monitor.status_level", {"ok": 0, "warning": 1, "alert": 2}[str(summary["status"])]
+    )
+    for row in summary.get("performance_by_month", []):  # type: ignore[union-attr]
+        step = int(str(row["as_of"]).replace("-", ""))
+        for key in ("recall_at_k", "precision_at_k", "ece"):
+            if row.get(key) is not None:
+                client.log_metric(run_id, f"monitor.month.{key}", float(row[key]), step=step)
+    client.log_param(run_id, "reference", str(summary["reference"].get("label")))  # type: ignore[union-attr]
+    client.log_param(run_id, "current", str(current.get("label")))  # type: ignore[union-attr]
+    client.log_artifact(run_id, str(summary_path), "monitor")
+    client.log_artifact(run_id, str(report), "monitor")
+    client.set_terminated(run_id)
+    return run_id
+
+
+def _artifact_folder(uri: str) -> Path | None:
+    prefix = "sqlite:///"
+    if not uri.startswith(prefix) or uri == f"{prefix}:memory:":
+        return None
+    folder = Path(uri[len(prefix) :]).parent / "artifacts"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder

@@ -1,0 +1,376 @@
+"""Specification of `relapse monitor` and `relapse retrain`.
+
+Counties of 2,000 households x 36 months (2021-01 .. 2023-12) are generated once
+per session: a reference, a quiet current county with another seed, and one
+current county per scenario monitoring must catch and name.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import fcntl
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pytest
+from relapse_risk.monitoring.checks import overall_status
+from relapse_risk.monitoring.config import Level, MonitorThresholds
+from relapse_risk.monitoring.drift import column_drift, population_stability, prediction_drift_checks
+from relapse_risk.monitoring.monitor import MonitorOptions, run_monitor
+from relapse_risk.monitoring.quality import line_deviation
+from typer.testing import CliRunner
+
+from relapse_risk.cli import app
+
+HOUSEHOLDS = 2000
+MONTHS = 36
+
+
+@dataclass(frozen=True)
+class Counties:
+    root: Path
+    reference: Path
+    quiet: Path
+    scenarios: dict[str, Path]
+    model: Path
+
+
+def _generate(folder: Path, seed: int, **scenario: object) -> Path:
+    from relapse_risk.generator.config import CountyConfig, Scenario
+    from relapse_risk.generator.run import generate
+
+    if not folder.exists():
+        config = CountyConfig(households=HOUSEHOLDS, months=MONTHS, seed=seed, scenario=Scenario(**scenario))
+        generate(config, folder, truth=None)
+    return folder
+
+
+def _income_in_ten_thousands(source: Path, target: Path) -> Path:
+    """The pipeline bug: the same county with income amounts in units of 10,000 yuan."""
+    if not target.exists():
+        shutil.copytree(source, target)
+        original, copied = source / "income.parquet", target / "income.parquet"
+        duckdb.execute(
+            f"COPY (SELECT * REPLACE (amount / 10000 AS amount) FROM read_parquet('{original}'))"
+            f" TO '{copied}' (FORMAT parquet)"
+        )
+    return target
+
+
+def _small_model(folder: Path, data: Path) -> Path:
+    """A real risk model, trained briefly on its own county, saved as a model folder."""
+    from relapse_risk.features.catalogue import CATEGORICAL_FEATURES, FEATURE_NAMES
+    from relapse_risk.features.dataset import load_dataset
+    from relapse_risk.features.training_table import build_training_table
+    from relapse_risk.models.model import RiskModel
+
+    if folder.exists():
+        return folder
+    table = build_training_table(load_dataset(data))
+    last = table["as_of"].max()
+    train, valid = table[table["as_of"] < last], table[table["as_of"] == last]
+    model = RiskModel(
+        max_rounds=200, early_stopping_rounds=30, seed=7, categorical_features=CATEGORICAL_FEATURES
+    )
+    model.fit(train, train["label"], valid, valid["label"], feature_names=list(FEATURE_NAMES))
+    model.save(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def counties(shared_tmp_root: Path) -> Counties:
+    from relapse_risk.generator.config import LineJump, parse_window
+
+    root = shared_tmp_root / "monitoring-counties"
+    root.mkdir(parents=True, exist_ok=True)
+    with (root / "lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        reference = _generate(root / "reference", 1000)
+        quiet = _generate(root / "quiet", 2000)
+        scenarios = {
+            "lockdown": _generate(root / "lockdown", 3000, lockdown=parse_window("2023-10:2023-12")),
+            "line_jump": _generate(root / "line_jump", 3000, line_jump=LineJump(year=2023, share=0.2)),
+            "other_county": _generate(root / "other_county", 3000, profile="mountain_agri"),
+            "outage": _generate(
+                root / "outage", 3000, outage=parse_window("2023-04:2023-12"), outage_share=0.4
+            ),
+            "income_unit": _income_in_ten_thousands(quiet, root / "income_unit"),
+        }
+        model = _small_model(root / "model", _generate(root / "model_county", 4000))
+    return Counties(root, reference, quiet, scenarios, model)
+
+
+def _monitor(reference: Path | str, current: Path | str, out: Path, **options: object):
+    settings = {"model": "none", "log_to_mlflow": False, "evidently": False} | options
+    return run_monitor(MonitorOptions(str(reference), str(current), out, **settings))  # type: ignore[arg-type]
+
+
+# -- the statistics ---------------------------------------------------------------------------
+
+
+def test_level_judges_in_the_direction_that_is_bad() -> None:
+    rise = Level(warning=0.1, alert=0.2)
+    drop = Level(warning=-0.1, alert=-0.3, higher_is_worse=False)
+    assert [rise.status(v) for v in (0.05, 0.1, 0.25, None)] == ["ok", "warning", "alert", "ok"]
+    assert [drop.status(v) for v in (0.0, -0.2, -0.5)] == ["ok", "warning", "alert"]
+    with pytest.raises(ValueError, match="past the alert level"):
+        Level(warning=0.3, alert=0.2)
+
+
+def test_identical_samples_do_not_drift_and_shifted_ones_do() -> None:
+    values = np.random.default_rng(0).normal(size=5000)
+    assert column_drift(values, values) == 0.0
+    assert population_stability(values, values) == pytest.approx(0.0)
+    assert column_drift(values, values + 0.5) == pytest.approx(0.5, rel=0.05)
+    assert population_stability(values, values + 1.0) > 0.25
+    assert np.isnan(column_drift(values, np.full(10, np.nan)))
+
+
+def test_line_deviation_follows_the_reference_trend_and_catches_a_jump() -> None:
+    reference = {2021: 6000.0, 2022: 6300.0}
+    on_trend = {2021: 6000.0, 2022: 6300.0, 2023: 6615.0}
+    jumped = {2021: 6000.0, 2022: 6300.0, 2023: 8000.0}
+    assert line_deviation(reference, on_trend, dt.date(2023, 12, 1)) == pytest.approx(0.0, abs=1e-9)
+    assert line_deviation(reference, jumped, dt.date(2023, 12, 1)) == pytest.approx(8000 / 6615 - 1)
+    assert line_deviation(reference, {2021: 6600.0, 2022: 6300.0}, dt.date(2022, 6, 1)) == pytest.approx(0.1)
+
+
+def test_prediction_drift_names_a_shifted_visit_list() -> None:
+    rng = np.random.default_rng(1)
+    n = 4000
+
+    def scores(shift: float, towns: list[str]) -> pd.DataFrame:
+        risk = np.clip(rng.beta(1, 20, n) + shift, 0, 1)
+        frame = pd.DataFrame({"household_id": [f"h{i}" for i in range(n)], "risk_score": risk})
+        frame["risk_band"] = np.where(risk >= 0.3, "high", np.where(risk >= 0.1, "medium", "low"))
+        frame["in_visit_list"] = frame["risk_score"].rank(ascending=False) <= 200
+        frame["township_code"] = rng.choice(towns, n)
+        return frame
+
+    same = prediction_drift_checks(scores(0, ["a", "b"]), scores(0, ["a", "b"]), MonitorThresholds())
+    assert overall_status(same) == "ok"
+    shifted = prediction_drift_checks(
+        scores(0, ["a", "b"]), scores(0.15, ["a"] * 9 + ["b"]), MonitorThresholds()
+    )
+    named = {c.name: c.status for c in shifted}
+    assert named["score_drift"] == "alert"
+    assert named["risk_band_shares"] == "alert"
+    assert named["visit_list_townships"] != "ok"
+
+
+# -- whole runs on generated counties -----------------------------------------------------------
+
+
+def test_a_quiet_county_against_another_seed_is_ok(counties: Counties, tmp_path: Path) -> None:
+    result = _monitor(counties.reference, counties.quiet, tmp_path)
+    assert result.status == "ok", [(c.name, c.value) for c in result.checks if c.status != "ok"]
+    assert result.exit_code == 0
+
+
+def test_a_quiet_county_against_its_own_past_year_is_ok(counties: Counties, tmp_path: Path) -> None:
+    result = _monitor(f"{counties.quiet}@2022-12", counties.quiet, tmp_path)
+    assert result.status == "ok", [(c.name, c.value) for c in result.checks if c.status != "ok"]
+    assert result.summary["reference"]["as_of"] == "2022-12"
+
+
+@pytest.mark.parametrize(
+    ("scenario", "named", "action_words"),
+    [
+        ("lockdown", "migrant_work_drop", "retrain"),
+        ("line_jump", "monitoring_line_change", "review the monitoring line"),
+        ("other_county", "different_county", "intended county"),
+        ("outage", "reporting_outage", "check the data feed"),
+        ("income_unit", "income_unit_error", "check the data feed"),
+    ],
+)
+def test_each_scenario_raises_an_alert_that_names_it(
+    counties: Counties, tmp_path: Path, scenario: str, named: str, action_words: str
+) -> None:
+    result = _monitor(counties.reference, counties.scenarios[scenario], tmp_path)
+    check = next(c for c in result.checks if c.name == named)
+    assert check.status == "alert", check
+    assert result.status == "alert" and result.exit_code == 2
+    assert named in result.summary["named_causes"]
+    assert any(action_words in action for action in result.summary["actions"])
+
+
+def test_summary_json_has_status_and_checks_with_thresholds(counties: Counties, tmp_path: Path) -> None:
+    _monitor(counties.reference, counties.scenarios["outage"], tmp_path)
+    summary = json.loads((tmp_path / "summary.json").read_text(encoding="utf-8"))
+    assert summary["status"] in ("ok", "warning", "alert")
+    assert summary["checks"], "no checks"
+    for check in summary["checks"]:
+        assert set(check) >= {"name", "value", "threshold", "status", "message", "action"}
+        assert set(check["threshold"]) == {"warning", "alert"}
+        assert check["status"] in ("ok", "warning", "alert")
+    assert summary["reference"]["as_of"] == "2023-12" and summary["current"]["kind"] == "dataset"
+    assert summary["sampling"]["max_rows_per_side"] == MonitorThresholds().max_rows_per_side
+
+
+def test_the_cli_exits_0_2_and_1_and_writes_one_html_report(counties: Counties, tmp_path: Path) -> None:
+    runner = CliRunner()
+    base = ["monitor", "--reference", str(counties.reference), "--model", "none", "--no-mlflow"]
+    quiet = runner.invoke(app, [*base, "--current", str(counties.quiet), "--out", str(tmp_path / "quiet")])
+    assert quiet.exit_code == 0, quiet.output
+    report = (tmp_path / "quiet" / "report.html").read_text(encoding="utf-8")
+    assert "Relapse-risk monitoring" in report and "evidently" in report.lower()
+    assert not (tmp_path / "quiet" / "evidently.html").exists()
+
+    outage = runner.invoke(
+        app, [*base, "--current", str(counties.scenarios["outage"]), "--out", str(tmp_path / "outage")]
+    )
+    assert outage.exit_code == 2, outage.output
+
+    missing = runner.invoke(
+        app, [*base, "--current", str(tmp_path / "nowhere"), "--out", str(tmp_path / "x")]
+    )
+    assert missing.exit_code == 1
+    assert "nowhere" in missing.output
+
+
+def test_an_as_of_month_outside_the_data_fails_with_exit_1(counties: Counties, tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        app,
+        [
+            "monitor",
+            "--reference",
+            f"{counties.reference}@2030-01",
+            "--current",
+            str(counties.quiet),
+            "--out",
+            str(tmp_path),
+            "--model",
+            "none",
+            "--no-mlflow",
+        ],
+    )
+    assert result.exit_code == 1
+    assert "2030-01" in result.output
+
+
+def test_with_a_model_scores_drift_and_matured_performance_are_checked(
+    counties: Counties, tmp_path: Path
+) -> None:
+    result = _monitor(f"{counties.reference}@2023-06", counties.quiet, tmp_path, model=str(counties.model))
+    names = {c.name for c in result.checks}
+    assert {"score_drift", "risk_band_shares", "visit_list_townships", "calibration_error"} <= names
+    months = result.summary["performance_by_month"]
+    assert [row["as_of"] for row in months][-1] == "2023-06"  # the last quarter-end with 6 months after it
+    assert all(0 <= row["recall_at_k"] <= 1 and row["k"] > 0 for row in months)
+
+
+def test_a_scored_run_and_a_request_log_can_be_compared(counties: Counties, tmp_path: Path) -> None:
+    from relapse_risk.features.dataset import load_dataset
+    from relapse_risk.features.history import build_features
+    from relapse_risk.models.model import RiskModel
+    from relapse_risk.monitoring.inputs import score_households
+
+    dataset = load_dataset(counties.quiet)
+    features = build_features(dataset, dataset.policy.data_end)
+    scored = score_households(dataset, features, dataset.policy.data_end, RiskModel.load(counties.model))
+    run = tmp_path / "run"
+    run.mkdir()
+    scored.assign(status="scored").to_parquet(run / "scores.parquet")
+    (run / "manifest.json").write_text(json.dumps({"as_of": "2023-12"}), encoding="utf-8")
+    log = tmp_path / "requests.jsonl"
+    with log.open("w", encoding="utf-8") as lines:
+        merged = scored.merge(features, on="household_id")
+        for row in merged.head(500).itertuples(index=False):
+            record = {
+                "v": 1,
+                "as_of": "2023-12",
+                "household_id": row.household_id,
+                "status": "scored",
+                "risk_score": row.risk_score,
+                "risk_band": row.risk_band,
+                "features": {"income_total_mean_12m": row.income_total_mean_12m},
+            }
+            lines.write(json.dumps(record) + "\n")
+    result = _monitor(run, log, tmp_path / "out")
+    names = {c.name for c in result.checks}
+    assert {"score_drift", "risk_band_shares"} <= names
+    assert result.summary["current"]["kind"] == "request_log"
+    assert any("county checks" in note for note in result.summary["notes"])
+
+
+def test_metrics_and_report_are_logged_to_mlflow(counties: Counties, tmp_path: Path) -> None:
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
+    (tmp_path / "mlruns").mkdir()
+    result = _monitor(
+        counties.reference,
+        counties.scenarios["outage"],
+        tmp_path / "out",
+        log_to_mlflow=True,
+        tracking_uri=uri,
+    )
+    client = MlflowClient(tracking_uri=uri)
+    run = client.get_run(result.mlflow_run_id)
+    assert run.data.tags["monitor.status"] == "alert"
+    assert run.data.metrics["monitor.reporting_outage"] > 0.1
+    logged = {a.path for a in client.list_artifacts(run.info.run_id, "monitor")}
+    assert logged == {"monitor/summary.json", "monitor/report.html"}
+
+
+@pytest.mark.slow
+def test_retrain_registers_a_challenger_and_leaves_the_champion(trained_small_county, tmp_path: Path) -> None:
+    from mlflow.tracking import MlflowClient
+
+    store = tmp_path / "mlruns"
+    shutil.copytree(Path(trained_small_county.tracking_uri.removeprefix("sqlite:///")).parent, store)
+    uri = f"sqlite:///{store / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    first = client.get_model_version_by_alias("relapse-risk", "challenger")
+    client.set_registered_model_alias("relapse-risk", "champion", first.version)
+
+    result = CliRunner().invoke(
+        app,
+        [
+            "retrain",
+            "--data",
+            str(trained_small_county.county.folder),
+            "--threads",
+            "1",
+            "--tracking-uri",
+            uri,
+        ],
+        catch_exceptions=False,
+    )
+    assert result.exit_code == 0, result.output
+    assert client.get_model_version_by_alias("relapse-risk", "champion").version == first.version
+    assert int(client.get_model_version_by_alias("relapse-risk", "challenger").version) > int(first.version)
+
+
+def test_thresholds_can_be_overridden_from_a_file(counties: Counties, tmp_path: Path) -> None:
+    lenient = tmp_path / "thresholds.json"
+    levels = {"warning": 0.5, "alert": 0.9}
+    lenient.write_text(json.dumps({"unreported_share_change": levels, "feature_drift": {}}), encoding="utf-8")
+    args = [
+        "monitor",
+        "--reference",
+        str(counties.reference),
+        "--current",
+        str(counties.scenarios["outage"]),
+        "--out",
+        str(tmp_path / "out"),
+        "--model",
+        "none",
+        "--no-mlflow",
+        "--thresholds",
+        str(lenient),
+    ]
+    unknown_field = CliRunner().invoke(app, args)
+    assert unknown_field.exit_code == 1 and "feature_drift" in unknown_field.output
+
+    lenient.write_text(json.dumps({"unreported_share_change": levels}), encoding="utf-8")
+    result = CliRunner().invoke(app, args)
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text(encoding="utf-8"))
+    outage = next(c for c in summary["checks"] if c["name"] == "reporting_outage")
+    assert outage["threshold"] == levels and outage["status"] == "ok"
+    assert result.exit_code in (0, 2)
