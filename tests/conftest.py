@@ -1,0 +1,89 @@
+"""Shared fixtures: generated counties, built once per test session.
+
+Generating a county takes tens of seconds, so each county is generated once
+into the session's shared temporary root and reused by every test (and every
+pytest-xdist worker: a file lock makes the others wait for the first).
+"""
+
+from __future__ import annotations
+
+import fcntl
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+
+@dataclass(frozen=True)
+class GeneratedCounty:
+    folder: Path
+    truth: Path | None
+    households: int
+    months: int
+    seed: int
+
+
+def generated_county(
+    root: Path, households: int, months: int, seed: int, truth_simulations: int | None
+) -> GeneratedCounty:
+    """Generate (or reuse) a county under ``root``; safe to call from several processes at once."""
+    from relapse_risk.generator.config import CountyConfig, TruthOptions
+    from relapse_risk.generator.run import default_truth_path, generate
+
+    name = f"county-h{households}-m{months}-s{seed}-t{truth_simulations or 0}"
+    home = root / name
+    home.mkdir(parents=True, exist_ok=True)
+    folder = home / "county"
+    done = home / "complete"
+    with (home / "lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not done.exists():
+            truth = TruthOptions(simulations=truth_simulations) if truth_simulations else None
+            generate(CountyConfig(households=households, months=months, seed=seed), folder, truth=truth)
+            done.touch()
+    truth_path = default_truth_path(folder) if truth_simulations else None
+    return GeneratedCounty(folder, truth_path, households, months, seed)
+
+
+@pytest.fixture(scope="session")
+def shared_tmp_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A temporary folder all xdist workers of this session share (the parent of each worker's own)."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if base.name.startswith("popen-gw") else base
+
+
+@pytest.fixture(scope="session")
+def small_county(shared_tmp_root: Path) -> GeneratedCounty:
+    """2,000 households x 48 months with the oracle's truth file: enough history for the time split
+    (train, validation and test quarter-ends) and enough positives to train and assess a model."""
+    return generated_county(shared_tmp_root, households=2000, months=48, seed=11, truth_simulations=40)
+
+
+@dataclass(frozen=True)
+class TrainedCounty:
+    """``relapse train`` run once on :func:`small_county` into a private MLflow store."""
+
+    county: GeneratedCounty
+    tracking_uri: str
+    work_dir: Path
+    output: str
+
+
+@pytest.fixture(scope="session")
+def trained_small_county(
+    small_county: GeneratedCounty, tmp_path_factory: pytest.TempPathFactory
+) -> TrainedCounty:
+    """One real training run, registered as ``challenger``; tests must not move its aliases."""
+    from typer.testing import CliRunner
+
+    from relapse_risk.cli import app
+
+    work_dir = tmp_path_factory.mktemp("trained-small-county")
+    tracking_uri = f"sqlite:///{work_dir / 'mlruns' / 'mlflow.db'}"
+    result = CliRunner().invoke(
+        app,
+        ["train", "--data", str(small_county.folder), "--threads", "1", "--tracking-uri", tracking_uri],
+        catch_exceptions=False,
+    )
+    assert result.exit_code == 0, result.output
+    return TrainedCounty(small_county, tracking_uri, work_dir, result.output)

@@ -1,0 +1,194 @@
+"""One assessment of a scored set of as-of months: rules.md's metrics for model, baseline, oracle.
+
+Training (on its test months), ``relapse evaluate`` (on any folder) and
+``relapse promote`` (challenger against champion) all judge a model with this
+one function, so a number in the MLflow run, in the evaluation JSON and in the
+promotion table means the same thing. Metric definitions live in
+``models/metrics.py``; the baseline and oracle rankings in ``models/baseline.py``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from relapse_risk.features.contract import format_month
+from relapse_risk.models.baseline import oracle_scores, truth_months
+from relapse_risk.models.metrics import (
+    BASELINE,
+    METRIC_COLUMNS,
+    ORACLE,
+    average_over_months,
+    evaluate,
+    rank,
+    visit_count,
+)
+
+from .figures import rank_column
+from .subgroups import subgroup_table
+
+MODEL = "model"
+METHODS: tuple[str, ...] = (MODEL, BASELINE, ORACLE)
+HEADLINE = "recall_at_k"
+
+
+@dataclass(frozen=True)
+class Assessment:
+    """Metrics of each method per as-of month and averaged, the rankings, and the subgroup table."""
+
+    months: tuple[dt.date, ...]
+    visit_share: float
+    per_month: pd.DataFrame
+    """``models.metrics.evaluate`` rows: as_of, method, then METRIC_COLUMNS."""
+    averaged: pd.DataFrame
+    """One row per method: method, months, then the mean of each metric."""
+    ranked: pd.DataFrame
+    """household_id, as_of, label, lead_time_months, risk_score, rank_<method> (NaN where absent)."""
+    subgroups: pd.DataFrame
+    """:func:`training.subgroups.subgroup_table` of the model's visit lists, with the baseline's recall."""
+
+    @property
+    def methods(self) -> list[str]:
+        return list(self.averaged["method"])
+
+    def mean(self, method: str, metric: str = HEADLINE) -> float:
+        rows = self.averaged.loc[self.averaged["method"] == method, metric]
+        return float(rows.iloc[0]) if len(rows) else math.nan
+
+    def ratio(self, method: str, reference: str, metric: str = HEADLINE) -> float:
+        """Mean of ``metric`` for ``method`` over the mean for ``reference``, on the months both have."""
+        both = self.per_month[self.per_month["method"].isin([method, reference])]
+        shared = both.groupby("as_of")["method"].nunique()
+        months = shared[shared == 2].index
+        if len(months) == 0 or method == reference:
+            return math.nan if method != reference else 1.0
+        means = both[both["as_of"].isin(months)].groupby("method")[metric].mean()
+        return float(means[method] / means[reference]) if means[reference] > 0 else math.nan
+
+    @property
+    def flagged_groups(self) -> list[str]:
+        return list(self.subgroups.loc[self.subgroups["flagged"], "group"])
+
+    def to_json_dict(self) -> dict[str, object]:
+        """Plain JSON (NaN as null, months as YYYY-MM)."""
+        per_month = self.per_month.copy()
+        per_month["as_of"] = [format_month(ts.date()) for ts in per_month["as_of"]]
+        ratios = {
+            f"{MODEL}_vs_{reference}": self.ratio(MODEL, reference)
+            for reference in (BASELINE, ORACLE)
+            if reference in self.methods
+        }
+        return {
+            "months": [format_month(m) for m in self.months],
+            "visit_share": self.visit_share,
+            "averaged": _records(self.averaged),
+            "per_month": _records(per_month),
+            "recall_ratios": {k: _plain(v) for k, v in ratios.items()},
+            "subgroups": _records(self.subgroups),
+            "flagged_groups": self.flagged_groups,
+        }
+
+
+def assess(
+    table: pd.DataFrame,
+    risk_score: np.ndarray,
+    *,
+    visit_share: float,
+    groups: pd.DataFrame,
+    truth: pd.DataFrame | None = None,
+    subgroup_recall_ratio: float = 0.8,
+    subgroup_min_positives: int = 20,
+) -> Assessment:
+    """Judge ``risk_score`` (aligned with ``table``'s rows) against the rule baseline and the oracle.
+
+    ``table`` holds eligible, labelled rows (a training table slice: household_id, as_of,
+    eligible, label, lead_time_months, margin). The oracle is included for the as-of
+    months ``truth`` covers; every eligible household of such a month needs a p_true.
+    ``groups`` comes from :func:`training.subgroups.household_groups` for the same months.
+    """
+    risk_score = np.asarray(risk_score, dtype=np.float64)
+    if risk_score.shape != (len(table),):
+        raise ValueError(f"{risk_score.size} scores for {len(table)} rows")
+    if table["label"].isna().any():
+        raise ValueError("every assessed row needs a label (t + horizon <= data_end)")
+    months = tuple(ts.date() for ts in sorted(table["as_of"].unique()))
+    covered = set(truth_months(truth)) if truth is not None else set()
+
+    per_month_frames = []
+    ranked_frames = []
+    for month in months:
+        at = table["as_of"] == pd.Timestamp(month)
+        rows = table.loc[at]
+        ids = rows["household_id"].to_numpy()
+        index = pd.Index(ids, name="household_id")
+        scores = {
+            MODEL: pd.Series(risk_score[at.to_numpy()], index=index),
+            BASELINE: pd.Series(-rows["margin"].to_numpy(dtype=np.float64), index=index),
+        }
+        if month in covered:
+            scores[ORACLE] = oracle_scores(truth, month)  # type: ignore[arg-type]
+        per_month_frames.append(evaluate(month, rows, scores, visit_share=visit_share))
+        ranked = pd.DataFrame(
+            {
+                "household_id": ids,
+                "as_of": rows["as_of"].to_numpy(),
+                "label": rows["label"].to_numpy(dtype=np.int8),
+                "lead_time_months": rows["lead_time_months"].to_numpy(dtype=np.float64, na_value=np.nan),
+                "risk_score": scores[MODEL].to_numpy(),
+                "k": visit_count(visit_share, len(ids)),
+            }
+        )
+        for method in METHODS:
+            if method in scores:
+                aligned = scores[method].reindex(index).to_numpy(dtype=np.float64)
+                ranked[rank_column(method)] = rank(aligned, ids).astype(np.float64)
+            else:
+                ranked[rank_column(method)] = np.nan
+        ranked_frames.append(ranked)
+
+    per_month = pd.concat(per_month_frames, ignore_index=True)
+    ranked = pd.concat(ranked_frames, ignore_index=True)
+    for method in METHODS:
+        ranked[f"in_top_k_{method}"] = ranked[rank_column(method)] <= ranked["k"]
+    subgroups = subgroup_table(
+        ranked, groups, f"in_top_k_{MODEL}", subgroup_recall_ratio, subgroup_min_positives
+    )
+    baseline_groups = subgroup_table(
+        ranked, groups, f"in_top_k_{BASELINE}", subgroup_recall_ratio, subgroup_min_positives
+    )
+    subgroups.insert(
+        subgroups.columns.get_loc("recall_at_k") + 1, "baseline_recall_at_k", baseline_groups["recall_at_k"]
+    )
+    return Assessment(
+        months=months,
+        visit_share=visit_share,
+        per_month=per_month,
+        averaged=average_over_months(per_month),
+        ranked=ranked,
+        subgroups=subgroups,
+    )
+
+
+def metric_table(assessment: Assessment, metrics: Sequence[str] = METRIC_COLUMNS) -> pd.DataFrame:
+    """Averaged metrics with one row per method, for printing."""
+    return assessment.averaged[["method", "months", *[m for m in metrics if m in assessment.averaged]]]
+
+
+def _plain(value: object) -> object:
+    if isinstance(value, float | np.floating):
+        return None if math.isnan(float(value)) else float(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.bool_):
+        return bool(value)
+    if isinstance(value, pd.Timestamp):
+        return format_month(value.date())
+    return value
+
+
+def _records(frame: pd.DataFrame) -> list[dict[str, object]]:
+    return [{k: _plain(v) for k, v in row.items()} for row in frame.to_dict(orient="records")]

@@ -1,0 +1,112 @@
+"""Training, tracking and promotion settings: one frozen, typed place.
+
+Nothing here reads the environment or touches the disk at import time; the
+tracking URI is resolved when a job starts (:func:`resolve_tracking_uri`), so
+tests can point MLflow at a temporary folder by building their own settings.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+MODEL_NAME = "relapse-risk"
+EXPERIMENT_NAME = "relapse-risk"
+TRACKING_URI_VARIABLE = "MLFLOW_TRACKING_URI"
+
+
+class BoosterParameters(BaseModel):
+    """LightGBM parameters that the tuner may change; everything else is fixed in the model.
+
+    Defaults: a time-boxed search on the validation month of the default generated
+    county preferred slower learning, fewer features per tree and no re-weighting of
+    positives (the calibrator restores probabilities either way) over LightGBM's usual
+    starting point; these are rounded versions of what it found.
+
+    Class imbalance (about 3 % positives) is handled where it matters for a ranking:
+    early stopping on average precision rather than accuracy, models judged by
+    recall@k, a minimum of positives in every split, and ``imbalance`` (weight of
+    positives: ``balanced`` = negatives / positives, ``sqrt`` = its root, ``none``)
+    among the parameters the tuner searches.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    learning_rate: float = Field(default=0.03, gt=0, le=1)
+    num_leaves: int = Field(default=31, ge=2, le=1024)
+    min_child_samples: int = Field(default=50, ge=1)
+    feature_fraction: float = Field(default=0.5, gt=0, le=1)
+    bagging_fraction: float = Field(default=0.8, gt=0, le=1)
+    bagging_freq: int = Field(default=1, ge=0)
+    lambda_l2: float = Field(default=1.0, ge=0)
+    imbalance: str = Field(default="none", pattern="^(balanced|sqrt|none)$")
+    max_rounds: int = Field(default=2000, ge=1)
+    early_stopping_rounds: int = Field(default=100, ge=1)
+
+
+class TrainingSettings(BaseModel):
+    """Everything a training, promotion or evaluation run depends on besides the data."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    horizon: int = Field(default=6, ge=1, le=24, description="H of rules.md, in months")
+    visit_share: float | None = Field(
+        default=None, gt=0, le=1, description="share of eligible households visited; None: the policy's"
+    )
+    # Latest labelled quarter-ends held out for testing, and the as-of months before them
+    # (past a gap of H months) used for early stopping and calibration.
+    test_months: int = Field(default=4, ge=1)
+    validation_months: int = Field(default=1, ge=1)
+    # False: train and validate on quarter-end as-of months, like the test. True: on every
+    # month-end before the gaps (three times the rows, the latest ones closer to the test).
+    monthly_training_rows: bool = False
+    min_train_months: int = Field(default=1, ge=1)
+    # Fewest label-1 rows that each of train and validation needs before a model is fitted.
+    min_positives: int = Field(default=30, ge=1)
+    seed: int = 20240601
+    # LightGBM threads. One per core is fastest on an idle machine; on a shared or busy one
+    # OpenMP threads spin-wait for each other, so fewer threads than free cores is safer.
+    threads: int = Field(default=2, ge=1)
+    booster: BoosterParameters = BoosterParameters()
+    calibration: str = Field(default="isotonic", pattern="^(isotonic|platt)$")
+    tune_minutes: float = Field(default=0.0, ge=0)
+    tune_max_trials: int = Field(default=200, ge=1)
+
+    # Promotion checks: expected calibration error at most max_ece; a subgroup is flagged when its
+    # recall@k is below subgroup_recall_ratio x the overall, and only judged with at least
+    # subgroup_min_positives label-1 rows over the test months (fewer make its recall noise).
+    max_ece: float = Field(default=0.02, gt=0)
+    subgroup_recall_ratio: float = Field(default=0.8, gt=0, le=1)
+    subgroup_min_positives: int = Field(default=20, ge=1)
+
+    work_dir: Path = Field(default_factory=Path.cwd)
+    # None: MLFLOW_TRACKING_URI when set, else the embedded SQLite store under work_dir.
+    tracking_uri: str | None = None
+    experiment_name: str = EXPERIMENT_NAME
+    model_name: str = MODEL_NAME
+    shap_sample_rows: int = Field(default=1000, ge=10)
+
+    @property
+    def mlruns_dir(self) -> Path:
+        return self.work_dir / "mlruns"
+
+    @property
+    def artifact_location(self) -> Path:
+        return self.mlruns_dir / "artifacts"
+
+
+def default_tracking_uri(work_dir: Path) -> str:
+    """The embedded store: SQLite inside ``<work_dir>/mlruns``."""
+    return f"sqlite:///{(work_dir / 'mlruns' / 'mlflow.db').resolve()}"
+
+
+def resolve_tracking_uri(settings: TrainingSettings) -> str:
+    """Explicit setting, else ``MLFLOW_TRACKING_URI``, else the embedded SQLite store."""
+    if settings.tracking_uri:
+        return settings.tracking_uri
+    from_environment = os.environ.get(TRACKING_URI_VARIABLE, "").strip()
+    if from_environment:
+        return from_environment
+    return default_tracking_uri(settings.work_dir)
