@@ -27,14 +27,12 @@ from relapse_risk.features.dataset import Dataset, load_dataset
 from relapse_risk.features.history import build_features
 from relapse_risk.features.rules import labels_frame
 from relapse_risk.models.model import RiskModel
+from relapse_risk.models.registry import RISK_BAND_CUTOFFS
 
 from .quality import DatasetFacts, dataset_facts
 
 InputKind = Literal["dataset", "scored_run", "request_log"]
 
-# The serving package's band cut-offs (serving/config.py RISK_BAND_CUTOFFS); monitoring may not
-# import serving, so scores it computes itself use the same published values.
-BAND_CUTOFFS = {"high": 0.30, "medium": 0.10}
 
 
 class MonitorInputError(ValueError):
@@ -174,7 +172,7 @@ def score_households(
 
 def risk_bands(risk: np.ndarray) -> np.ndarray:
     return np.select(
-        [risk >= BAND_CUTOFFS["high"], risk >= BAND_CUTOFFS["medium"]], ["high", "medium"], "low"
+        [risk >= RISK_BAND_CUTOFFS.high, risk >= RISK_BAND_CUTOFFS.medium], ["high", "medium"], "low"
     )
 
 

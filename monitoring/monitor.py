@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,6 +16,7 @@ from relapse_risk.features.contract import format_month
 from relapse_risk.features.dataset import Dataset
 from relapse_risk.models.model import RiskModel
 from relapse_risk.models.pyfunc import load_model_reference
+from relapse_risk.models.registry import REGISTRY_MODEL_NAME, resolve_tracking_uri
 
 from .checks import Check, overall_status
 from .config import DEFAULT_THRESHOLDS, MonitorThresholds
@@ -26,7 +26,7 @@ from .performance import ExpectedPerformance, performance_by_month, performance_
 from .quality import scenario_checks
 from .report import evidently_frames, evidently_html, finite, summary_document, write_report
 
-REGISTERED_MODEL = "relapse-risk"
+REGISTERED_MODEL = REGISTRY_MODEL_NAME
 EXPERIMENT = "relapse-risk"
 EXIT_CODES = {"ok": 0, "warning": 0, "alert": 2}
 FAILED = 1
@@ -63,10 +63,7 @@ class MonitorResult:
 
 def default_tracking_uri() -> str:
     """``MLFLOW_TRACKING_URI``, else the SQLite store training writes under ./mlruns."""
-    from_environment = os.environ.get("MLFLOW_TRACKING_URI", "").strip()
-    if from_environment:
-        return from_environment
-    return f"sqlite:///{(Path.cwd() / 'mlruns' / 'mlflow.db').resolve()}"
+    return resolve_tracking_uri(None, Path.cwd())
 
 
 def model_uri(reference: str) -> str:

@@ -114,6 +114,7 @@ def run_pipeline_demo(
         f"  MLFLOW_TRACKING_URI={tracking_uri} RELAPSE_API_KEYS=<your-key> \\\n"
         f"  relapse serve --policy {folder / 'policy.json'} --runs {scores} --port 3000",
         highlight=False,
+        soft_wrap=True,
     )
     return PipelineDemoResult(codes, scores, monitoring, tracking_uri)
 

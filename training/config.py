@@ -7,14 +7,17 @@ tests can point MLflow at a temporary folder by building their own settings.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
+from relapse_risk.models.registry import (  # noqa: F401 - default_tracking_uri re-exported
+    REGISTRY_MODEL_NAME,
+    default_tracking_uri,
+)
+from relapse_risk.models.registry import resolve_tracking_uri as resolve_registry_uri
 
-MODEL_NAME = "relapse-risk"
-EXPERIMENT_NAME = "relapse-risk"
-TRACKING_URI_VARIABLE = "MLFLOW_TRACKING_URI"
+MODEL_NAME = REGISTRY_MODEL_NAME
+EXPERIMENT_NAME = REGISTRY_MODEL_NAME
 
 
 class BoosterParameters(BaseModel):
@@ -97,16 +100,6 @@ class TrainingSettings(BaseModel):
         return self.mlruns_dir / "artifacts"
 
 
-def default_tracking_uri(work_dir: Path) -> str:
-    """The embedded store: SQLite inside ``<work_dir>/mlruns``."""
-    return f"sqlite:///{(work_dir / 'mlruns' / 'mlflow.db').resolve()}"
-
-
 def resolve_tracking_uri(settings: TrainingSettings) -> str:
     """Explicit setting, else ``MLFLOW_TRACKING_URI``, else the embedded SQLite store."""
-    if settings.tracking_uri:
-        return settings.tracking_uri
-    from_environment = os.environ.get(TRACKING_URI_VARIABLE, "").strip()
-    if from_environment:
-        return from_environment
-    return default_tracking_uri(settings.work_dir)
+    return resolve_registry_uri(settings.tracking_uri, settings.work_dir)
