@@ -20,7 +20,7 @@ import csv
 import io
 import json
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 from rich.table import Table
 
@@ -49,19 +49,7 @@ Family = Literal[
     "reporting",
     "location",
 ]
-FAMILIES: tuple[Family, ...] = (
-    "income",
-    "employment",
-    "health",
-    "disability",
-    "education",
-    "loans",
-    "shocks",
-    "household",
-    "assistance",
-    "reporting",
-    "location",
-)
+FAMILIES: tuple[Family, ...] = get_args(Family)
 
 
 @dataclass(frozen=True)
