@@ -87,3 +87,15 @@ def trained_small_county(
     )
     assert result.exit_code == 0, result.output
     return TrainedCounty(small_county, tracking_uri, work_dir, result.output)
+
+
+@pytest.fixture(autouse=True)
+def _restore_mlflow_uris() -> object:
+    """MLflow keeps its tracking and registry URIs per process: a test that points them at its
+    temporary store must not leave the next test registering models there."""
+    import mlflow
+
+    tracking, registry = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
+    yield
+    mlflow.set_tracking_uri(tracking)
+    mlflow.set_registry_uri(registry)

@@ -589,8 +589,10 @@ def registry(trained: ResolvedModel, county: Path, tmp_path_factory: pytest.Temp
     folder = tmp_path_factory.mktemp("mlflow")
     uri = f"sqlite:///{folder / 'mlflow.db'}"
     example = build_features(load_dataset(county), AS_OF).head(5)
-    previous = mlflow.get_tracking_uri()
+    previous = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
+    # Registration goes to the registry URI, which an earlier test may have pointed elsewhere.
     mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
     try:
         experiment = mlflow.create_experiment(
             "scoring-test", artifact_location=(folder / "artifacts").as_uri()
@@ -602,7 +604,8 @@ def registry(trained: ResolvedModel, county: Path, tmp_path_factory: pytest.Temp
             "relapse-risk", "champion", info.registered_model_version
         )
     finally:
-        mlflow.set_tracking_uri(previous)
+        mlflow.set_tracking_uri(previous[0])
+        mlflow.set_registry_uri(previous[1])
     return uri
 
 

@@ -245,7 +245,9 @@ def test_registered_pyfunc_scores_identically_in_a_fresh_process(tmp_path, data,
 
     X_test = data["test"][0].head(500)
     tracking_uri = f"sqlite:///{tmp_path}/mlflow.db"
+    # Registration goes to the registry URI, which an earlier test may have pointed elsewhere.
     mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_registry_uri(tracking_uri)
     try:
         experiment = mlflow.create_experiment("risk", artifact_location=(tmp_path / "artifacts").as_uri())
         with mlflow.start_run(experiment_id=experiment):
@@ -256,6 +258,7 @@ def test_registered_pyfunc_scores_identically_in_a_fresh_process(tmp_path, data,
         unwrapped = load_risk_model("models:/relapse-risk-test@challenger")
     finally:
         mlflow.set_tracking_uri("")
+        mlflow.set_registry_uri("")
     np.testing.assert_array_equal(unwrapped.predict_proba(X_test), fitted.predict_proba(X_test))
 
     features_path, scores_path = tmp_path / "features.parquet", tmp_path / "scores.parquet"
