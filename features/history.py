@@ -25,7 +25,8 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -161,10 +162,11 @@ def build_features(dataset: Dataset, as_of: dt.date, timings: dict[str, float] |
         _assistance_part,
         _monitoring_part,
     )
-    for part in parts:
-        stage = part.__name__.strip("_").replace("_part", "").replace("_", " ")
-        table.add(part(dataset, clock), stage)
-        stopwatch.lap(f"{stage} (SQL)")
+    with _one_thread(dataset):
+        for part in parts:
+            stage = part.__name__.strip("_").replace("_part", "").replace("_", " ")
+            table.add(part(dataset, clock), stage)
+            stopwatch.lap(f"{stage} (SQL)")
 
     table.add(_income_source_features(history, table.take_extras(_is_source_sum)))
     del history
@@ -175,6 +177,23 @@ def build_features(dataset: Dataset, as_of: dt.date, timings: dict[str, float] |
 
 
 _FEATURE_POSITION = {name: i for i, name in enumerate(FEATURE_NAMES)}
+
+
+@contextmanager
+def _one_thread(dataset: Dataset) -> Iterator[None]:
+    """Run the SQL passes on one DuckDB thread, then restore the connection's setting.
+
+    Parallel aggregation adds floating-point partial sums in whatever order
+    threads finish, so the same data could give features (and so scores)
+    that differ in the last bits between runs; outputs.md requires identical
+    scores for identical inputs.
+    """
+    previous = dataset.connection.execute("SELECT current_setting('threads')").fetchall()[0][0]
+    dataset.connection.execute("SET threads = 1")
+    try:
+        yield
+    finally:
+        dataset.connection.execute(f"SET threads = {int(previous)}")
 
 
 class _FeatureTable:
