@@ -1,9 +1,18 @@
-"""Load a dataset folder: find the files, stage them in DuckDB, check every rule, keep the valid rows.
+"""Load a dataset folder or in-memory tables: stage them in DuckDB, check every rule, keep the valid rows.
 
 The loader is the one place that parses, casts and validates (data-contract.md).
 All checks run as SQL in DuckDB straight over the files (``read_parquet`` with
 ``file_row_number``, ``read_csv`` with every column as text), so a province of a
 million households is loaded in a few scans per table, never row by row in Python.
+:func:`load_tables` takes the same tables as Arrow or pandas (the API's
+requests): they are staged as DuckDB views of the Arrow data and go through the
+same code from there on, so a folder and its rows in memory load alike.
+
+Each statement costs DuckDB milliseconds to parse and plan however few rows it
+reads, so a table of up to :data:`MATERIALIZE_ROWS` rows is checked in one
+statement (every step as a common table expression) and a table without rows
+is not checked at all; larger tables are checked one statement per step, so
+that a cheap test can skip an expensive one.
 
 Decisions the contract leaves open, fixed here:
 
@@ -42,10 +51,14 @@ import hashlib
 import shutil
 import tempfile
 import weakref
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
+import numpy as np
+import pandas as pd
+import pyarrow as pa
 
 from .contract import TABLES, Column, Table
 from .dataset import Dataset, DatasetError, Reject, duckdb_type
@@ -56,13 +69,14 @@ from .validation import (
     REJECT_COLUMNS_SQL,
     Reading,
     StagedTable,
+    any_repeated_key_sql,
+    chained_rejects_sql,
     duplicate_rejects_sql,
     foreign_key_rejects_sql,
     literal,
     looks_personal_sql,
     member_household_rejects_sql,
     quote,
-    repeated_key_hashes_sql,
     row_rejects_sql,
     row_rules,
     typed_view_sql,
@@ -72,11 +86,13 @@ POLICY_FILE = "policy.json"
 REJECTS_TABLE = "_rejects"
 DEFAULT_MAX_REJECTS_PER_RULE = 10_000
 MATERIALIZE_ROWS = 500_000
-"""Tables with at most this many rows are typed once into a temporary table (see ``_check_and_load``)."""
+"""Tables with at most this many rows are typed once into a temporary table and checked in one statement."""
 CHECKPOINT_ROWS = 1_000_000
 """Tables larger than this are checkpointed (compressed, old versions freed) as soon as they are loaded."""
 LOAD_MEMORY_LIMIT = "4GB"
 """DuckDB's memory limit while loading, unless the caller sets one; beyond it DuckDB spills to disk."""
+IN_MEMORY_ROWS = 2_000_000
+"""In-memory tables with at most this many rows in all are loaded into an in-memory database."""
 
 _INTEGER_TYPES = frozenset(
     {
@@ -97,6 +113,35 @@ _NAIVE_TIMESTAMP_TYPES = frozenset({"TIMESTAMP", "TIMESTAMP_S", "TIMESTAMP_MS", 
 _NULL_TYPE = '"NULL"'
 # Errors that mean the file's bytes are broken; anything else DuckDB raises is a fault of ours.
 _UNREADABLE = (duckdb.IOException, duckdb.InvalidInputException)
+# The schema of the rejects table, as _finish_rejects creates it from found rejects.
+_REJECTS_SCHEMA = (
+    "position BIGINT, table_name VARCHAR, row BIGINT, column_name VARCHAR, rule VARCHAR, "
+    "reason VARCHAR, household_id VARCHAR, value VARCHAR"
+)
+
+
+@dataclass(frozen=True)
+class TableInput:
+    """Where one contract table's rows come from: a file of a dataset folder, or an in-memory Arrow table."""
+
+    label: str
+    """How messages name the input: the file's path, or ``<source> table <name>``."""
+    path: Path | None = None
+    arrow: pa.Table | None = None
+    text_cells: bool = False
+    """Every cell is text as a CSV export holds it (read like a CSV file), whatever its Arrow type."""
+
+
+@dataclass
+class _Staging:
+    """What a load created only to check the tables, dropped before the dataset is handed over."""
+
+    drops: list[str] = field(default_factory=list)
+    registered: list[str] = field(default_factory=list)
+    typed: dict[str, str] = field(default_factory=dict)
+    """Table name -> relation of its typed rows with ``_row`` (all rows, rejected ones too)."""
+    found: int = 0
+    """Rejects found so far."""
 
 
 def load_dataset(
@@ -128,62 +173,152 @@ def load_dataset(
     except PolicyError as exc:
         raise DatasetError(str(exc)) from None
     files = locate_table_files(folder)
+    inputs = {name: TableInput(label=str(path), path=path) for name, path in files.items()}
+    return _load(
+        inputs,
+        policy,
+        in_memory=False,
+        source=folder,
+        fingerprint_of=lambda: fingerprint([folder / POLICY_FILE, *files.values()]),
+        input_files=files,
+        max_rejects_per_rule=max_rejects_per_rule,
+        memory_limit=memory_limit,
+        threads=threads,
+    )
 
-    workspace = Path(tempfile.mkdtemp(prefix="relapse-dataset-"))
-    connection = _connect(workspace, memory_limit or LOAD_MEMORY_LIMIT, threads)
+
+def load_tables(
+    tables: Mapping[str, pa.Table | pd.DataFrame],
+    policy: Policy,
+    *,
+    source: str = "request",
+    text_cells: bool = False,
+    max_rejects_per_rule: int = DEFAULT_MAX_REJECTS_PER_RULE,
+    memory_limit: str | None = None,
+    threads: int | None = None,
+) -> Dataset:
+    """Check in-memory tables exactly as :func:`load_dataset` checks a folder, and return the valid rows.
+
+    ``tables`` maps every contract table name to its rows (Arrow or pandas; extra
+    columns are ignored), numbered from 1 in the given order as a file's rows are.
+    Typed columns are read as the same types in a Parquet file are; with
+    ``text_cells`` every cell is read as the text of a CSV export (trimmed, empty
+    is null), whatever its type. ``source`` names the input in messages
+    (``request table members: ...``). Up to :data:`IN_MEMORY_ROWS` rows in all are
+    loaded into an in-memory database; more go to a private database file as
+    :func:`load_dataset` does. The fingerprint covers the policy and the tables'
+    Arrow data.
+
+    Raises :class:`DatasetError` for a missing or unknown table, a missing column,
+    an unusable column type, or no valid household or member.
+    """
+    unknown = sorted(set(tables) - {t.name for t in TABLES})
+    if unknown:
+        raise DatasetError(f"{source}: unknown table(s): {', '.join(unknown)}")
+    missing = [t.name for t in TABLES if t.name not in tables]
+    if missing:
+        raise DatasetError(f"{source}: required table(s) missing: {', '.join(missing)}")
+    arrows = {t.name: _as_arrow(tables[t.name], f"{source} table {t.name}") for t in TABLES}
+    inputs = {
+        name: TableInput(label=f"{source} table {name}", arrow=arrow, text_cells=text_cells)
+        for name, arrow in arrows.items()
+    }
+    total_rows = sum(arrow.num_rows for arrow in arrows.values())
+    return _load(
+        inputs,
+        policy,
+        in_memory=total_rows <= IN_MEMORY_ROWS,
+        source=None,
+        fingerprint_of=lambda: fingerprint_tables(policy, arrows),
+        input_files={},
+        max_rejects_per_rule=max_rejects_per_rule,
+        memory_limit=memory_limit,
+        threads=threads,
+    )
+
+
+def _as_arrow(rows: pa.Table | pd.DataFrame, label: str) -> pa.Table:
+    if isinstance(rows, pa.Table):
+        return rows
+    if isinstance(rows, pd.DataFrame):
+        try:
+            return pa.Table.from_pandas(rows, preserve_index=False)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
+            raise DatasetError(f"{label}: cannot be read as a table ({exc})") from None
+    raise DatasetError(f"{label}: is a {type(rows).__name__}, not a pyarrow Table or pandas DataFrame")
+
+
+def _load(
+    inputs: dict[str, TableInput],
+    policy: Policy,
+    *,
+    in_memory: bool,
+    source: Path | None,
+    fingerprint_of: Callable[[], str],
+    input_files: dict[str, Path],
+    max_rejects_per_rule: int,
+    memory_limit: str | None,
+    threads: int | None,
+) -> Dataset:
+    """The one path of every load: connect, check and load each table, collect the rejects."""
+    workspace = None if in_memory else Path(tempfile.mkdtemp(prefix="relapse-dataset-"))
+    connection = _connect(workspace, memory_limit, threads)
     try:
-        input_rows = _load_tables(connection, files, policy)
-        if memory_limit is None:
+        input_rows, found = _load_tables(connection, inputs, policy, file_backed=workspace is not None)
+        if workspace is not None and memory_limit is None:
             connection.execute("RESET memory_limit")
         dataset = Dataset(
             policy=policy,
             connection=connection,
-            rejects=_first_rejects(connection, max_rejects_per_rule),
-            source=folder,
-            fingerprint=fingerprint([folder / POLICY_FILE, *files.values()]),
-            input_files=files,
+            rejects=_first_rejects(connection, max_rejects_per_rule) if found else [],
+            source=source,
+            fingerprint=fingerprint_of(),
+            input_files=input_files,
             input_rows=input_rows,
-            reject_counts=_reject_counts(connection),
+            reject_counts=_reject_counts(connection) if found else {},
             rejects_table=REJECTS_TABLE,
         )
     except BaseException:
         connection.close()
-        shutil.rmtree(workspace, ignore_errors=True)
+        if workspace is not None:
+            shutil.rmtree(workspace, ignore_errors=True)
         raise
-    # Tied to the connection, not the Dataset: a relation or the connection itself may outlive it.
-    weakref.finalize(connection, shutil.rmtree, workspace, ignore_errors=True)
+    if workspace is not None:
+        # Tied to the connection, not the Dataset: a relation or the connection itself may outlive it.
+        weakref.finalize(connection, shutil.rmtree, workspace, ignore_errors=True)
     return dataset
 
 
 def _load_tables(
-    connection: duckdb.DuckDBPyConnection, files: dict[str, Path], policy: Policy
-) -> dict[str, int]:
-    """Check and load every table in order (parents first); the number of data rows each file had."""
+    connection: duckdb.DuckDBPyConnection, inputs: dict[str, TableInput], policy: Policy, *, file_backed: bool
+) -> tuple[dict[str, int], int]:
+    """Check and load every table in order (parents first); rows each input had, and rejects found."""
     connection.execute(
-        f"CREATE TABLE {REJECTS_TABLE}_found (table_name VARCHAR, row BIGINT, column_name VARCHAR, "
+        f"CREATE TEMP TABLE {REJECTS_TABLE}_found (table_name VARCHAR, row BIGINT, column_name VARCHAR, "
         "rule VARCHAR, reason VARCHAR, household_id VARCHAR, value VARCHAR, link VARCHAR)"
     )
+    staging = _Staging(drops=[f"DROP TABLE {REJECTS_TABLE}_found"])
     input_rows: dict[str, int] = {}
     for table in TABLES:
-        path = files[table.name]
+        source = inputs[table.name]
         try:
-            readings = _stage(connection, table, path)
-            input_rows[table.name] = _count(connection, f"_raw_{table.name}")
+            readings, input_rows[table.name] = _stage(connection, table, source, staging)
             if input_rows[table.name] == 0 and not table.may_be_empty:
                 raise DatasetError(
-                    f"{path}: has no data rows; the contract requires at least one row in {table.name}"
+                    f"{source.label}: has no data rows; "
+                    f"the contract requires at least one row in {table.name}"
                 )
-            _check_and_load(connection, table, readings, policy, input_rows[table.name])
+            found = _check_and_load(connection, table, readings, policy, input_rows[table.name], staging)
         except _UNREADABLE as exc:
-            raise DatasetError(f"{path}: cannot be read ({_first_lines(exc)})") from None
-        if not table.may_be_empty and _count(connection, table.name) == 0:
+            raise DatasetError(f"{source.label}: cannot be read ({_first_lines(exc)})") from None
+        if not table.may_be_empty and found and _count(connection, table.name) == 0:
             raise DatasetError(
-                f"{path}: no valid rows remain: all {input_rows[table.name]} rows were rejected "
+                f"{source.label}: no valid rows remain: all {input_rows[table.name]} rows were rejected "
                 f"({_rule_summary(connection, table.name)})"
             )
-    _finish_rejects(connection)
-    _drop_staging(connection)
-    return input_rows
+    _finish_rejects(connection, staging)
+    _drop_staging(connection, staging, checkpoint=file_backed)
+    return input_rows, staging.found
 
 
 def locate_table_files(folder: Path) -> dict[str, Path]:
@@ -219,16 +354,37 @@ def fingerprint(files: Iterable[Path]) -> str:
     return digest.hexdigest()
 
 
+def fingerprint_tables(policy: Policy, tables: Mapping[str, pa.Table]) -> str:
+    """sha256 over the policy and each table's name and Arrow IPC stream, in name order."""
+    digest = hashlib.sha256()
+    digest.update(policy.model_dump_json().encode("utf-8") + b"\0")
+    for name in sorted(tables):
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, tables[name].schema) as writer:
+            writer.write_table(tables[name])
+        stream = sink.getvalue()
+        digest.update(name.encode("utf-8") + b"\0" + stream.size.to_bytes(8, "big"))
+        digest.update(memoryview(stream))
+    return digest.hexdigest()
+
+
 # ---------------------------------------------------------------- connection
 
 
-def _connect(workspace: Path, memory_limit: str, threads: int | None) -> duckdb.DuckDBPyConnection:
-    # A database file rather than memory: DuckDB writes each table as compressed
-    # row groups while inserting, so 100 million income rows never sit uncompressed
-    # in memory, and it spills sorts and aggregates to the same private directory.
-    connection = duckdb.connect(str(workspace / "dataset.duckdb"))
-    connection.execute(f"SET temp_directory = {literal(str(workspace / 'spill'))}")
-    connection.execute(f"SET memory_limit = {literal(memory_limit)}")
+def _connect(
+    workspace: Path | None, memory_limit: str | None, threads: int | None
+) -> duckdb.DuckDBPyConnection:
+    if workspace is None:
+        connection = duckdb.connect(":memory:")
+        if memory_limit is not None:
+            connection.execute(f"SET memory_limit = {literal(memory_limit)}")
+    else:
+        # A database file rather than memory: DuckDB writes each table as compressed
+        # row groups while inserting, so 100 million income rows never sit uncompressed
+        # in memory, and it spills sorts and aggregates to the same private directory.
+        connection = duckdb.connect(str(workspace / "dataset.duckdb"))
+        connection.execute(f"SET temp_directory = {literal(str(workspace / 'spill'))}")
+        connection.execute(f"SET memory_limit = {literal(memory_limit or LOAD_MEMORY_LIMIT)}")
     if threads is not None:
         connection.execute(f"SET threads = {int(threads)}")
     return connection
@@ -253,24 +409,73 @@ def _first_lines(exc: BaseException, limit: int = 3) -> str:
 # ---------------------------------------------------------------- staging
 
 
-def _stage(connection: duckdb.DuckDBPyConnection, table: Table, path: Path) -> dict[str, Reading]:
-    """Create the view ``_raw_<table>`` (``_row`` and the contract columns); say how to read each column."""
-    if path.suffix == ".parquet":
-        return _stage_parquet(connection, table, path)
-    return _stage_csv(connection, table, path)
+def _stage(
+    connection: duckdb.DuckDBPyConnection, table: Table, source: TableInput, staging: _Staging
+) -> tuple[dict[str, Reading], int]:
+    """Make ``_raw_<table>`` (``_row`` and the contract columns); how to read each column; its row count."""
+    if source.arrow is not None:
+        return _stage_arrow(connection, table, source, staging)
+    assert source.path is not None  # a TableInput holds a path or an Arrow table
+    if source.path.suffix == ".parquet":
+        readings = _stage_parquet(connection, table, source.path, staging)
+    else:
+        readings = _stage_csv(connection, table, source.path, staging)
+    return readings, _count(connection, f"_raw_{table.name}")
 
 
-def _stage_parquet(connection: duckdb.DuckDBPyConnection, table: Table, path: Path) -> dict[str, Reading]:
+def _stage_parquet(
+    connection: duckdb.DuckDBPyConnection, table: Table, path: Path, staging: _Staging
+) -> dict[str, Reading]:
     source = f"read_parquet({literal(str(path))}, file_row_number = true)"
     try:
-        schema = {row[0]: row[1] for row in connection.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()}
+        schema = _schema(connection, f"SELECT * FROM {source}")
     except _UNREADABLE as exc:
         raise DatasetError(f"{path}: cannot be read as Parquet ({_first_lines(exc)})") from None
-    _require_columns(path, table, schema)
+    _require_columns(str(path), table, schema)
     columns = ", ".join(quote(c.name) for c in table.columns)
     connection.execute(
         f"CREATE TEMP VIEW _raw_{table.name} AS SELECT file_row_number + 1 AS _row, {columns} FROM {source}"
     )
+    staging.drops.append(f"DROP VIEW _raw_{table.name}")
+    return _typed_readings(connection, table, schema, str(path))
+
+
+def _stage_arrow(
+    connection: duckdb.DuckDBPyConnection, table: Table, source: TableInput, staging: _Staging
+) -> tuple[dict[str, Reading], int]:
+    arrow = source.arrow
+    assert arrow is not None
+    _require_columns(source.label, table, arrow.column_names)
+    first_index: dict[str, int] = {}
+    for index, name in enumerate(arrow.column_names):
+        first_index.setdefault(name, index)
+    rows = arrow.num_rows
+    # Numbered here, in the given order, as a file's data rows are numbered by the reader.
+    numbered = pa.Table.from_arrays(
+        [
+            pa.array(np.arange(1, rows + 1, dtype=np.int64)),
+            *(arrow.column(first_index[c]) for c in table.column_names),
+        ],
+        names=["_row", *table.column_names],
+    )
+    relation = f"_raw_{table.name}"
+    connection.register(relation, numbered)
+    staging.registered.append(relation)
+    if source.text_cells:
+        return {c.name: "text" for c in table.columns}, rows
+    schema = _schema(connection, f"SELECT * FROM {relation}")
+    return _typed_readings(connection, table, schema, source.label), rows
+
+
+def _schema(connection: duckdb.DuckDBPyConnection, query: str) -> dict[str, str]:
+    """Column name -> DuckDB type of a query's result."""
+    return {row[0]: row[1] for row in connection.execute(f"DESCRIBE {query}").fetchall()}
+
+
+def _typed_readings(
+    connection: duckdb.DuckDBPyConnection, table: Table, schema: dict[str, str], label: str
+) -> dict[str, Reading]:
+    """How each column of ``_raw_<table>``, stored under the types of ``schema``, is read."""
     readings: dict[str, Reading] = {}
     for column in table.columns:
         reading = parquet_reading(column, schema[column.name])
@@ -278,13 +483,13 @@ def _stage_parquet(connection: duckdb.DuckDBPyConnection, table: Table, path: Pa
             if _all_null(connection, f"_raw_{table.name}", column.name):
                 reading = "all_null"
             else:
-                raise DatasetError(_type_message(path, column, schema[column.name]))
+                raise DatasetError(_type_message(label, column, schema[column.name]))
         readings[column.name] = reading
     return readings
 
 
 def parquet_reading(column: Column, physical: str) -> Reading | None:
-    """How a Parquet column of DuckDB type ``physical`` is read as ``column``; None when it cannot be."""
+    """How a Parquet or Arrow column of DuckDB type ``physical`` is read as ``column``; None: unreadable."""
     kind = column.kind
     if physical == _NULL_TYPE:
         return "all_null"
@@ -303,8 +508,8 @@ def parquet_reading(column: Column, physical: str) -> Reading | None:
     return None
 
 
-def _type_message(path: Path, column: Column, physical: str) -> str:
-    head = f"{path}: column {column.name!r} is stored as {physical}, which cannot be read as {column.kind}"
+def _type_message(label: str, column: Column, physical: str) -> str:
+    head = f"{label}: column {column.name!r} is stored as {physical}, which cannot be read as {column.kind}"
     if column.kind in ("str", "enum") and (physical in _INTEGER_TYPES or physical in _FLOAT_TYPES):
         return (
             f"{head}: identifiers and codes must be written as strings; a numeric column has already lost "
@@ -319,16 +524,18 @@ def _all_null(connection: duckdb.DuckDBPyConnection, relation: str, column: str)
     return _count(connection, f"{relation} WHERE {quote(column)} IS NOT NULL") == 0
 
 
-def _require_columns(path: Path, table: Table, present: Iterable[str]) -> None:
+def _require_columns(label: str, table: Table, present: Iterable[str]) -> None:
     names = set(present)
     missing = [c for c in table.column_names if c not in names]
     if missing:
-        raise DatasetError(f"{path}: required column(s) missing: {', '.join(missing)}")
+        raise DatasetError(f"{label}: required column(s) missing: {', '.join(missing)}")
 
 
-def _stage_csv(connection: duckdb.DuckDBPyConnection, table: Table, path: Path) -> dict[str, Reading]:
+def _stage_csv(
+    connection: duckdb.DuckDBPyConnection, table: Table, path: Path, staging: _Staging
+) -> dict[str, Reading]:
     header = _csv_header(path)
-    _require_columns(path, table, header)
+    _require_columns(str(path), table, header)
     # Every column is read as text (leading zeros survive) under a name we choose,
     # so padded or repeated header names cannot confuse the reader.
     names = {f"c{i}": name for i, name in enumerate(header)}
@@ -343,6 +550,7 @@ def _stage_csv(connection: duckdb.DuckDBPyConnection, table: Table, path: Path) 
         )
     except _UNREADABLE as exc:
         raise DatasetError(f"{path}: cannot be parsed as CSV ({_first_lines(exc)})") from None
+    staging.drops.append(f"DROP TABLE _csv_{table.name}")
     first_alias = {}
     for alias, name in names.items():
         first_alias.setdefault(name, alias)
@@ -351,6 +559,7 @@ def _stage_csv(connection: duckdb.DuckDBPyConnection, table: Table, path: Path) 
     connection.execute(
         f"CREATE TEMP VIEW _raw_{table.name} AS SELECT rowid + 1 AS _row, {selected} FROM _csv_{table.name}"
     )
+    staging.drops.append(f"DROP VIEW _raw_{table.name}")
     return {c.name: "text" for c in table.columns}
 
 
@@ -372,6 +581,54 @@ def _csv_header(path: Path) -> list[str]:
 
 # ---------------------------------------------------------------- checks
 
+RejectQuery = Callable[[str], str]
+"""Candidate rows (a relation) -> the query of their rejects, with the columns of REJECT_COLUMNS_SQL."""
+
+
+@dataclass(frozen=True)
+class _CheckStep:
+    """One step of a table's checks; it sees only the rows that every earlier step kept."""
+
+    rejects: RejectQuery
+    repeats: RejectQuery | None = None
+    """A cheaper query that is empty whenever ``rejects`` is (to skip a second scan of a large table)."""
+
+
+def _check_steps(
+    staged: StagedTable, policy: Policy, typed: dict[str, str], *, single_scan: bool
+) -> list[_CheckStep]:
+    """The checks of one table in order: (1) row rules, (2) unique keys, (3) foreign keys.
+
+    Rules a row breaks on its own are all reported; a row rejected by one step is
+    not looked at by later ones, so a duplicate is judged among valid rows and a
+    foreign key against the rows that were loaded into the parent table.
+    """
+    table = staged.table
+    steps: list[_CheckStep] = []
+    rules = row_rules(staged, policy)
+    if rules:
+        steps.append(_CheckStep(lambda rows: row_rejects_sql(table, rules, rows, single_scan=single_scan)))
+    for key in table.unique:
+        steps.append(
+            _CheckStep(
+                lambda rows, key=key: duplicate_rejects_sql(staged, key, rows),
+                lambda rows, key=key: any_repeated_key_sql(key, rows),
+            )
+        )
+    for foreign_key in table.foreign_keys:
+        parent = foreign_key.table
+        steps.append(
+            _CheckStep(
+                lambda rows, fk=foreign_key, parent=parent: foreign_key_rejects_sql(
+                    table, fk, rows, parent, typed[parent]
+                )
+            )
+        )
+    # A bill or event names both a household and a member: the member must belong to that household.
+    if table.household_column and any(fk.table == "members" for fk in table.foreign_keys):
+        steps.append(_CheckStep(lambda rows: member_household_rejects_sql(rows, "members")))
+    return steps
+
 
 def _check_and_load(
     connection: duckdb.DuckDBPyConnection,
@@ -379,59 +636,88 @@ def _check_and_load(
     readings: dict[str, Reading],
     policy: Policy,
     input_rows: int,
-) -> None:
-    """Find every reject of ``table`` and load the remaining rows under the canonical types."""
+    staging: _Staging,
+) -> int:
+    """Find every reject of ``table``, load the remaining rows under the canonical types; rejects found."""
     name = table.name
+    declared = ", ".join(f"{quote(c.name)} {duckdb_type(c)}" for c in table.columns)
+    if input_rows == 0:
+        # Nothing to check: every rule is about a row. Children still look up their keys here.
+        connection.execute(f"CREATE TABLE {name} ({declared})")
+        staging.typed[name] = f"(SELECT CAST(NULL AS BIGINT) AS _row, * FROM {name})"
+        return 0
     staged = StagedTable(table, readings)
     typed = f"_typed_{name}"
-    candidates = f"_candidates_{name}"
-    # Small tables are typed once into a temporary table, which keeps the many later
-    # queries cheap to plan; large ones stay a view, typed again by each scan,
-    # rather than holding a second copy of 100 million rows.
-    kind = "TABLE" if input_rows <= MATERIALIZE_ROWS else "VIEW"
+    staging.typed[name] = typed
+    small = input_rows <= MATERIALIZE_ROWS
+    # Small tables are typed once into a temporary table and checked in one statement,
+    # since each statement costs milliseconds to plan however few rows it reads; large
+    # ones stay a view, typed again by each scan, rather than holding a second copy of
+    # 100 million rows, and are checked step by step.
+    kind = "TABLE" if small else "VIEW"
     connection.execute(f"CREATE TEMP {kind} {typed} AS {typed_view_sql(staged, f'_raw_{name}')}")
-    rules = row_rules(staged, policy)
-    _insert_rejects(connection, name, row_rejects_sql(table, rules, typed, single_scan=kind == "VIEW"))
-    # Views are evaluated when queried, so later steps see the rejects found so far.
+    staging.drops.append(f"DROP {kind} {typed}")
+    steps = _check_steps(staged, policy, staging.typed, single_scan=not small)
+    if small:
+        found = _insert_rejects(connection, name, chained_rejects_sql([s.rejects for s in steps], typed))
+    else:
+        found = _insert_rejects_step_by_step(connection, name, typed, steps, staging)
+    staging.found += found
+
+    names = ", ".join(quote(c.name) for c in table.columns)
+    rejected = f"(SELECT row FROM {REJECTS_TABLE}_found WHERE table_name = {literal(name)})"
+    cast = ", ".join(f"CAST({quote(c.name)} AS {duckdb_type(c)}) AS {quote(c.name)}" for c in table.columns)
+    if small:
+        keep = f"WHERE _row NOT IN {rejected}" if found else ""
+        connection.execute(f"CREATE TABLE {name} AS SELECT {cast} FROM {typed} {keep} ORDER BY _row")
+        return found
+    if not found:
+        # Every row stays: one ordered scan, and no row numbers to store and drop again.
+        connection.execute(f"CREATE TABLE {name} AS SELECT {cast} FROM {typed}")
+    else:
+        _insert_and_delete_rejected(connection, name, declared, names, typed, rejected)
+    if input_rows > CHECKPOINT_ROWS:
+        connection.execute("CHECKPOINT")
+    return found
+
+
+def _insert_and_delete_rejected(
+    connection: duckdb.DuckDBPyConnection, name: str, declared: str, names: str, typed: str, rejected: str
+) -> None:
+    # Insert every row in file order and delete the rejected ones afterwards: a scan
+    # keeps the order for free, while an anti-join would need a sort of the whole table.
+    connection.execute(f"CREATE TABLE {name} (_row BIGINT, {declared})")
+    connection.execute(f"INSERT INTO {name} SELECT _row, {names} FROM {typed}")
+    connection.execute(f"DELETE FROM {name} WHERE _row IN {rejected}")
+    connection.execute(f"ALTER TABLE {name} DROP COLUMN _row")
+
+
+def _insert_rejects_step_by_step(
+    connection: duckdb.DuckDBPyConnection, name: str, typed: str, steps: list[_CheckStep], staging: _Staging
+) -> int:
+    candidates = f"_candidates_{name}"
+    # Views are evaluated when queried, so each step sees the rejects found before it.
     connection.execute(
         f"""CREATE TEMP VIEW {candidates} AS SELECT * FROM {typed} AS t
             WHERE NOT EXISTS (SELECT 1 FROM {REJECTS_TABLE}_found AS r
                               WHERE r.table_name = {literal(name)} AND r.row = t._row)"""
     )
-    for key in table.unique:
+    staging.drops.append(f"DROP VIEW {candidates}")
+    found = 0
+    for index, step in enumerate(steps):
+        rows = typed if index == 0 else candidates
         # Counting first skips the second scan of a large table when, as usual, no key repeats.
-        if _count(connection, f"({repeated_key_hashes_sql(key, candidates)})") > 0:
-            _insert_rejects(connection, name, duplicate_rejects_sql(staged, key, candidates))
-    for foreign_key in table.foreign_keys:
-        parent = foreign_key.table
-        _insert_rejects(
-            connection,
-            name,
-            foreign_key_rejects_sql(table, foreign_key, candidates, parent, f"_typed_{parent}"),
-        )
-    # A bill or event names both a household and a member: the member must belong to that household.
-    if table.household_column and any(fk.table == "members" for fk in table.foreign_keys):
-        _insert_rejects(connection, name, member_household_rejects_sql(candidates, "members"))
-
-    # Insert every row in file order and delete the rejected ones afterwards: a scan
-    # keeps the order for free, while an anti-join would need a sort of the whole table.
-    columns = ", ".join(f"{quote(c.name)} {duckdb_type(c)}" for c in table.columns)
-    names = ", ".join(quote(c.name) for c in table.columns)
-    connection.execute(f"CREATE TABLE {name} (_row BIGINT, {columns})")
-    connection.execute(f"INSERT INTO {name} SELECT _row, {names} FROM {typed}")
-    connection.execute(
-        f"DELETE FROM {name} WHERE _row IN "
-        f"(SELECT row FROM {REJECTS_TABLE}_found WHERE table_name = {literal(name)})"
-    )
-    connection.execute(f"ALTER TABLE {name} DROP COLUMN _row")
-    if input_rows > CHECKPOINT_ROWS:
-        connection.execute("CHECKPOINT")
+        if step.repeats is not None and _count(connection, f"({step.repeats(rows)})") == 0:
+            continue
+        found += _insert_rejects(connection, name, step.rejects(rows))
+    return found
 
 
-def _insert_rejects(connection: duckdb.DuckDBPyConnection, table_name: str, sql: str) -> None:
-    connection.execute(
+def _insert_rejects(connection: duckdb.DuckDBPyConnection, table_name: str, sql: str) -> int:
+    inserted = connection.execute(
         f"INSERT INTO {REJECTS_TABLE}_found SELECT {literal(table_name)}, {REJECT_COLUMNS_SQL} FROM ({sql})"
-    )
+    ).fetchall()
+    return int(inserted[0][0])
 
 
 def _rule_summary(connection: duckdb.DuckDBPyConnection, table_name: str, limit: int = 5) -> str:
@@ -443,19 +729,22 @@ def _rule_summary(connection: duckdb.DuckDBPyConnection, table_name: str, limit:
     return "; ".join(f"{rule} on {column}: {n} rows, e.g. {example}" for column, rule, n, example in rows)
 
 
-def _finish_rejects(connection: duckdb.DuckDBPyConnection) -> None:
+def _finish_rejects(connection: duckdb.DuckDBPyConnection, staging: _Staging) -> None:
     """Give every reject its household (through the parent row where needed) and a stable position.
 
     Identifiers that look like personal data are kept out of the report: the
     household is then unknown and the value is masked.
     """
+    if not staging.found:
+        connection.execute(f"CREATE TABLE {REJECTS_TABLE} ({_REJECTS_SCHEMA})")
+        return
     joins = []
     households = []
     for index, (table_name, (link_column, parent)) in enumerate(HOUSEHOLD_LINKS.items()):
         alias = f"link{index}"
         joins.append(
             f"""LEFT JOIN (SELECT {quote(link_column)} AS link, arg_min(household_id, _row) AS household_id
-                           FROM _typed_{parent}
+                           FROM {staging.typed[parent]}
                            WHERE {quote(link_column)} IN (SELECT link FROM {REJECTS_TABLE}_found
                                                          WHERE table_name = {literal(table_name)})
                            GROUP BY ALL) AS {alias}
@@ -486,20 +775,13 @@ def _finish_rejects(connection: duckdb.DuckDBPyConnection) -> None:
     )
 
 
-def _drop_staging(connection: duckdb.DuckDBPyConnection) -> None:
-    connection.execute(f"DROP TABLE {REJECTS_TABLE}_found")
-    views = connection.execute(
-        "SELECT view_name FROM duckdb_views() WHERE temporary AND NOT internal"
-    ).fetchall()
-    for (view,) in views:
-        connection.execute(f"DROP VIEW {quote(view)}")
-    staged = connection.execute(
-        "SELECT table_name, temporary FROM duckdb_tables() "
-        "WHERE temporary OR table_name LIKE '\\_csv\\_%' ESCAPE '\\'"
-    ).fetchall()
-    for table, temporary in staged:
-        connection.execute(f"DROP TABLE {'temp.' if temporary else ''}{quote(table)}")
-    connection.execute("CHECKPOINT")
+def _drop_staging(connection: duckdb.DuckDBPyConnection, staging: _Staging, *, checkpoint: bool) -> None:
+    # In one round trip; DuckDB binds views when they are queried, so the order is free.
+    connection.execute("; ".join(staging.drops))
+    for relation in staging.registered:
+        connection.unregister(relation)
+    if checkpoint:
+        connection.execute("CHECKPOINT")
 
 
 def _first_rejects(connection: duckdb.DuckDBPyConnection, per_rule: int) -> list[Reject]:

@@ -58,7 +58,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -115,6 +115,11 @@ def raw_column(name: str) -> str:
     return quote(f"{name}__raw")
 
 
+def text_column(name: str) -> str:
+    """Name of the typed view's column holding a text cell as read (trimmed, empty as null)."""
+    return quote(f"{name}__text")
+
+
 def bad_column(name: str) -> str:
     """Name of the staged flag that is true when the value could not be read as its type."""
     return quote(f"{name}__bad")
@@ -152,15 +157,26 @@ _TYPE_WORDS = {
 }
 
 
-def typed_column(column: Column, reading: Reading, source: str) -> TypedColumn:
-    """How to read ``column`` from the SQL expression ``source`` given how the file stores it."""
+def cell_text_sql(source: str) -> str:
+    """A text cell as read: surrounding whitespace trimmed, an empty cell null."""
+    return f"NULLIF(trim(CAST({source} AS VARCHAR)), '')"
+
+
+def typed_column(
+    column: Column, reading: Reading, source: str, text_source: str | None = None
+) -> TypedColumn:
+    """How to read ``column`` from the SQL expression ``source`` given how the file stores it.
+
+    ``text_source`` names a column already holding :func:`cell_text_sql` of
+    ``source`` (text readings only), so that the typing expressions, which use
+    the text several times, stay small to plan.
+    """
     target = duckdb_type(column)
     kind = column.kind
     if reading == "all_null":
         return TypedColumn(f"CAST(NULL AS {target})", "FALSE", "NULL", "CAST(NULL AS VARCHAR)")
     if reading == "text":
-        text = f"NULLIF(trim(CAST({source} AS VARCHAR)), '')"
-        return _typed_from_text(column, text)
+        return _typed_from_text(column, text_source or cell_text_sql(source))
     text = f"CAST({source} AS VARCHAR)"
     not_a = f"{_shown(text)} || ' is not {_TYPE_WORDS.get(kind, 'readable')}'"
     if kind in ("str", "enum"):
@@ -238,8 +254,10 @@ class StagedTable:
     readings: dict[str, Reading]
 
     def column(self, name: str) -> TypedColumn:
-        """SQL for one column over the typed view (expressions read the ``__raw`` pass-through)."""
-        return typed_column(self.table.column(name), self.readings[name], raw_column(name))
+        """SQL for one column over the typed view (expressions read the ``__raw`` and ``__text`` columns)."""
+        reading = self.readings[name]
+        text_source = text_column(name) if reading == "text" else None
+        return typed_column(self.table.column(name), reading, raw_column(name), text_source)
 
     def text(self, name: str) -> str:
         """The value as text, for reasons and the report.
@@ -251,8 +269,19 @@ class StagedTable:
 
 
 def typed_view_sql(staged: StagedTable, raw_relation: str) -> str:
-    """A SELECT over the staged raw relation: ``_row``, each column typed, its raw value and its bad flag."""
-    raw = ", ".join(f"{quote(c.name)} AS {raw_column(c.name)}" for c in staged.table.columns)
+    """A SELECT over the staged raw relation: ``_row``, each column typed, its raw value and its bad flag.
+
+    Text readings also keep the trimmed text of the cell (``__text``), computed once per row.
+    """
+    raw = ", ".join(
+        f"{quote(c.name)} AS {raw_column(c.name)}"
+        + (
+            f", {cell_text_sql(quote(c.name))} AS {text_column(c.name)}"
+            if staged.readings[c.name] == "text"
+            else ""
+        )
+        for c in staged.table.columns
+    )
     parts = ["*"]
     for column in staged.table.columns:
         typed = staged.column(column.name)
@@ -587,6 +616,24 @@ def repeated_key_hashes_sql(key: tuple[str, ...], candidates: str) -> str:
     return f"SELECT hash({columns}) AS h FROM {candidates} GROUP BY h HAVING count(*) > 1"
 
 
+def any_repeated_key_sql(key: tuple[str, ...], candidates: str) -> str:
+    """Rows (at most one) when some key hash occurs more than once among ``candidates``; else none.
+
+    Equivalent to asking whether :func:`repeated_key_hashes_sql` is empty, at about
+    half its cost on 100 million rows: sorting the hashes and comparing neighbours
+    needs no hash table with one entry per key.
+    """
+    columns = ", ".join(quote(k) for k in key)
+    return f"""
+        SELECT 1 FROM (
+            SELECT h, lag(h) OVER (ORDER BY h) AS previous
+            FROM (SELECT hash({columns}) AS h FROM {candidates})
+        )
+        WHERE h = previous
+        LIMIT 1
+    """
+
+
 def duplicate_rejects_sql(staged: StagedTable, key: tuple[str, ...], candidates: str) -> str:
     """Every occurrence of a key after its first among ``candidates``, naming the first."""
     household, link = _household(staged.table)
@@ -653,6 +700,28 @@ def member_household_rejects_sql(candidates: str, members_clean: str) -> str:
         FROM {candidates} AS child JOIN {members_clean} AS m ON m.member_id = child.member_id
         WHERE child.household_id IS NOT NULL AND m.household_id <> child.household_id
     """
+
+
+def chained_rejects_sql(steps: Sequence[Callable[[str], str]], typed_relation: str) -> str:
+    """All rejects of a table's check steps in one query, each step seeing only the rows earlier steps kept.
+
+    Each step maps a relation of candidate rows to its reject query (the columns of
+    :data:`REJECT_COLUMNS_SQL`). The first step sees ``typed_relation``; step *k*
+    sees the rows no step before it rejected: the same order of checks as running
+    the steps one statement at a time, in a single statement for small tables.
+    """
+    ctes: list[str] = []
+    candidates = typed_relation
+    for index, step in enumerate(steps):
+        ctes.append(f"_step{index} AS MATERIALIZED ({step(candidates)})")
+        if index < len(steps) - 1:
+            ctes.append(
+                f"_kept{index} AS MATERIALIZED (SELECT * FROM {candidates} "
+                f"WHERE _row NOT IN (SELECT row FROM _step{index}))"
+            )
+            candidates = f"_kept{index}"
+    union = " UNION ALL ".join(f"SELECT {REJECT_COLUMNS_SQL} FROM _step{i}" for i in range(len(steps)))
+    return f"WITH {', '.join(ctes)} {union}"
 
 
 # ---------------------------------------------------------------- report

@@ -16,7 +16,6 @@ import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from relapse_risk.features.catalogue import FEATURES_BY_NAME
-from relapse_risk.features.dataset import Dataset, load_dataset
 from relapse_risk.features.policy import Policy, PolicyError, read_policy
 
 from .api_models import (
@@ -32,7 +31,7 @@ from .api_models import (
     VisitListRequest,
     VisitListResponse,
 )
-from .api_scoring import ServedModel, score_households
+from .api_scoring import RoundLoader, ServedModel, load_request_tables, score_households
 from .api_settings import ApiSettings
 from .config import resolve_tracking_uri
 from .request_log import RequestLog, request_log_records
@@ -60,7 +59,7 @@ class RiskApi:
         runs: RunCatalog,
         request_log: RequestLog,
         info: ModelInfo,
-        loader: Callable[[Path], Dataset] = load_dataset,
+        loader: RoundLoader = load_request_tables,
         clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
     ) -> None:
         self.served = served

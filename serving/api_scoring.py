@@ -8,7 +8,7 @@ one batch):
    ``loan_id`` one of its loans. A household that breaks this is rejected
    before loading, with one problem per row.
 2. The others are loaded together, per as-of month, by the project's loader
-   (:func:`features.dataset.load_dataset`), under the server's policy with
+   (:func:`features.loading.load_tables`), under the server's policy with
    ``data_end`` set to that month: the same parsing and the same row rules as
    a dataset folder. Households whose keys would collide (the same
    household, member or loan id twice in one batch) are loaded in separate
@@ -21,30 +21,26 @@ one batch):
    month (:mod:`serving.village_context`), so a household scored alone gets
    the score the batch job gave it.
 
-The loader reads folders only, so each round's rows are written as CSV into
-a private temporary folder and loaded from there; the folder is removed at
-once.
+Each round's rows go to the loader as in-memory tables of text cells
+(:func:`features.loading.load_tables`), read exactly as the CSV export of the
+same rows would be: no files are written.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import json
 import math
-import shutil
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.csv as pa_csv
 from pydantic import ValidationError
 from relapse_risk.features.contract import TABLES, format_month
-from relapse_risk.features.dataset import Dataset, DatasetError, Reject, load_dataset
+from relapse_risk.features.dataset import Dataset, DatasetError, Reject
 from relapse_risk.features.history import build_features
+from relapse_risk.features.loading import load_tables
 from relapse_risk.features.policy import Policy
 
 from .api_models import ContractProblem, HouseholdInput, HouseholdScore, Reason, Row
@@ -52,7 +48,14 @@ from .outputs import RISK_SCORE_DECIMALS, RULE_MARGIN_DECIMALS
 from .scoring import REASON_SLOTS, ScoringModel, score_dataset
 from .village_context import apply_village_context
 
-POLICY_FILE = "policy.json"
+RoundLoader = Callable[[Mapping[str, pa.Table], Policy], Dataset]
+"""Checks and loads one round's tables (text cells) under the round's policy."""
+
+
+def load_request_tables(tables: Mapping[str, pa.Table], policy: Policy) -> Dataset:
+    """The project's loader over a round's rows, read as the cells of a CSV export."""
+    return load_tables(tables, policy, source="request", text_cells=True)
+
 
 # Columns through which rows of other tables belong to a household.
 _MEMBER_REFERENCES = ("employment", "expenses", "events")
@@ -194,11 +197,11 @@ def policy_at(policy: Policy, as_of: dt.date) -> Policy:
         ) from None
 
 
-def write_round_folder(
-    folder: Path, policy: Policy, items: Sequence[HouseholdInput]
-) -> dict[str, list[tuple[int, int]]]:
-    """Write the households' rows as a dataset folder; return, per table, (item, row) of each CSV row."""
-    (folder / POLICY_FILE).write_text(json.dumps(policy.to_json_dict()), encoding="utf-8")
+def round_tables(
+    items: Sequence[HouseholdInput],
+) -> tuple[dict[str, pa.Table], dict[str, list[tuple[int, int]]]]:
+    """The households' rows as one text table per contract table; per table, (item, row) of each row."""
+    tables: dict[str, pa.Table] = {}
     origins: dict[str, list[tuple[int, int]]] = {}
     for table in TABLES:
         columns: dict[str, list[str | None]] = {c: [] for c in table.column_names}
@@ -208,30 +211,22 @@ def write_round_folder(
                 for column in table.column_names:
                     columns[column].append(cell_text(row.get(column)))
                 origin.append((position, number))
-        arrow = pa.table({c: pa.array(v, type=pa.string()) for c, v in columns.items()})
-        pa_csv.write_csv(arrow, folder / f"{table.name}.csv")
+        tables[table.name] = pa.table({c: pa.array(v, type=pa.string()) for c, v in columns.items()})
         origins[table.name] = origin
-    return origins
+    return tables, origins
 
 
 def load_round(
-    policy: Policy, items: Sequence[HouseholdInput], loader: Callable[[Path], Dataset] = load_dataset
+    policy: Policy, items: Sequence[HouseholdInput], loader: RoundLoader = load_request_tables
 ) -> tuple[Dataset, dict[int, list[ContractProblem]]]:
     """Load one round through the project's loader; problems per position in ``items``.
 
     Raises :class:`DatasetError` when the loader refuses the round as a whole
     (for instance when no household or member row is valid); the message
-    names the table, not the temporary folder.
+    names the table.
     """
-    folder = Path(tempfile.mkdtemp(prefix="relapse-score-"))
-    try:
-        origins = write_round_folder(folder, policy, items)
-        try:
-            dataset = loader(folder)
-        except DatasetError as exc:
-            raise DatasetError(str(exc).replace(f"{folder}/", "").replace(str(folder), "request")) from None
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
+    tables, origins = round_tables(items)
+    dataset = loader(tables, policy)
     problems: dict[int, list[ContractProblem]] = {}
     for reject in all_rejects(dataset):
         origin = origins.get(reject.table, [])
@@ -269,7 +264,7 @@ def score_households(
     served: ServedModel,
     policy: Policy,
     village_contexts: VillageContextLookup,
-    loader: Callable[[Path], Dataset] = load_dataset,
+    loader: RoundLoader = load_request_tables,
 ) -> ScoredBatch:
     """Answers for ``items`` in their order, and the feature rows the model was given."""
     answers = [
@@ -325,7 +320,7 @@ def _score_round(
     policy: Policy,
     served: ServedModel,
     context: tuple[str, pd.DataFrame] | None,
-    loader: Callable[[Path], Dataset],
+    loader: RoundLoader,
 ) -> list[pd.DataFrame]:
     def alone(message: str) -> list[pd.DataFrame]:
         # One household's data must not sink the others: score each on its own.
