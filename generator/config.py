@@ -280,35 +280,89 @@ class Dynamics(BaseModel):
     # growth
     wage_growth: float = 0.1
     price_growth: float = 0.04
+    farm_growth: float = 0.07
+    """Yearly growth of net farm and business earnings (prices, better seed, more trade)."""
     # wages: monthly at 2021 prices, registered households earn less
     migrant_wage: float = 4000.0
     local_wage: float = 3200.0
     registered_wage_factor: float = 0.72
     wage_dispersion: float = 0.22
+    wage_noise: float = 0.03
+    """Month-to-month spread of pay in a steady job (piece rates, overtime)."""
     # job stability (hidden): gaps, thinning and loss
     stability_mean: float = 0.78
-    stability_persistence: float = 0.05
-    stability_noise: float = 0.035
-    firm_trouble_hazard: float = 0.004
-    gap_base: float = 0.04
-    gap_slope: float = 0.30
-    job_loss_base: float = 0.0008
-    job_loss_slope: float = 0.07
-    out_of_work_months: float = 6.0
+    stability_persistence: float = 0.12
+    """Stability moves this share of the way to its outlook each month: trouble shows within months."""
+    stability_noise: float = 0.025
+    outlook_spread: float = 0.06
+    """Standard deviation of a job's stability outlook across jobs: most jobs are steady, and a job
+    is lost mostly after its employer's trouble has thinned it, not from a steady precarious level."""
+    outlook_reversion: float = 0.08
+    """Monthly pull of the stability outlook back to the mean: an employer's trouble passes within a year."""
+    firm_trouble_hazard: float = 0.012
+    firm_trouble_drop: tuple[float, float] = (0.4, 0.7)
+    """Least and most the stability outlook falls when the employer gets into trouble."""
+    pay_thinning: float = 0.9
+    """Pay falls by this share of the stability lost below its mean (fewer shifts, unpaid wages)."""
+    gap_base: float = 0.025
+    gap_slope: float = 0.8
+    """Monthly chance of a month without paid work: the base, plus this times the stability lost below
+    its mean (a thinning job runs out of shifts in one month of four at stability 0.5)."""
+    job_loss_base: float = 0.0005
+    """Monthly hazard of a sudden job loss in a steady job (an accident of the firm, a quarrel)."""
+    job_loss_threshold: float = 0.65
+    job_loss_slope: float = 1.5
+    """Below the threshold stability the monthly job-loss hazard grows with the square of the shortfall
+    (1.5 x 0.25^2 = 9 % a month at stability 0.4): jobs are lost after they have thinned."""
+    out_of_work_months: float = 9.0
+    """Mean months without work after losing a job, for a younger worker of an ordinary household: each
+    month after the first brings new work with a chance of one over this mean."""
+    out_of_work_registered: float = 1.4
+    out_of_work_older: float = 1.3
+    """Factors on the months without work for registered households and for workers aged 45 or more."""
     # health (hidden): decline episodes, chronic disease, serious illness
     health_persistence: float = 0.05
     health_noise: float = 0.025
-    decline_hazard: float = 0.0012
+    decline_hazard: float = 0.0027
+    """Onset of an undiagnosed deterioration, per person and month (before the age factor)."""
     decline_depth: float = 0.35
-    chronic_hazard: float = 0.0012
-    serious_base: float = 0.00048
-    serious_slope: float = 4.5
+    decline_persistence: float = 0.2
+    """Health moves this share of the way to its target each month while declining (weeks, not years)."""
+    decline_recovery: float = 0.03
+    """Monthly chance a diagnosed deterioration stops without a serious illness."""
+    decline_recovery_undiagnosed: float = 0.2
+    """Monthly chance an undiagnosed deterioration passes: most complaints resolve, the grave ones are
+    diagnosed, so knowing that one has begun says less than its diagnosis does."""
+    decline_serious: float = 0.25
+    """Monthly serious-illness hazard of a declining member once diagnosed: most serious illnesses
+    follow a decline and its diagnosis."""
+    decline_serious_undiagnosed: float = 0.005
+    decline_build_months: float = 4.0
+    """The serious-illness hazard of a diagnosed deterioration grows to its full value over this many
+    months of decline: the hospital stay comes after months of visible bills, rarely at once."""
+    decline_chronic: float = 0.35
+    """Monthly chance a deterioration is diagnosed as a (further) chronic disease, recorded as a grave one:
+    the work-up takes a few months of visits and bills."""
+    decline_visits: float = 0.9
+    """Monthly chance a declining member sees a doctor (and leaves a bill)."""
+    decline_bill_factor: float = 2.5
+    """Outpatient bills of a declining member relative to a routine visit at the same health."""
+    decline_absence: float = 0.25
+    """Added monthly chance that a declining worker misses a whole month of work."""
+    decline_pay_cut: float = 0.25
+    """Share of pay a declining worker loses to sick days in the months they do work."""
+    chronic_hazard: float = 0.0004
+    serious_base: float = 0.00015
+    serious_slope: float = 2.5
     serious_bill_median: float = 80000.0
     serious_bill_sigma: float = 0.8
+    serious_first_share: float = 0.85
+    """Share of a serious illness's bill paid at once; the rest follows in the next months."""
     reimbursement_low: float = 0.5
     reimbursement_high: float = 0.75
-    sick_months: float = 5.0
+    sick_months: float = 6.0
     carer_share: float = 0.5
+    care_months_max: int = 6
     outpatient_bill: float = 120.0
     accident_hazard: float = 0.0006
     accident_bill_median: float = 14000.0
@@ -331,7 +385,11 @@ class Dynamics(BaseModel):
     livestock_loss_hazard: float = 0.003
     business_scale: float = 4500.0
     business_noise: float = 0.05
-    business_trouble_hazard: float = 0.004
+    business_persistence: float = 0.1
+    """Business health moves this share of the way to its outlook each month: a slide shows in months."""
+    business_income_noise: float = 0.08
+    """Month-to-month spread of net business income around what the business's health earns."""
+    business_trouble_hazard: float = 0.008
     business_failure_level: float = -0.25
     # transfers at 2021 levels
     dibao_per_person: float = 470.0
@@ -345,12 +403,14 @@ class Dynamics(BaseModel):
     poor_reporter_share: float = 0.1
     poor_reporter_rate: float = 0.85
     # official identification and support
-    missed_share: float = 0.3
-    elimination_rate: float = 0.2
-    dependent_elimination: float = 0.15
+    missed_share: float = 0.75
+    elimination_rate: float = 0.10
+    dependent_elimination: float = 0.4
     """Elimination rate of households without a fit worker, relative to the others."""
-    elimination_margin: float = 1.1
+    elimination_margin: float = 1.2
     minimum_monitored_months: int = 6
+    quiet_months_to_eliminate: int = 18
+    """A case whose rules have not fired for this long is eliminated even below the elimination margin."""
     dibao_share: float = 0.75
     # lockdown
     lockdown_migrant_stuck: float = 0.75
@@ -389,7 +449,7 @@ class CountyConfig(BaseModel):
     visit_share: float = Field(default=0.05, gt=0, le=1)
     burn_in_months: int = Field(default=30, ge=0)
     """Months simulated before ``start`` and not exported, so the county starts in steady state."""
-    monitoring_months_before_start: int = Field(default=12, ge=0)
+    monitoring_months_before_start: int = Field(default=24, ge=0)
     """Official identification runs for this many months of the burn-in before ``start``."""
     households_per_village: tuple[int, int] = (150, 450)
     villages_per_township: tuple[int, int] = (8, 16)

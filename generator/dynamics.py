@@ -8,12 +8,17 @@ oracle passes none). Mechanisms, in the order they act each month:
 1. programmes: support measures run out, monitored households whose risk is
    gone are marked eliminated, pending cases are confirmed and given support;
 2. family: deaths, births, marriages;
-3. health: hidden health drifts, undiagnosed deterioration, chronic disease,
-   serious illness (heavy-tailed bills, lost work for the patient and a
-   carer), accidents, disability certified months after onset;
+3. health: hidden health drifts, undiagnosed deterioration (monthly visits
+   and bills, missed work; most complaints pass, the grave ones are
+   diagnosed and recorded as such), chronic disease, serious illness (mostly
+   after months of a diagnosed decline; heavy-tailed bills, lost work for
+   the patient and a carer), accidents, disability certified months after
+   onset;
 4. school: senior school and college entry in September, college fees;
-5. work: hidden job stability drifts; gaps, thinning pay and job loss follow
-   it; lockdowns keep migrants home; wages by kind of work;
+5. work: hidden job stability drifts and falls when an employer gets into
+   trouble; gaps and thinning pay follow it, and a job is lost mostly after it
+   has thinned; a lost job's search ends with a monthly chance of new work;
+   lockdowns keep migrants home; wages by kind of work;
 6. farms and business: village-wide disasters in the rainy season, harvests
    and crop failure, livestock sales and disease, hidden business health,
    trouble and failure;
@@ -54,6 +59,10 @@ LAST_HARVEST_MONTH = 11
 
 WORK_SECTORS = (C.MIGRANT, C.LOCAL_WAGE)
 SPRING_FESTIVAL_PAY = {1: 0.85, 2: 0.35}
+WINTER_SLACK_PAY = {1: 0.8, 2: 0.8}
+"""Local work (building sites, workshops) slows around the Spring Festival: fewer paid days, every year."""
+OUT_OF_WORK_CAP = 36
+"""Most months a worker who lost a job stays without work."""
 IDENTIFICATION_LAG = np.array([1, 2, 3, 4], dtype=np.int8)
 LAG_ODDS = np.array([0.3, 0.35, 0.2, 0.15])
 LAG_ODDS_DEPARTMENT = np.array([0.5, 0.35, 0.1, 0.05])
@@ -128,6 +137,8 @@ class _Month:
     line: float
     wage_index: float
     price_index: float
+    farm_index: float
+    """Net farm and business earnings per unit (prices and productivity) relative to 2021."""
     lockdown: bool
     outage: bool
     age: np.ndarray
@@ -143,7 +154,9 @@ UNIT_NOISE = F32(np.sqrt(12.0))
 """Scales a centred uniform draw to unit variance: cheaper than a normal draw, and bounded."""
 DEATH_BOUND = 0.12
 EVENT_BOUND = 0.08
-"""Upper bounds of the monthly hazards: only members whose draw falls below them need the exact hazard."""
+DECLINE_BOUND = 0.5
+"""Upper bounds of the monthly hazards (the second for declining members): only members whose draw
+falls below them, and declining ones, need the exact hazard."""
 
 
 def _noise(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
@@ -218,6 +231,7 @@ class Simulator:
             line=self.lines[year],
             wage_index=(1 + self.dyn.wage_growth) ** ((month - (2021 * 12)) / 12),
             price_index=(1 + self.dyn.price_growth) ** ((month - (2021 * 12)) / 12),
+            farm_index=(1 + self.dyn.farm_growth) ** ((month - (2021 * 12)) / 12),
             lockdown=scenario.lockdown is not None and scenario.lockdown.contains(month),
             outage=scenario.outage is not None and scenario.outage.contains(month),
             # unused slots read as newborns; they are never present
@@ -254,7 +268,7 @@ class Simulator:
             # Cadres judge the income now, with support counted; bills already paid stay in the
             # rigid-expenditure window for a year but no longer threaten a household assistance has covered.
             stable = (s.last_ratio >= self.dyn.elimination_margin) | (
-                ~s.last_triggered & (s.monitored_months >= 24)
+                ~s.last_triggered & (s.monitored_months >= self.dyn.quiet_months_to_eliminate)
             )
             ready = monitored & (s.monitored_months > self.dyn.minimum_monitored_months) & stable
             idx = _indices(ready)
@@ -294,9 +308,13 @@ class Simulator:
         waiting = s.pending > 0
         if not waiting.any():
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int8)
-        due = s.pending == 1
+        due = (s.pending == 1) & ~s.monitored
         s.pending[waiting] -= 1
-        idx = _indices(due & ~s.monitored)
+        # Cadres verify on the latest data before confirming: a dip that has passed is not confirmed,
+        # unless the bills of a rigid-expenditure case are on record.
+        verified = s.last_triggered | (s.pending_risk == C.R2_RIGID)
+        s.missed_until[due & ~verified] = m + 6
+        idx = _indices(due & verified)
         cause = np.zeros(0, dtype=np.int8)
         if idx.size:
             cause = self._identify(s, ctx, rng, idx, rec)
@@ -437,7 +455,9 @@ class Simulator:
         )
         s.sector[k, h] = sector
         s.status[k, h] = np.where(adult, sector, C.NOT_IN_LABOR)
-        outlook = np.clip(dyn.stability_mean + (u[:, 3] - 0.5) * 0.4, 0.15, 0.97).astype(np.float32)
+        outlook = np.clip(
+            dyn.stability_mean + (u[:, 3] - 0.5) * float(UNIT_NOISE) * dyn.outlook_spread, 0.15, 0.97
+        ).astype(np.float32)
         s.stability_outlook[k, h] = outlook
         s.stability[k, h] = outlook
         s.wage[k, h] = (
@@ -454,9 +474,10 @@ class Simulator:
             "out_months",
             "sick_months",
             "care_months",
+            "declined_months",
         ):
             getattr(s, name)[k, h] = 0
-        for name in ("chronic", "declining", "schooling"):
+        for name in ("chronic", "declining", "diagnosed", "schooling"):
             getattr(s, name)[k, h] = False
         s.followup[k, h] = 0
         s.reimbursement[k, h] = 0
@@ -595,27 +616,34 @@ class Simulator:
             - F32(0.1) * (s.disability > 0)
             - F32(dyn.decline_depth) * s.declining
         )
-        s.health += F32(dyn.health_persistence) * (target - s.health) + F32(dyn.health_noise) * _noise(
-            rng, shape
-        )
+        # A deterioration shows within weeks; ordinary ageing and recovery take years.
+        persistence = np.where(s.declining, F32(dyn.decline_persistence), F32(dyn.health_persistence))
+        s.health += persistence * (target - s.health) + F32(dyn.health_noise) * _noise(rng, shape)
         np.clip(s.health, F32(0.02), F32(1.0), out=s.health)
         health = s.health
 
-        # Competing monthly hazards share one draw: deterioration, chronic onset, serious illness, accident.
+        # Competing monthly hazards share one draw: deterioration, chronic onset, serious illness, accident;
+        # the top of the same draw ends a deterioration that led nowhere.
         u = rng.random(shape, dtype=F32)
-        k, h = _nonzero(present & (u < EVENT_BOUND))
+        k, h = _nonzero(present & ((u < EVENT_BOUND) | s.declining))
         if k.size:
             a = age[k, h]
             hk = health[k, h]
             older = np.where(a < 40, 0.35, np.where(a < 60, 1.0, 1.7))
             chronic_k = s.chronic[k, h]
-            p_decline = dyn.decline_hazard * older * ~s.declining[k, h]
-            p_chronic = dyn.chronic_hazard * np.exp(3 * (0.7 - hk)) * older * ~chronic_k
-            p_serious = (
-                dyn.serious_base
-                * np.exp(dyn.serious_slope * (0.75 - hk))
-                * np.where(chronic_k, 1.6, 1.0)
-                * older
+            declining_k = s.declining[k, h]
+            p_decline = dyn.decline_hazard * older * ~declining_k
+            # a deterioration is often diagnosed as a (further) chronic disease: a complication counts too
+            p_chronic = dyn.chronic_hazard * np.exp(
+                3 * (0.7 - hk)
+            ) * older * ~chronic_k + dyn.decline_chronic * (declining_k & ~s.diagnosed[k, h])
+            # Once a deterioration is diagnosed its serious episode (an operation, a hospital stay) follows
+            # within months, the more surely the longer it has built up; before the diagnosis it is rare.
+            built_up = np.minimum(s.declined_months[k, h] / dyn.decline_build_months, 1.0)
+            p_serious = dyn.serious_base * np.exp(dyn.serious_slope * (0.75 - hk)) * np.where(
+                chronic_k, 1.6, 1.0
+            ) * older + declining_k * np.where(
+                s.diagnosed[k, h], dyn.decline_serious * built_up, dyn.decline_serious_undiagnosed
             )
             p_accident = (
                 dyn.accident_hazard
@@ -626,8 +654,13 @@ class Simulator:
             c1 = p_decline
             c2 = c1 + p_chronic
             c3 = c2 + p_serious
-            c4 = np.minimum(c3 + p_accident, EVENT_BOUND)
+            c4 = np.minimum(c3 + p_accident, np.where(declining_k, DECLINE_BOUND, EVENT_BOUND))
             s.declining[k[uk < c1], h[uk < c1]] = True
+            recovery = np.where(s.diagnosed[k, h], dyn.decline_recovery, dyn.decline_recovery_undiagnosed)
+            recovered = declining_k & (uk >= 1 - recovery)
+            s.declining[k[recovered], h[recovered]] = False
+            s.diagnosed[k[recovered], h[recovered]] = False
+            s.declined_months[k[recovered], h[recovered]] = 0
             pick = (uk >= c1) & (uk < c2)
             chronic_new = (k[pick], h[pick])
             pick = (uk >= c2) & (uk < c3)
@@ -641,19 +674,36 @@ class Simulator:
         if chronic_new[0].size:
             k, h = chronic_new
             s.chronic[k, h] = True
+            grave = s.declining[k, h]
+            s.diagnosed[k, h] |= grave
             if ctx.record:
-                rec.event(ctx.index, h, k, C.EV_CHRONIC_ILLNESS, np.ones(h.size, dtype=np.int8))
+                # a disease found by the work-up of a deterioration is registered as a grave one
+                # (a special-disease outpatient entitlement); an ordinary onset as a mild one
+                rec.event(ctx.index, h, k, C.EV_CHRONIC_ILLNESS, np.where(grave, 2, 1).astype(np.int8))
 
         # outpatient care: chronic patients and anyone feeling ill; bills grow as health falls
         v = rng.random(shape, dtype=F32)
-        k, h = _nonzero(present & (v < F32(0.55)) & (s.chronic | (health < F32(0.55)) | (v < F32(0.03))))
+        bound = F32(max(0.55, dyn.decline_visits))
+        k, h = _nonzero(
+            present & (v < bound) & (s.chronic | s.declining | (health < F32(0.55)) | (v < F32(0.03)))
+        )
         if k.size:
             hk = health[k, h]
             chronic_k = s.chronic[k, h]
-            visit = v[k, h] < np.where(chronic_k, 0.55, np.where(hk < 0.55, 0.3, 0.03))
+            visit = v[k, h] < np.where(
+                s.declining[k, h],
+                dyn.decline_visits,
+                np.where(chronic_k, 0.55, np.where(hk < 0.55, 0.3, 0.03)),
+            )
             k, h, hk, chronic_k = k[visit], h[visit], hk[visit], chronic_k[visit]
+            # an undiagnosed deterioration sends people to tests and specialists
+            workup = np.where(s.declining[k, h], dyn.decline_bill_factor, 1.0)
             gross = np.round(
-                dyn.outpatient_bill * price * np.exp(3.2 * (1 - hk) + (rng.random(h.size) - 0.5) * 1.7), 2
+                dyn.outpatient_bill
+                * price
+                * workup
+                * np.exp(3.2 * (1 - hk) + (rng.random(h.size) - 0.5) * 1.7),
+                2,
             )
             rate = np.where(s.insured[k, h], np.where(chronic_k, 0.5, 0.3), 0.0)
             paid = np.round(gross * self._with_assistance(s, h, rate), 2)
@@ -688,7 +738,7 @@ class Simulator:
                 rng.uniform(dyn.reimbursement_low, dyn.reimbursement_high, size),
                 rng.uniform(0, 0.15, size),
             )
-            first = np.round(gross * 0.65, 2)
+            first = np.round(gross * dyn.serious_first_share, 2)
             paid = np.round(first * self._with_assistance(s, h, rate), 2)
             s.followup[k, h] = (gross - first).astype(np.float32)
             s.reimbursement[k, h] = rate.astype(np.float32)
@@ -700,7 +750,10 @@ class Simulator:
             s.health[k, h] = np.maximum(s.health[k, h] - 0.2, 0.02)
             w = rng.random((3, size))
             s.chronic[k, h] |= w[0] < 0.4
-            s.declining[k, h] &= w[1] < 0.4
+            # treatment ends the deterioration that led here
+            s.declining[k, h] = False
+            s.diagnosed[k, h] = False
+            s.declined_months[k, h] = 0
             disabled = w[2] < dyn.disability_after_illness
             if disabled.any():
                 self._disable(s, ctx, rng, k[disabled], h[disabled], [0.3, 0.4, 0.3])
@@ -733,6 +786,8 @@ class Simulator:
                 severity = np.where(gross > 50_000 * price, 3, np.where(gross > 10_000 * price, 2, 1))
                 rec.event(ctx.index, h, k, C.EV_ACCIDENT_INJURY, severity)
                 rec.expense(ctx.index, h, k, C.ACCIDENT_COST, gross, paid)
+
+        s.declined_months += (s.declining & (s.declined_months < 100)).view(np.int8)
 
         k, h = _nonzero(s.certify_in > 0)
         if k.size:
@@ -774,7 +829,8 @@ class Simulator:
         if cares.any():
             who = np.argmax(able[:, cares], axis=0)
             hh = h[cares]
-            s.care_months[who, hh] = np.maximum(s.care_months[who, hh], np.minimum(sick[cares], 4))
+            care = np.minimum(sick[cares], self.dyn.care_months_max)
+            s.care_months[who, hh] = np.maximum(s.care_months[who, hh], care)
 
     # ------------------------------------------------------------------ 4. school
 
@@ -842,6 +898,18 @@ class Simulator:
             youngest = np.argmax(np.where(fit[:, h], s.birth_year[:, h], -1), axis=0)
             s.sector[youngest, h] = np.where(rng.random(h.size) < 0.6, C.MIGRANT, C.LOCAL_WAGE)
 
+    def _find_work(self, s: State, ctx: _Month, rng: np.random.Generator) -> None:
+        """Workers who lost their job find a new one with a monthly chance, from the second month on."""
+        dyn = self.dyn
+        k, h = _nonzero((s.out_months > 0) & (s.out_months < OUT_OF_WORK_CAP - 1))
+        if not k.size:
+            return
+        # older workers and those of registered households take longer to find work again
+        mean = dyn.out_of_work_months * np.where(s.registered[h], dyn.out_of_work_registered, 1.0)
+        mean = mean * np.where(ctx.age[k, h] >= 45, dyn.out_of_work_older, 1.0)
+        found = rng.random(h.size) < 1 / mean
+        s.out_months[k[found], h[found]] = 0
+
     def _work(
         self, s: State, ctx: _Month, rng: np.random.Generator, income: np.ndarray, rec: Recorder | None
     ) -> None:
@@ -861,11 +929,12 @@ class Simulator:
         # hidden job stability drifts towards an outlook that sometimes drops (the firm is in trouble)
         worker = young & ((sector == C.MIGRANT) | (sector == C.LOCAL_WAGE))
         u = rng.random((2, *shape), dtype=F32)
-        s.stability_outlook += F32(0.005) * (F32(dyn.stability_mean) - s.stability_outlook)
+        s.stability_outlook += F32(dyn.outlook_reversion) * (F32(dyn.stability_mean) - s.stability_outlook)
         # given trouble, the draw divided by the hazard is uniform again: it sets the size of the drop
         hazard = F32(dyn.firm_trouble_hazard)
         trouble = worker & (u[1] < hazard)
-        s.stability_outlook -= trouble * (F32(0.2) + F32(0.25) * u[1] / hazard)
+        low, high = dyn.firm_trouble_drop
+        s.stability_outlook -= trouble * (F32(low) + F32(high - low) * u[1] / hazard)
         np.clip(s.stability_outlook, F32(0.05), F32(0.97), out=s.stability_outlook)
         s.stability += F32(dyn.stability_persistence) * (s.stability_outlook - s.stability) + F32(
             dyn.stability_noise
@@ -874,14 +943,16 @@ class Simulator:
 
         disabled_out = s.capacity == C.NO_CAPACITY
         sick = (s.sick_months > 0) | (s.care_months > 0)
+        self._find_work(s, ctx, rng)
         out = s.out_months > 0
         working = worker & ~out & ~sick & ~disabled_out
-        instability = F32(1) - s.stability
-        squared = instability * instability
-        p_loss = F32(dyn.job_loss_base) + F32(dyn.job_loss_slope) * squared * instability
-        p_gap = F32(dyn.gap_base) + F32(dyn.gap_slope) * squared
-        if ctx.calendar in (1, 2):
-            p_gap = p_gap + F32(0.2) * (sector == C.LOCAL_WAGE)
+        # a steady job is almost never lost, a thinning one within months
+        shortfall = np.maximum(F32(dyn.job_loss_threshold) - s.stability, F32(0))
+        p_loss = F32(dyn.job_loss_base) + F32(dyn.job_loss_slope) * shortfall * shortfall
+        # a thinning job runs out of shifts first; a worker whose health is failing misses whole months
+        # before anyone names the illness
+        thinned = np.maximum(F32(dyn.stability_mean) - s.stability, F32(0))
+        p_gap = F32(dyn.gap_base) + F32(dyn.gap_slope) * thinned + F32(dyn.decline_absence) * s.declining
         draw = u[0]
         loss = working & (draw < p_loss)
         gap = working & ~loss & (draw < p_loss + p_gap)
@@ -897,9 +968,16 @@ class Simulator:
                 rec.event(ctx.index, h, np.full(h.size, -1), C.EV_EPIDEMIC_LOCKDOWN, severity)
         if loss.any():
             k, h = _nonzero(loss)
-            months = 1 + rng.geometric(1 / dyn.out_of_work_months, h.size)
-            s.out_months[k, h] = np.minimum(months, 36)
+            # the search lasts until a monthly chance of new work comes up (_find_work): its length is
+            # nobody's knowledge in advance, only the cap ends it for sure
+            s.out_months[k, h] = OUT_OF_WORK_CAP
             s.stability[k, h] = np.maximum(np.minimum(s.stability[k, h], s.stability_outlook[k, h]) - 0.1, 0)
+            # the next job is with another employer, whose prospects are those of any job
+            s.stability_outlook[k, h] = np.clip(
+                dyn.stability_mean + (rng.random(h.size) - 0.5) * float(UNIT_NOISE) * dyn.outlook_spread,
+                0.15,
+                0.97,
+            ).astype(np.float32)
             switch = (sector[k, h] == C.MIGRANT) & (rng.random(h.size) < 0.25)
             sector[k[switch], h[switch]] = C.LOCAL_WAGE
             if ctx.record:
@@ -920,17 +998,25 @@ class Simulator:
         s.status = status
 
         potential = self._potential_wage(s, ctx)
-        pay = potential * (F32(0.8) + F32(0.25) * s.stability) * (F32(1) + F32(0.06) * _noise(rng, shape))
+        steadiness = F32(1) + F32(dyn.pay_thinning) * (s.stability - F32(dyn.stability_mean))
+        steadiness -= F32(dyn.decline_pay_cut) * s.declining
+        pay = potential * steadiness * (F32(1) + F32(dyn.wage_noise) * _noise(rng, shape))
         if ctx.calendar in SPRING_FESTIVAL_PAY:
             # migrants go home for the Spring Festival and are paid for the days they work
-            pay *= np.where(sector == C.MIGRANT, F32(SPRING_FESTIVAL_PAY[ctx.calendar]), F32(1))
+            pay *= np.where(
+                sector == C.MIGRANT,
+                F32(SPRING_FESTIVAL_PAY[ctx.calendar]),
+                F32(WINTER_SLACK_PAY[ctx.calendar]),
+            )
         income[C.WAGE_MIGRANT] = (pay * (status == C.MIGRANT)).sum(axis=0)
         income[C.WAGE_LOCAL] = (pay * (status == C.LOCAL_WAGE)).sum(axis=0)
         on_post = status[post_k, post_h] == C.WELFARE_POST
         income[C.WAGE_LOCAL, post_h[on_post]] += s.measure_amount[post_h[on_post], C.M_WELFARE_POST]
 
         usual = young & ~disabled_out
-        s.cause[C.C_ILLNESS] += (potential * (usual & sick)).sum(axis=0)
+        failing = usual & s.declining
+        lost_to_illness = (usual & sick) + failing * (gap + F32(dyn.decline_pay_cut))
+        s.cause[C.C_ILLNESS] += (potential * lost_to_illness).sum(axis=0)
         # a month between two jobs is ordinary churn; losing the job or a lockdown is the blow cadres name
         s.cause[C.C_EMPLOYMENT] += (potential * (usual & (out | loss | stuck))).sum(axis=0)
         for counter in (s.out_months, s.sick_months, s.care_months):
@@ -968,7 +1054,8 @@ class Simulator:
         )
         farmers = _count(capable)
         farming = (farmers > 0) & (s.land_mu > 0)
-        annual = s.land_mu * s.farm_value * F32(price) * np.minimum(F32(1.0), F32(0.45) + F32(0.35) * farmers)
+        earning = F32(ctx.farm_index)
+        annual = s.land_mu * s.farm_value * earning * np.minimum(F32(1.0), F32(0.45) + F32(0.35) * farmers)
 
         severity = disaster_by_village[s.village]
         h = _indices(severity > 0)
@@ -1033,7 +1120,9 @@ class Simulator:
                     ctx.index, h, np.full(h.size, -1), C.EV_LIVESTOCK_LOSS, np.full(h.size, 2, dtype=np.int8)
                 )
         s.livestock += F32(0.03) * (s.livestock_target - s.livestock)
-        income[C.AGRICULTURE] = farm + s.livestock * F32(dyn.livestock_value * price * LIVESTOCK_SALES[cal])
+        income[C.AGRICULTURE] = farm + s.livestock * F32(
+            dyn.livestock_value * ctx.farm_index * LIVESTOCK_SALES[cal]
+        )
 
         # business: hidden health drifts towards an outlook that sometimes turns bad; failure below a floor
         b = _indices(s.business)
@@ -1046,13 +1135,17 @@ class Simulator:
             s.business_outlook[b] = outlook
             health = s.business_health[b]
             health += (
-                F32(0.05) * (outlook - health)
+                F32(dyn.business_persistence) * (outlook - health)
                 + F32(dyn.business_noise) * (w[2] - 0.5).astype(np.float32) * UNIT_NOISE
             )
             s.business_health[b] = health
             runner = (status[:, b] == C.SELF_EMPLOYED).any(axis=0)
-            scale = s.business_scale[b] * price
-            net = scale * (0.25 + 0.85 * health) * (1 + 0.15 * (w[3] - 0.5) * float(UNIT_NOISE))
+            scale = s.business_scale[b] * ctx.farm_index
+            net = (
+                scale
+                * (0.25 + 0.85 * health)
+                * (1 + dyn.business_income_noise * (w[3] - 0.5) * float(UNIT_NOISE))
+            )
             net *= np.where(runner, 1.0, 0.4)
             if ctx.lockdown:
                 net *= dyn.lockdown_business_factor
@@ -1106,8 +1199,11 @@ class Simulator:
         no_young = ~(present & (age >= 18) & (age < 60)).any(axis=0) & present.any(axis=0)
         hit_hard = s.cause.sum(axis=0) > 8000
         u = rng.random(s.households, dtype=F32)
-        kin = (no_young & (u < F32(0.9))) * ((F32(0.3) + F32(0.7) * s.kin) * F32(dyn.kin_support * price))
-        kin = kin + (hit_hard & (u < s.kin)) * (s.kin * F32(2 * dyn.kin_support * price))
+        # remittances to parents arrive every month; help after a blow depends on the relatives
+        # relatives send part of their own pay, which grows with wages
+        support = dyn.kin_support * ctx.wage_index
+        kin = no_young * ((F32(0.3) + F32(0.7) * s.kin) * F32(support))
+        kin = kin + (hit_hard & (u < s.kin)) * (s.kin * F32(2 * support))
         income[C.OTHER_TRANSFER] = kin + cash[:, C.M_TEMPORARY_RELIEF] + cash[:, C.M_INSURANCE_PAYOUT]
 
     # ------------------------------------------------------------------ 8. close

@@ -4,9 +4,11 @@ Estimated by copying each household's complete state at ``t`` (hidden parts,
 the pending official cases and the income and expense windows included)
 ``n`` times and running the same :class:`~.dynamics.Simulator` forward with
 fresh random draws, village-wide disasters drawn anew for every copy of a
-village. A future month counts as triggered by the rules of rules.md on
-what the dataset would show: months before ``data_start`` are not in the
-dataset, so they are left out of the windows exactly as the evaluator will.
+village; a lockdown or reporting outage that begins after the as-of month is
+not foreseen (:func:`foreseeable`). A future month counts as triggered by the
+rules of rules.md on what the dataset would show: months before ``data_start``
+are not in the dataset, so they are left out of the windows exactly as the
+evaluator will.
 """
 
 from __future__ import annotations
@@ -92,6 +94,23 @@ def resimulate(
     return fired.reshape(n, simulations).mean(axis=1)
 
 
+def foreseeable(config: CountyConfig, as_of: int) -> CountyConfig:
+    """The county as known at ``as_of``: a lockdown or reporting outage that has not begun is unknown.
+
+    Like the village disasters, which every re-simulation draws anew, a county-wide shock still to
+    come is no part of the state at ``as_of``; one already under way runs its announced course.
+    """
+    scenario = config.scenario
+    unknown = {
+        name: None
+        for name in ("lockdown", "outage")
+        if getattr(scenario, name) is not None and getattr(scenario, name).first > as_of
+    }
+    if not unknown:
+        return config
+    return config.model_copy(update={"scenario": scenario.model_copy(update=unknown)})
+
+
 def _run(task: _Task) -> np.ndarray:
     rng = np.random.default_rng(np.random.SeedSequence(list(task.seed)))
     return resimulate(
@@ -115,7 +134,7 @@ def oracle_probabilities(
         for b, lo in enumerate(range(0, state.households, per_batch)):
             rows = by_size[lo : lo + per_batch]
             task = _Task(
-                config=config,
+                config=foreseeable(config, as_of),
                 village_terrain=village_terrain,
                 state=compact_members(state.take(rows)),
                 as_of=as_of,

@@ -198,9 +198,9 @@ def initial_state(
         * np.where(reg2, dyn.registered_wage_factor, 1.0).astype(np.float32)
         * np.float32(profile.wage_factor)
     ).astype(np.float32)
-    stability_outlook = np.clip(rng.normal(dyn.stability_mean - 0.05 * reg2, 0.12, shape), 0.15, 0.97).astype(
-        np.float32
-    )
+    stability_outlook = np.clip(
+        rng.normal(dyn.stability_mean - 0.05 * reg2, dyn.outlook_spread, shape), 0.15, 0.97
+    ).astype(np.float32)
     stability = np.clip(stability_outlook + rng.normal(0, 0.08, shape), 0.0, 1.0).astype(np.float32)
 
     land_median = np.array(profile.land_mu, dtype=np.float64)[terrain]
@@ -301,6 +301,8 @@ def initial_state(
         health=health,
         frailty=frailty,
         declining=zeros(bool),
+        diagnosed=zeros(bool),
+        declined_months=zeros(np.int8),
         insured=insured,
         sector=sector,
         status=status,

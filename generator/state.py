@@ -78,6 +78,8 @@ class State:
     health: np.ndarray  # float32 in (0, 1], hidden
     frailty: np.ndarray  # float32, hidden lasting offset of health
     declining: np.ndarray  # bool, hidden undiagnosed deterioration
+    diagnosed: np.ndarray  # bool, the current deterioration has been diagnosed (a chronic disease named)
+    declined_months: np.ndarray  # int8, months the current deterioration has lasted; 0 none
     insured: np.ndarray  # bool
     sector: np.ndarray  # int8, main kind of work when able
     status: np.ndarray  # int8, employment status this month

@@ -437,6 +437,81 @@ def test_precursors_show_in_the_tables_before_the_rule_fires(default_county: Pat
     assert pos[:, 2].mean() > 1.3 * neg[:, 2].mean(), "loans fall overdue before"
 
 
+FALLS_AND_WHAT_CAME_BEFORE = """
+WITH falls AS (
+    SELECT member_id, kind, date_trunc('month', date) AS month FROM '{f}/events.parquet'
+    WHERE kind IN ('serious_illness', 'job_loss') AND date >= DATE '{since}'),
+bills AS (
+    SELECT member_id, date_trunc('month', date) AS month FROM '{f}/expenses.parquet'
+    WHERE category = 'medical' GROUP BY ALL),
+diagnoses AS (
+    SELECT member_id, date_trunc('month', date) AS month, max(severity) AS severity
+    FROM '{f}/events.parquet' WHERE kind = 'chronic_illness' GROUP BY ALL),
+idle AS (SELECT member_id, month FROM '{f}/employment.parquet' WHERE status = 'unemployed'),
+before AS (
+    SELECT f.member_id, f.kind, f.month,
+           (SELECT count(*) FROM bills b WHERE b.member_id = f.member_id
+              AND b.month BETWEEN f.month - INTERVAL 3 MONTH AND f.month - INTERVAL 1 MONTH) AS bill_months,
+           (SELECT count(*) FROM diagnoses d WHERE d.member_id = f.member_id AND d.severity >= 2
+              AND d.month BETWEEN f.month - INTERVAL 6 MONTH AND f.month - INTERVAL 1 MONTH) AS grave,
+           (SELECT count(*) FROM idle i WHERE i.member_id = f.member_id
+              AND i.month BETWEEN f.month - INTERVAL 6 MONTH AND f.month - INTERVAL 1 MONTH) AS idle_months
+    FROM falls f)
+SELECT kind, count(*) AS n,
+       avg(CASE WHEN bill_months >= 2 OR grave > 0 THEN 1 ELSE 0 END) AS saw_doctors,
+       avg(CASE WHEN idle_months > 0 THEN 1 ELSE 0 END) AS had_gaps
+FROM before GROUP BY kind
+"""
+
+
+def test_serious_illness_and_job_loss_mostly_follow_a_decline_the_tables_show(default_county: Path) -> None:
+    """Most falls build up where a cadre can see them: a member who falls seriously ill mostly saw doctors
+    in the months before or had a grave disease diagnosed; a worker who loses a job mostly had months
+    without shifts before. Sudden falls exist but are the minority."""
+    query = FALLS_AND_WHAT_CAME_BEFORE.format(f=default_county.as_posix(), since="2021-07-01")
+    rows = {kind: (n, doctors, gaps) for kind, n, doctors, gaps in duckdb.sql(query).fetchall()}
+    n_ill, saw_doctors, _ = rows["serious_illness"]
+    n_lost, _, had_gaps = rows["job_loss"]
+    assert n_ill > 100 and n_lost > 100
+    assert saw_doctors >= 0.7, f"only {saw_doctors:.2f} of serious illnesses had a visible decline before"
+    assert had_gaps >= 0.6, f"only {had_gaps:.2f} of job losses had months without work before"
+
+
+def test_a_grave_diagnosis_is_followed_by_serious_illness_far_more_often_than_a_mild_one(
+    default_county: Path,
+) -> None:
+    query = f"""
+    WITH diagnoses AS (
+        SELECT member_id, date_trunc('month', date) AS month, severity
+        FROM '{default_county.as_posix()}/events.parquet'
+        WHERE kind = 'chronic_illness' AND date < DATE '2024-07-01'),
+    serious AS (
+        SELECT member_id, date_trunc('month', date) AS month
+        FROM '{default_county.as_posix()}/events.parquet' WHERE kind = 'serious_illness')
+    SELECT severity >= 2 AS grave, count(*) AS n,
+           avg(CASE WHEN EXISTS (SELECT 1 FROM serious s WHERE s.member_id = d.member_id
+               AND s.month BETWEEN d.month AND d.month + INTERVAL 6 MONTH) THEN 1 ELSE 0 END) AS followed
+    FROM diagnoses d GROUP BY ALL
+    """
+    followed = {grave: (n, share) for grave, n, share in duckdb.sql(query).fetchall()}
+    n_grave, grave = followed[True]
+    n_mild, mild = followed[False]
+    assert n_grave > 50 and n_mild > 50
+    assert grave > 0.4 and grave > 4 * mild
+
+
+def test_the_oracle_does_not_foresee_a_lockdown_that_has_not_begun() -> None:
+    from relapse_risk.generator.oracle import foreseeable
+
+    config = small(lockdown=parse_window("2022-04:2022-06"), outage=parse_window("2022-08:2022-09"))
+    before = foreseeable(config, parse_month("2022-03"))
+    assert before.scenario.lockdown is None and before.scenario.outage is None
+    during = foreseeable(config, parse_month("2022-05"))
+    assert during.scenario.lockdown == config.scenario.lockdown and during.scenario.outage is None
+    assert foreseeable(config, parse_month("2022-08")) == config
+    assert before.dynamics == config.dynamics and before.seed == config.seed
+
+
 def test_relapse_generate_writes_the_folder_and_prints_the_comparison(tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
