@@ -57,7 +57,8 @@ class Policy(BaseModel):
             )
         if self.data_end < self.data_start:
             raise ValueError("data_end is before data_start")
-        missing = [y for y in range(self.data_start.year, self.data_end.year + 1) if y not in self.monitoring_line]
+        years = range(self.data_start.year, self.data_end.year + 1)
+        missing = [y for y in years if y not in self.monitoring_line]
         if missing:
             raise ValueError(f"monitoring_line has no line for year(s) {', '.join(map(str, missing))}")
         bad = [y for y, line in self.monitoring_line.items() if not line > 0]
