@@ -33,7 +33,7 @@ from .contract import (
     TERRAINS,
 )
 
-CATALOGUE_VERSION = "1.0"
+CATALOGUE_VERSION = "1.1"
 """Bump when a feature is added, removed, renamed or its definition changes."""
 
 Family = Literal[
@@ -408,6 +408,129 @@ def _income_features() -> list[FeatureSpec]:
             "income",
             "Rigid expenditure E(t) of the last 12 months divided by last year's income I(t-12) (rule R2)",
             "刚性支出占上年收入比例",
+        ),
+        FeatureSpec(
+            "projected_income_line_ratio_min_6m",
+            "ratio",
+            "next 6m",
+            "income",
+            "Lowest per-capita income to line ratio of the next 6 months (rule R1) if the last 3 months' "
+            "mean income continued: known months stay in the 12-month window, new months at that mean",
+            "按近3个月收入推算未来6个月人均收入与监测线最低比值",
+        ),
+        FeatureSpec(
+            "projected_rule_margin_min_6m",
+            "ratio",
+            "next 6m",
+            "income",
+            "Lowest rule margin min(I/n, (I-E)/n) / line of the next 6 months on the same projection, "
+            "counting only rigid expenses already paid that stay in the window",
+            "按近3个月收入推算未来6个月距监测线最低余量",
+        ),
+        FeatureSpec(
+            "projected_income_to_prev_min_6m",
+            "ratio",
+            "next 6m",
+            "income",
+            "Lowest ratio of projected annualised income to the prior year's (rule R3) "
+            "over the next 6 months",
+            "按近3个月收入推算未来6个月年收入与上年最低比值",
+        ),
+        FeatureSpec(
+            "projected_rule_months_6m",
+            "months",
+            "next 6m",
+            "income",
+            "Months of the next 6 in which a monitoring rule (R1, R2 or R3) would fire on that projection",
+            "按近3个月收入推算未来6个月触发监测标准的月数",
+        ),
+        FeatureSpec(
+            "work_projected_rule_margin_min_6m",
+            "ratio",
+            "next 6m",
+            "income",
+            "Lowest rule margin of the next 6 months projected as above, with the last 3 months' wages "
+            "replaced by the members in wage work in the as-of month at the year's pay per month worked",
+            "按当月务工人数和工资水平推算未来6个月距监测线最低余量",
+        ),
+        FeatureSpec(
+            "work_projected_rule_months_6m",
+            "months",
+            "next 6m",
+            "income",
+            "Months of the next 6 in which a monitoring rule would fire on the projection at current work",
+            "按当月务工情况推算未来6个月触发监测标准的月数",
+        ),
+        FeatureSpec(
+            "seasonal_projected_rule_margin_min_6m",
+            "ratio",
+            "next 6m",
+            "income",
+            "Lowest rule margin of the next 6 months projected with each new month at its income a year "
+            "earlier, scaled by the last 3 months against the same 3 months a year earlier (at most 3x)",
+            "按上年同期收入和同比变化推算未来6个月距监测线最低余量",
+        ),
+        FeatureSpec(
+            "projected_rigid_margin_run_rate_min_6m",
+            "ratio",
+            "next 6m",
+            "income",
+            "Lowest (I - E) / n / line of the next 6 months on the same projection, with new rigid "
+            "expenses at the last 3 months' monthly rate on top of those already paid",
+            "按近3个月收入和刚性支出推算未来6个月扣除刚性支出后人均收入与监测线最低比值",
+        ),
+        FeatureSpec(
+            "rigid_bill_to_trigger_6m",
+            "yuan",
+            "next 6m",
+            "income",
+            "Smallest new out-of-pocket rigid expenditure that would make rule R2 fire in one of the "
+            "next 6 months on the same projection: max(ratio x I_prev, I - n x line) - E; NaN when "
+            "last year's income is unknown",
+            "未来6个月触发刚性支出标准所需的新增自付支出(元)",
+        ),
+        FeatureSpec(
+            "income_loss_to_trigger_6m",
+            "share",
+            "next 6m",
+            "income",
+            "Smallest share of projected annualised income whose loss would make rule R1 or R3 fire in one "
+            "of the next 6 months (negative: a rule fires already on the projection)",
+            "未来6个月触发收入类监测标准所需的收入降幅",
+        ),
+        FeatureSpec(
+            "income_total_change_1m",
+            "yuan/month",
+            "t vs 3m before",
+            "income",
+            "Income of the as-of month minus the mean of the reported months among the 3 before it; "
+            "NaN if the as-of month is not reported",
+            "当月收入与前3个月月均收入之差",
+        ),
+        FeatureSpec(
+            "income_months_below_line_6m",
+            "months",
+            "6m",
+            "income",
+            "Reported months of the last 6 whose income x 12 per current member is below the line",
+            "近6个月中月收入折年后人均低于监测线的月数",
+        ),
+        FeatureSpec(
+            "months_since_income_drop",
+            "months",
+            "24m",
+            "income",
+            "Months since income last fell by more than a third from one reported month to the next "
+            "(0 = in the as-of month); NaN if it did not in the last 24 months",
+            "距上次月收入环比下降超过三分之一的月数",
+        ),
+        FeatureSpec(
+            "income_business_change_3m",
+            "yuan/month",
+            "3m vs prior 3m",
+            "income",
+            "Mean monthly net business income of the last 3 months minus that of the 3 months before them",
+            "近3个月经营月均收入环比变化",
         ),
     ]
     return specs
@@ -891,6 +1014,23 @@ def _loan_features() -> list[FeatureSpec]:
             "loans",
             "Outstanding principal of open loans that fall due within 6 months (or are past due)",
             "6个月内到期贷款余额",
+        ),
+        FeatureSpec(
+            "loan_balance_due_3m",
+            "yuan",
+            "next 3m",
+            "loans",
+            "Outstanding principal of open loans that fall due within 3 months (or are past due)",
+            "3个月内到期贷款余额",
+        ),
+        FeatureSpec(
+            "loan_due_6m_to_income",
+            "ratio",
+            "next 6m",
+            "loans",
+            "Principal falling due within 6 months divided by annualised income; "
+            "NaN if income <= 0 or unknown",
+            "6个月内到期贷款余额与年收入之比",
         ),
         FeatureSpec(
             "loan_interest_annual",

@@ -15,7 +15,11 @@ up to the end of month t:
 Each table is aggregated in one DuckDB pass grouped by household (income and
 events by household and source or kind, spread into columns with numpy), with
 ``FILTER`` clauses for the windows (k = months before t, 0 = the as-of month),
-so a million households stay in SQL. Total income and the rule quantities (I,
+so a million households stay in SQL. The passes run on all of the connection's
+threads and still give bit-identical features run after run: money is summed
+as whole fen in integers (exact in any order), and every other aggregate is a
+count, a minimum or maximum, or an ``arg_max`` whose ordering key determines
+its value. Total income and the rule quantities (I,
 E, n, margin) come from the panel of :mod:`.rules`, so they mean exactly what
 the monitoring rules mean. Finished features go straight into one float32
 block; only the final table is a pandas frame.
@@ -25,8 +29,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,7 +57,8 @@ from .contract import (
     month_start,
 )
 from .dataset import Dataset
-from .rules import MonthlyPanel, build_panel, rule_state
+from .policy import RuleParameters
+from .rules import WINDOW_MONTHS, MonthlyPanel, RuleState, build_panel, rule_state
 
 Columns = dict[str, np.ndarray]
 
@@ -62,10 +66,15 @@ WORKING_AGE = (16, 64)
 ELDER_AGE = 65
 SCHOOL_AGE = (6, 22)
 LOCAL_WORK_STATUSES = ("local_wage", "public_welfare_post", "self_employed")
+WAGE_STATUSES = ("migrant", "local_wage", "public_welfare_post")
+"""Work paid as wages (local or migrant); self-employment earns business income."""
 WAGE_SOURCES = ("wage_local", "wage_migrant")
 TRANSFER_SOURCES = ("transfer_dibao", "transfer_pension", "transfer_subsidy", "transfer_other")
 LOAN_DUE_SOON_MONTHS = 6
+LOAN_DUE_VERY_SOON_MONTHS = 3
 PROJECTION_MONTHS = 6
+SEASONAL_GROWTH_CAP = 3.0
+"""Last year's months are scaled by at most this much: a tiny base year must not explode the projection."""
 HISTORY_MONTHS = 24
 """Income windows reach back to t-23 (last 12 months and the 12 before them)."""
 
@@ -108,7 +117,14 @@ class _Clock:
         return f"{column} >= DATE '{month_start(self.t - k).isoformat()}'"
 
 
-def build_features(dataset: Dataset, as_of: dt.date, timings: dict[str, float] | None = None) -> pd.DataFrame:
+def build_features(
+    dataset: Dataset,
+    as_of: dt.date,
+    timings: dict[str, float] | None = None,
+    *,
+    panel: MonthlyPanel | None = None,
+    state: RuleState | None = None,
+) -> pd.DataFrame:
     """Feature table of every household at ``as_of`` (any day of the month).
 
     One row per household of the households table, sorted by household_id,
@@ -117,6 +133,10 @@ def build_features(dataset: Dataset, as_of: dt.date, timings: dict[str, float] |
     ValueError when ``as_of`` lies outside data_start .. data_end.
 
     ``timings``, when given, receives the seconds spent in each stage (for benchmarks).
+
+    ``panel`` (``build_panel(dataset, through=as_of)``) and ``state`` (its
+    ``rule_state``), when the caller already built them, are used instead of
+    building them again.
     """
     policy = dataset.policy
     as_of = as_of.replace(day=1)
@@ -127,13 +147,24 @@ def build_features(dataset: Dataset, as_of: dt.date, timings: dict[str, float] |
         )
 
     stopwatch = _Stopwatch(timings)
-    panel = build_panel(dataset, through=as_of)
-    state = rule_state(panel, policy)
+    if panel is None:
+        panel = build_panel(dataset, through=as_of)
+    elif panel.last_month != as_of:
+        raise ValueError(
+            f"the panel given ends at {format_month(panel.last_month)}, not at {format_month(as_of)}"
+        )
+    if state is None:
+        state = rule_state(panel, policy)
     household_ids = panel.household_ids
     n = len(household_ids)
     last = panel.n_months - 1
     rules = {
         "n": panel.size[:, last].astype(np.float64),
+        # I(t+h-12), last year's income as the rules will see it h = 1 .. 6 months ahead
+        **{
+            f"I_prev_in_{h}m": state.I[:, last - 12 + h] if last >= 12 - h else np.full(n, np.nan)
+            for h in range(1, PROJECTION_MONTHS + 1)
+        },
         "I": state.I[:, last],
         "E": state.E[:, last],
         "I_prev": state.I_prev[:, last],
@@ -162,13 +193,16 @@ def build_features(dataset: Dataset, as_of: dt.date, timings: dict[str, float] |
         _assistance_part,
         _monitoring_part,
     )
-    with _one_thread(dataset):
-        for part in parts:
-            stage = part.__name__.strip("_").replace("_part", "").replace("_", " ")
-            table.add(part(dataset, clock), stage)
-            stopwatch.lap(f"{stage} (SQL)")
+    for part in parts:
+        stage = part.__name__.strip("_").replace("_part", "").replace("_", " ")
+        table.add(part(dataset, clock), stage)
+        stopwatch.lap(f"{stage} (SQL)")
 
     table.add(_income_source_features(history, table.take_extras(_is_source_sum)))
+    wage_columns = ("_wage_3m", "_wage_12m", "_wage_work_months_12m", "_wage_workers_now")
+    wages = {name: table[name] for name in wage_columns}
+    table.add(_projected_rule_features(history, rules, policy.rules, wages))
+    table.add(_income_break_features(history, rules))
     del history
     table.add(_derived(table, rules, clock))
     frame = table.frame(household_ids)
@@ -177,23 +211,6 @@ def build_features(dataset: Dataset, as_of: dt.date, timings: dict[str, float] |
 
 
 _FEATURE_POSITION = {name: i for i, name in enumerate(FEATURE_NAMES)}
-
-
-@contextmanager
-def _one_thread(dataset: Dataset) -> Iterator[None]:
-    """Run the SQL passes on one DuckDB thread, then restore the connection's setting.
-
-    Parallel aggregation adds floating-point partial sums in whatever order
-    threads finish, so the same data could give features (and so scores)
-    that differ in the last bits between runs; outputs.md requires identical
-    scores for identical inputs.
-    """
-    previous = dataset.connection.execute("SELECT current_setting('threads')").fetchall()[0][0]
-    dataset.connection.execute("SET threads = 1")
-    try:
-        yield
-    finally:
-        dataset.connection.execute(f"SET threads = {int(previous)}")
 
 
 class _FeatureTable:
@@ -308,6 +325,7 @@ def _derived(table: _FeatureTable, rules: Columns, clock: _Clock) -> Columns:
     }
     rate_prev = _ratio(table["_employed_prev_12m"], table["_records_prev_12m"])
     out["employment_rate_change_12m"] = out["employment_rate_12m"] - rate_prev
+    out["loan_due_6m_to_income"] = _ratio(table["loan_balance_due_6m"], income)
 
     village = table["_village_index"].astype(np.int64)
     households = np.bincount(village).astype(np.float64)
@@ -467,18 +485,20 @@ def _income_source_part(dataset: Dataset, clock: _Clock) -> Columns:
     """
     k = clock.months_before("month")
     first_on_record = max(clock.t - (HISTORY_MONTHS - 1), clock.first_index)
+    # Whole fen, summed as integers (squares as HUGEINT: fen squared outgrows BIGINT), so the
+    # sums are exact and the same whatever order DuckDB's threads add the rows in.
     sums = {
-        "s3": "sum(amount) FILTER (WHERE k < 3)",
-        "s6": "sum(amount) FILTER (WHERE k < 6)",
-        "s12": "sum(amount) FILTER (WHERE k < 12)",
-        "sprev": "sum(amount) FILTER (WHERE k >= 12)",
-        "sq12": "sum(amount * amount) FILTER (WHERE k < 12)",
-        "kx12": "sum(amount * k) FILTER (WHERE k < 12)",
+        "s3": _yuan_sum("fen", "k < 3"),
+        "s6": _yuan_sum("fen", "k < 6"),
+        "s12": _yuan_sum("fen", "k < 12"),
+        "sprev": _yuan_sum("fen", "k >= 12"),
+        "sq12": "CAST(sum(CAST(fen AS HUGEINT) * fen) FILTER (WHERE k < 12) AS DOUBLE) / 10000",
+        "kx12": _yuan_sum("fen * k", "k < 12"),
     }
     query = f"""
         SELECT household_id, source, {", ".join(f"{sql} AS {name}" for name, sql in sums.items())}
         FROM (
-            SELECT household_id, source, amount, {k} AS k FROM income
+            SELECT household_id, source, {_fen("amount")} AS fen, {k} AS k FROM income
             WHERE {clock.upto("month")} AND month >= DATE '{month_start(first_on_record).isoformat()}'
         )
         GROUP BY household_id, source
@@ -569,6 +589,8 @@ class _IncomeHistory:
 
     reported: np.ndarray
     income: np.ndarray
+    rigid: np.ndarray
+    """Rigid expenditure (rules.md) dated in each month."""
     months_since_report: np.ndarray
     """Since the latest reported month of the whole panel; NaN if none."""
 
@@ -578,11 +600,18 @@ class _IncomeHistory:
         depth = min(HISTORY_MONTHS, panel.n_months)
         reported = np.zeros((panel.n_households, HISTORY_MONTHS), dtype=bool)
         income = np.zeros((panel.n_households, HISTORY_MONTHS))
+        rigid = np.zeros((panel.n_households, HISTORY_MONTHS))
         reported[:, :depth] = panel.reported[:, last - depth + 1 :][:, ::-1]
         income[:, :depth] = panel.income[:, last - depth + 1 :][:, ::-1]
+        rigid[:, :depth] = panel.rigid_expense[:, last - depth + 1 :][:, ::-1]
         ever = panel.reported.any(axis=1)
         since = np.argmax(panel.reported[:, ::-1], axis=1).astype(np.float64)
-        return cls(reported=reported, income=income, months_since_report=np.where(ever, since, np.nan))
+        return cls(
+            reported=reported,
+            income=income,
+            rigid=rigid,
+            months_since_report=np.where(ever, since, np.nan),
+        )
 
     def window(self, lo: int, hi: int) -> _Window:
         return _Window.of(self.reported, lo, hi)
@@ -622,6 +651,121 @@ def _income_total_features(history: _IncomeHistory) -> Columns:
     return out
 
 
+def _projected_rule_features(
+    history: _IncomeHistory, rules: Columns, params: RuleParameters, wages: Columns
+) -> Columns:
+    """The rules of rules.md evaluated 1 .. 6 months ahead, had income gone on at a run rate.
+
+    At t+h the 12-month window still holds the known months t-11+h .. t (k < 12 - h)
+    and h months not yet seen; those are filled with a monthly run rate. Rigid
+    expenditure counts only the bills already paid that stay in the window:
+    future bills are unknown. Last year's income I(t+h-12) is already known at
+    t. The line and household size are those of t, so nothing outside the
+    records up to t is used.
+
+    Three run rates: the mean monthly income of the last 3 reported months (a
+    household whose income just fell carries the fall forward); the same with
+    its wages replaced by what the members in wage work in the as-of month earn
+    at the household's pay per month worked over the year (a member who left or
+    stopped working this month no longer brings a wage in); and each month's
+    income a year earlier scaled by how the last 3 months compare with the same
+    3 months a year earlier (harvests and festivals come back at their season).
+    """
+    recent = history.mean(0, 3)
+    pay_per_month = _ratio(wages["_wage_12m"], wages["_wage_work_months_12m"])
+    wage_now = np.where(wages["_wage_workers_now"] > 0, pay_per_month * wages["_wage_workers_now"], 0.0)
+    at_current_work = recent - history.window(0, 3).mean(wages["_wage_3m"]) + wage_now
+    flat = np.repeat(recent[:, None], PROJECTION_MONTHS, axis=1)
+    out = _projection(history, rules, params, flat, detailed=True)
+    at_work = _projection(
+        history, rules, params, np.repeat(at_current_work[:, None], PROJECTION_MONTHS, axis=1), detailed=False
+    )
+    out["work_projected_rule_margin_min_6m"] = at_work["projected_rule_margin_min_6m"]
+    out["work_projected_rule_months_6m"] = at_work["projected_rule_months_6m"]
+    # Month t+h a year earlier is k = 12 - h; without a comparable year the flat rate stands in.
+    growth = np.clip(_ratio(recent, history.mean(12, 15)), 0.0, SEASONAL_GROWTH_CAP)
+    last_year = history.income[:, WINDOW_MONTHS - PROJECTION_MONTHS : WINDOW_MONTHS][:, ::-1]
+    known = history.reported[:, WINDOW_MONTHS - PROJECTION_MONTHS : WINDOW_MONTHS][:, ::-1]
+    seasonal = np.where(known & np.isfinite(growth)[:, None], last_year * growth[:, None], flat)
+    out["seasonal_projected_rule_margin_min_6m"] = _projection(
+        history, rules, params, seasonal, detailed=False
+    )["projected_rule_margin_min_6m"]
+    return out
+
+
+def _projection(
+    history: _IncomeHistory, rules: Columns, params: RuleParameters, future: np.ndarray, detailed: bool
+) -> Columns:
+    """See :func:`_projected_rule_features`: ``future`` holds the income of months t+1 .. t+6 (a column
+    each); ``detailed`` adds the per-rule distances."""
+    future_sum = np.cumsum(future, axis=1)
+    n, line = rules["n"], rules["L"]
+    rigid_run_rate = history.rigid[:, :3].sum(axis=1) / 3.0
+    income_margin, rule_margin, to_previous, fires = [], [], [], np.zeros(len(n))
+    with_new_bills, bill_to_trigger, loss_to_trigger = [], [], []
+    for h in range(1, PROJECTION_MONTHS + 1):
+        known = WINDOW_MONTHS - h
+        reported = history.reported[:, :known].sum(axis=1) + h
+        income = (history.total(0, known) + future_sum[:, h - 1]) * WINDOW_MONTHS / reported
+        income[reported < params.min_reported_months] = np.nan
+        expense = history.rigid[:, :known].sum(axis=1)
+        previous = rules[f"I_prev_in_{h}m"]
+        per_capita = income / n / line
+        after_expense = (income - expense) / n / line
+        with np.errstate(invalid="ignore"):
+            r1 = per_capita < 1
+            r2 = (expense > params.rigid_expense_ratio * previous) & (after_expense < 1)
+            r3 = (income < (1 - params.income_drop_share) * previous) & (per_capita < params.income_drop_band)
+        fires += r1 | r2 | r3
+        rule_margin.append(np.fmin(per_capita, after_expense))
+        if not detailed:
+            continue
+        income_margin.append(per_capita)
+        with_new_bills.append((income - expense - h * rigid_run_rate) / n / line)
+        # R2 fires once rigid expenditure passes both last year's income and what income can spare
+        # above the line; new bills of this many yuan would do it.
+        bill_to_trigger.append(np.maximum(params.rigid_expense_ratio * previous, income - n * line) - expense)
+        # R1 fires below the line; R3 below both the halved prior income and the band.
+        drop_floor = np.minimum((1 - params.income_drop_share) * previous, params.income_drop_band * n * line)
+        floor = np.fmax(n * line, drop_floor)  # fmax: with I_prev unknown only R1 can fire
+        loss_to_trigger.append(1.0 - _ratio(floor, income))
+        to_previous.append(_ratio(income, previous))
+    # fmin ignores NaN: the lowest margin among the months where it is defined
+    out = {"projected_rule_margin_min_6m": np.fmin.reduce(rule_margin), "projected_rule_months_6m": fires}
+    if detailed:
+        out |= {
+            "projected_income_line_ratio_min_6m": np.fmin.reduce(income_margin),
+            "projected_income_to_prev_min_6m": np.fmin.reduce(to_previous),
+            "projected_rigid_margin_run_rate_min_6m": np.fmin.reduce(with_new_bills),
+            "rigid_bill_to_trigger_6m": np.fmin.reduce(bill_to_trigger),
+            "income_loss_to_trigger_6m": np.fmin.reduce(loss_to_trigger),
+        }
+    return out
+
+
+def _income_break_features(history: _IncomeHistory, rules: Columns) -> Columns:
+    """Months whose income alone would be under the line, and how recently income broke downwards."""
+    n, line = rules["n"], rules["L"]
+    reported, income = history.reported, history.income
+    below = reported[:, :6] & (income[:, :6] * 12.0 < (n * line)[:, None])
+    # A drop: a reported month with less than two thirds of the income of the reported month before it.
+    with np.errstate(invalid="ignore"):
+        dropped = (
+            reported[:, :-1]
+            & reported[:, 1:]
+            & (income[:, 1:] > 0)
+            & (income[:, :-1] < income[:, 1:] * (2.0 / 3.0))
+        )
+    newest = np.argmax(dropped, axis=1).astype(np.float64)  # the first True is the newest drop
+    since = np.where(dropped.any(axis=1), newest, np.nan)
+    latest = np.where(reported[:, 0], income[:, 0], np.nan)
+    return {
+        "income_total_change_1m": latest - history.mean(1, 4),
+        "income_months_below_line_6m": below.sum(axis=1).astype(np.float64),
+        "months_since_income_drop": since,
+    }
+
+
 def _is_source_sum(name: str) -> bool:
     return name.startswith(INCOME_SOURCES)
 
@@ -638,6 +782,13 @@ def _income_source_features(history: _IncomeHistory, sums: Columns) -> Columns:
         out[f"income_{source}_slope_12m"] = year.slope(total, sums[f"{source}_kx12"])
         out[f"income_{source}_std_12m"] = year.std(total, sums[f"{source}_sq12"])
         out[f"income_{source}_yoy_change_12m"] = year.mean(total) - previous.mean(sums[f"{source}_sprev"])
+    # Net business income of the last 3 months against the 3 before them: a business slides before it fails.
+    recent, before = windows[3], history.window(3, 6)
+    wage = {name: sum(sums[f"{s}_{name}"] for s in WAGE_SOURCES) for name in ("s3", "s12")}
+    business_3m, business_6m = sums["business_s3"], sums["business_s6"]
+    out["income_business_change_3m"] = recent.mean(business_3m) - before.mean(business_6m - business_3m)
+    # Wage sums in yuan for the projection at current work (with the employment counts).
+    out["_wage_3m"], out["_wage_12m"] = wage["s3"], wage["s12"]
     year_total = history.total(0, 12)
     out["income_wage_share_12m"] = _ratio(sum(sums[f"{s}_s12"] for s in WAGE_SOURCES), year_total)
     out["income_transfer_share_12m"] = _ratio(sum(sums[f"{s}_s12"] for s in TRANSFER_SOURCES), year_total)
@@ -659,9 +810,12 @@ def _employment_part(dataset: Dataset, clock: _Clock) -> Columns:
         return f"code IN ({', '.join(str(EMPLOYMENT_STATUSES.index(s) + 1) for s in statuses)})"
 
     employed = status_is(*EMPLOYED_STATUSES)
+    wage_work = status_is(*WAGE_STATUSES)
     counts = {
         "employment_months_12m": f"k < 12 AND {employed}",
         "employment_months_3m": f"k < 3 AND {employed}",
+        "_wage_work_months_12m": f"k < 12 AND {wage_work}",
+        "_wage_workers_now": f"k = 0 AND {wage_work}",
         "_records_12m": "k < 12",
         "_employed_prev_12m": f"k >= 12 AND {employed}",
         "_records_prev_12m": "k >= 12",
@@ -731,12 +885,13 @@ def _expense_part(dataset: Dataset, clock: _Clock) -> Columns:
     ]
     medical_12m = f"{medical} AND k < 12"
     out_of_pocket = ", ".join(
-        f"sum(amount - reimbursed) FILTER (WHERE {condition} AND k < {w}) AS {name}"
-        for name, condition, w in oop
+        f"{_yuan_sum('oop_fen', f'{condition} AND k < {w}')} AS {name}" for name, condition, w in oop
     )
     aggregate = f"""
         WITH x AS (
-            SELECT household_id, amount, reimbursed, {clock.months_before("date")} AS k,
+            SELECT household_id, {_fen("amount")} AS amount_fen,
+                   {_fen("reimbursed")} AS reimbursed_fen, {_fen("amount - reimbursed")} AS oop_fen,
+                   {clock.months_before("date")} AS k,
                    list_position({list(EXPENSE_CATEGORIES)}, category) AS code
             FROM expenses
             WHERE {clock.upto("date")} AND {clock.since("date", HISTORY_MONTHS - 1)}
@@ -744,8 +899,9 @@ def _expense_part(dataset: Dataset, clock: _Clock) -> Columns:
         SELECT household_id,
             {out_of_pocket},
             count(*) FILTER (WHERE {medical_12m}) AS medical_bills_12m,
-            CASE WHEN sum(amount) FILTER (WHERE {medical_12m}) > 0
-                 THEN sum(reimbursed) FILTER (WHERE {medical_12m}) / sum(amount) FILTER (WHERE {medical_12m})
+            CASE WHEN sum(amount_fen) FILTER (WHERE {medical_12m}) > 0
+                 THEN CAST(sum(reimbursed_fen) FILTER (WHERE {medical_12m}) AS DOUBLE)
+                      / CAST(sum(amount_fen) FILTER (WHERE {medical_12m}) AS DOUBLE)
             END AS medical_reimbursed_share_12m
         FROM x GROUP BY household_id
     """
@@ -759,6 +915,17 @@ def _expense_part(dataset: Dataset, clock: _Clock) -> Columns:
     return _fetch(dataset, aggregate, select)
 
 
+def _fen(amount: str) -> str:
+    """Money in whole fen: integer sums do not depend on the order DuckDB's threads add them in."""
+    return f"CAST(round(({amount}) * 100) AS BIGINT)"
+
+
+def _yuan_sum(fen_column: str, condition: str | None = None) -> str:
+    """Sum of a fen column back in yuan (NULL over no rows), exact whatever the order of the rows."""
+    where = f" FILTER (WHERE {condition})" if condition else ""
+    return f"CAST(sum({fen_column}){where} AS DOUBLE) / 100"
+
+
 def _event_part(dataset: Dataset, clock: _Clock) -> Columns:
     query = f"""
         SELECT household_id, kind,
@@ -766,9 +933,10 @@ def _event_part(dataset: Dataset, clock: _Clock) -> Columns:
             count(*) FILTER (WHERE k < 12) AS n12,
             min(k) AS since,
             max(severity) FILTER (WHERE k < 12) AS severity12,
-            sum(value) FILTER (WHERE k < 12) AS value12
+            {_yuan_sum("value_fen", "k < 12")} AS value12
         FROM (
-            SELECT household_id, kind, severity, value, {clock.months_before("date")} AS k
+            SELECT household_id, kind, severity, {_fen("value")} AS value_fen,
+                   {clock.months_before("date")} AS k
             FROM events WHERE {clock.upto("date")}
         )
         GROUP BY household_id, kind
@@ -800,26 +968,28 @@ def _loan_part(dataset: Dataset, clock: _Clock) -> Columns:
     aggregate = f"""
         WITH loan AS (
             -- a loan issued after t does not exist yet
-            SELECT loan_id, household_id, kind, principal, annual_rate,
+            SELECT loan_id, household_id, kind, annual_rate, {_fen("principal")} AS principal_fen,
                    {clock.month_of("issued_month")} + term_months AS due,
                    {clock.months_before("issued_month")} AS issued_k
             FROM loans WHERE {clock.upto("issued_month")}
         ),
         status AS (
-            SELECT loan.household_id, loan.kind, loan.due, loan.annual_rate,
-                   {clock.months_before("s.month")} AS k, s.balance, s.overdue_days
+            SELECT loan.household_id, loan.kind, loan.due,
+                   {clock.months_before("s.month")} AS k, s.overdue_days,
+                   {_fen("s.balance")} AS balance, {_fen("s.balance * loan.annual_rate")} AS interest
             FROM loan_status AS s JOIN loan USING (loan_id)
             WHERE {clock.upto("s.month")} AND {clock.since("s.month", 11)}
         ),
         open_now AS (
             SELECT household_id,
                 count(*) AS loan_count_open,
-                sum(balance) AS loan_balance_total,
-                sum(balance) FILTER (WHERE kind = 'poverty_microcredit') AS loan_balance_microcredit,
-                sum(balance) FILTER (WHERE kind = 'informal') AS loan_balance_informal,
+                {_yuan_sum("balance")} AS loan_balance_total,
+                {_yuan_sum("balance", "kind = 'poverty_microcredit'")} AS loan_balance_microcredit,
+                {_yuan_sum("balance", "kind = 'informal'")} AS loan_balance_informal,
                 min(due - {t}) AS loan_months_to_maturity,
-                sum(balance) FILTER (WHERE due - {t} <= {LOAN_DUE_SOON_MONTHS}) AS loan_balance_due_6m,
-                sum(balance * annual_rate) AS loan_interest_annual
+                {_yuan_sum("balance", f"due - {t} <= {LOAN_DUE_SOON_MONTHS}")} AS loan_balance_due_6m,
+                {_yuan_sum("balance", f"due - {t} <= {LOAN_DUE_VERY_SOON_MONTHS}")} AS loan_balance_due_3m,
+                {_yuan_sum("interest")} AS loan_interest_annual
             FROM status WHERE k = 0 GROUP BY household_id
         ),
         overdue_by_month AS (
@@ -836,7 +1006,7 @@ def _loan_part(dataset: Dataset, clock: _Clock) -> Columns:
         issued AS (
             SELECT household_id,
                 count(*) FILTER (WHERE issued_k < 12) AS loans_issued_12m,
-                sum(principal) FILTER (WHERE issued_k < 12) AS loan_principal_issued_12m
+                {_yuan_sum("principal_fen", "issued_k < 12")} AS loan_principal_issued_12m
             FROM loan GROUP BY household_id
         )
         SELECT * FROM (SELECT DISTINCT household_id FROM loan)
@@ -850,6 +1020,7 @@ def _loan_part(dataset: Dataset, clock: _Clock) -> Columns:
         "loan_balance_microcredit",
         "loan_balance_informal",
         "loan_balance_due_6m",
+        "loan_balance_due_3m",
         "loan_interest_annual",
         "loan_overdue_days_now",
         "_overdue_3m_ago",
@@ -875,7 +1046,7 @@ def _assistance_part(dataset: Dataset, clock: _Clock) -> Columns:
         for m in ASSISTANCE_MEASURES
     ]
     measures += [
-        f"sum(monthly_amount) FILTER (WHERE {running}) AS assist_monthly_amount_now",
+        f"{_yuan_sum(_fen('monthly_amount'), running)} AS assist_monthly_amount_now",
         f"count(DISTINCT measure) FILTER (WHERE end_index IS NULL OR end_index >= {t - 11})"
         " AS assist_measures_12m",
         f"{t} - max(end_index) FILTER (WHERE end_index < {t}) AS assist_months_since_ended",

@@ -140,12 +140,18 @@ class County:
         self.rows["employment"] += [{"member_id": member_id, "month": m, "status": status} for m in when]
 
     def expense(
-        self, household_id: str, date: str, category: str, amount: float, reimbursed: float = 0.0
+        self,
+        household_id: str,
+        date: str,
+        category: str,
+        amount: float,
+        reimbursed: float = 0.0,
+        member_id: str | None = None,
     ) -> None:
         self.rows["expenses"].append(
             {
                 "household_id": household_id,
-                "member_id": None,
+                "member_id": member_id,
                 "date": day(date),
                 "category": category,
                 "amount": amount,
@@ -405,6 +411,98 @@ def test_loans_balance_maturity_and_overdue_trend() -> None:
     assert math.isnan(none["loan_months_to_maturity"])
 
 
+class TestPrecursors:
+    """What comes before a rule fires: income sliding towards the line, work stopping, loans falling due."""
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def features(cls) -> pd.DataFrame:
+        county = County()
+        county.household("h1")
+        county.member("a", "h1")
+        county.member("b", "h1", relation="spouse", sex="f")
+        county.income("h1", months("2023-07", "2024-02"), "wage_migrant", 4000.0)
+        county.income("h1", [month("2024-04")], "wage_migrant", 2000.0)
+        county.income("h1", months("2023-07", "2024-06"), "agriculture", 100.0)
+        county.loan("bank", "h1", "bank", "2023-09", 6000.0, 12)  # due 2024-09
+        county.loan_status("bank", "2024-06", 2000.0)
+
+        # income falls from 1000 to 200 a month in 2024-04; nothing reported before 2023-07
+        county.household("sliding")
+        county.member("s", "sliding")
+        county.income("sliding", months("2023-07", "2024-03"), "business", 1000.0)
+        county.income("sliding", months("2024-04", "2024-06"), "business", 200.0)
+
+        # the only wage earner is out of work in the as-of month; nothing reported before 2023-07
+        county.household("idle")
+        county.member("p", "idle")
+        county.member("q", "idle", relation="spouse")
+        county.employment("p", months("2023-07", "2024-06"), "farming")
+        county.employment("q", months("2023-07", "2024-05"), "migrant")
+        county.employment("q", [month("2024-06")], "unemployed")
+        county.income("idle", months("2023-07", "2024-05"), "wage_migrant", 3000.0)
+        county.income("idle", months("2023-07", "2024-06"), "agriculture", 100.0)
+
+        # 500 a month, and a harvest of 5,500 in 2023-09 that will come again in 2024-09
+        county.household("season")
+        county.member("r", "season")
+        county.income(
+            "season", [m for m in months("2022-07", "2024-06") if m != month("2023-09")], "agriculture", 500.0
+        )
+        county.income("season", [month("2023-09")], "agriculture", 5500.0)
+        return features_at(county)
+
+    def test_loans_due_soon_against_income(self, features: pd.DataFrame) -> None:
+        h1 = features.loc["h1"]
+        assert h1["loan_balance_due_3m"] == 2000.0  # due in 2024-09, 3 months after t
+        # I = 8 x 4000 + 2000 wages + 12 x 100 farming
+        assert h1["loan_due_6m_to_income"] == pytest.approx(2000.0 / 35200.0)
+
+    def test_rules_projected_ahead_on_the_last_quarters_income(self, features: pd.DataFrame) -> None:
+        sliding = features.loc["sliding"]
+        line = 6600.0
+        # At t+h the window keeps 9 - h months at 1000 and 3 at 200 and adds h months at 200:
+        # I(t+h) = 9600 - 800 h, lowest at h = 6; under the line for h = 4, 5, 6.
+        assert sliding["income_line_ratio"] == pytest.approx(9600.0 / line)
+        assert sliding["projected_income_line_ratio_min_6m"] == pytest.approx(4800.0 / line)
+        assert sliding["projected_rule_margin_min_6m"] == pytest.approx(4800.0 / line)
+        assert sliding["projected_rule_months_6m"] == 3
+        # no income a year earlier to follow: the seasonal projection falls back to the flat one
+        assert sliding["seasonal_projected_rule_margin_min_6m"] == pytest.approx(4800.0 / line)
+        # I(t+h-12) is known only for h = 6: I(2023-12) has 6 reported months, 12,000 a year
+        assert sliding["projected_income_to_prev_min_6m"] == pytest.approx(4800.0 / 12000.0)
+        assert sliding["income_months_below_line_6m"] == 3  # 200 x 12 < 6600; 1000 x 12 is not
+        assert sliding["months_since_income_drop"] == 2  # 2024-04
+        assert sliding["income_total_change_1m"] == pytest.approx(200.0 - 1400.0 / 3)
+        # no rigid expenses, paid or at a run rate: the same lowest margin
+        assert sliding["projected_rigid_margin_run_rate_min_6m"] == pytest.approx(4800.0 / line)
+        assert sliding["income_business_change_3m"] == pytest.approx(200.0 - 1000.0)
+
+    def test_rules_projected_at_the_work_members_do_now(self, features: pd.DataFrame) -> None:
+        idle = features.loc["idle"]
+        line = 6600.0
+        # Last 3 months' rate: 2100 a month, I(t+h) = 34200 - 1000 h: no rule fires.
+        assert idle["projected_rule_months_6m"] == 0
+        # At current work the wages stop: 100 a month, I(t+h) = 34200 - 3000 h, lowest 16,200 at h = 6,
+        # under half of I(2023-12) = 37,200 and under 1.5 lines for 2 people: R3 fires at h = 6.
+        assert idle["work_projected_rule_margin_min_6m"] == pytest.approx(16200.0 / 2 / line)
+        assert idle["work_projected_rule_months_6m"] == 1
+
+    def test_rules_projected_with_the_seasons(self, features: pd.DataFrame) -> None:
+        season = features.loc["season"]
+        line = 6600.0
+        # Flat at 500 a month the harvest leaves the window in 2024-09: I = 6000 from t+3 on.
+        assert season["projected_rule_margin_min_6m"] == pytest.approx(6000.0 / line)
+        assert season["projected_rule_months_6m"] == 4
+        # Last year's months (the last 3 months are level with a year earlier) bring the harvest back.
+        assert season["seasonal_projected_rule_margin_min_6m"] == pytest.approx(11000.0 / line)
+
+    def test_a_household_without_loans_owes_a_real_zero(self, features: pd.DataFrame) -> None:
+        sliding = features.loc["sliding"]
+        assert sliding["loan_balance_due_3m"] == 0.0
+        assert sliding["loan_due_6m_to_income"] == 0.0
+
+
 def test_event_counts_and_recency_stop_at_the_end_of_the_as_of_month() -> None:
     county = County()
     county.household("h1")
@@ -592,7 +690,12 @@ def counties(draw: st.DrawFn) -> County:
         for _ in range(draw(st.integers(0, 3))):
             amount = draw(money)
             county.expense(
-                h, draw(day_at).isoformat(), draw(st.sampled_from(EXPENSE_CATEGORIES)), amount, amount / 2
+                h,
+                draw(day_at).isoformat(),
+                draw(st.sampled_from(EXPENSE_CATEGORIES)),
+                amount,
+                amount / 2,
+                member_id=draw(st.none() | st.sampled_from(members)),
             )
         for _ in range(draw(st.integers(0, 4))):
             kind = draw(st.sampled_from(EVENT_KINDS))
@@ -697,6 +800,23 @@ def test_rows_dated_after_the_as_of_month_never_change_its_features(county: Coun
 
 
 # -- training table ----------------------------------------------------------------------------------
+
+
+def test_features_do_not_depend_on_the_number_of_threads(small_county) -> None:
+    """Parallel aggregation must not change a single bit: money is summed as whole fen."""
+    from relapse_risk.features.dataset import load_dataset
+
+    dataset = load_dataset(small_county.folder)
+    as_of = dataset.policy.data_end
+    built = []
+    for threads in (2, 2, 1):
+        dataset.connection.execute(f"SET threads = {threads}")
+        built.append(build_features(dataset, as_of))
+    first = built[0][list(FEATURE_NAMES)].to_numpy()
+    assert first.shape[0] == small_county.households
+    for other in built[1:]:
+        assert other["household_id"].equals(built[0]["household_id"])
+        assert other[list(FEATURE_NAMES)].to_numpy().tobytes() == first.tobytes()
 
 
 def test_quarter_ends_start_a_year_in_and_leave_room_for_the_horizon() -> None:
