@@ -718,7 +718,68 @@ def _village_monitored(row: Row) -> tuple[str, str]:
     )
 
 
+def _projected_rule(row: Row) -> tuple[str, str]:
+    months, lowest = row["projected_rule_months_6m"], row.get("projected_rule_margin_min_6m", math.nan)
+    zh = f"按近3个月收入推算，未来6个月中有{_n(months)}个月将达到监测标准"
+    en = (
+        f"At the last 3 months' income, a monitoring rule would be met in "
+        f"{_plural(months, 'month', 'months')} of the next 6"
+    )
+    if _ok(lowest):
+        zh += f"（人均收入最低为监测线的{_times(lowest)}倍）"
+        en += f" (income per person down to {_times(lowest)} times the line)"
+    return zh, en
+
+
+def _work_projected_rule(row: Row) -> tuple[str, str]:
+    months = row["work_projected_rule_months_6m"]
+    zh = f"按当月务工人数推算（不再务工的成员没有工资收入），未来6个月中有{_n(months)}个月将达到监测标准"
+    en = (
+        f"With only the members working this month earning wages, a monitoring rule would be met in "
+        f"{_plural(months, 'month', 'months')} of the next 6"
+    )
+    return zh, en
+
+
+def _months_below_line(row: Row) -> tuple[str, str]:
+    months = row["income_months_below_line_6m"]
+    return (
+        f"近6个月有{_n(months)}个月的收入折算全年人均低于监测线",
+        f"In {_plural(months, 'month', 'months')} of the last 6, income per person at that month's rate "
+        "was below the monitoring line",
+    )
+
+
+def _near_income_trigger(row: Row) -> tuple[str, str]:
+    share = row["income_loss_to_trigger_6m"]
+    return (
+        f"收入再减少{_pct(share)}，未来6个月内即达到监测标准",
+        f"Losing {_pct(share)} of income would meet a monitoring rule within 6 months",
+    )
+
+
+def _near_rigid_trigger(row: Row) -> tuple[str, str]:
+    bill = row["rigid_bill_to_trigger_6m"]
+    return (
+        f"未来6个月内再有{_yuan(bill)}元自付医疗、教育等刚性支出即达到监测标准",
+        f"{_yuan(bill)} yuan more of out-of-pocket medical, education or other rigid costs within "
+        "6 months would meet a monitoring rule",
+    )
+
+
+def _business_sliding(row: Row) -> tuple[str, str]:
+    change = -row["income_business_change_3m"]
+    return (
+        f"近3个月经营月均收入比前3个月减少{_yuan(change)}元",
+        f"Net business income over the last 3 months was {_yuan(change)} yuan a month lower than before",
+    )
+
+
 _M = MEASURES
+_NEAR_TRIGGER_SHARE = 0.25
+"""A quarter of income: about what losing one of two earners' work for half a year costs."""
+_NEAR_TRIGGER_BILL = 20_000.0
+"""The low end of a serious illness's out-of-pocket bill (calibration.md)."""
 _EVENT_DRIVERS = {
     kind: (f"events_{kind}_12m", f"months_since_{kind}")
     for kind in (
@@ -896,6 +957,15 @@ TEMPLATES: tuple[ReasonTemplate, ...] = (
         "industry_support",
     ),
     _template(
+        "business_income_sliding",
+        "business",
+        ("income_business_change_3m",),
+        ("income_business_change_3m",),
+        lambda v: v["income_business_change_3m"] <= -_MATERIAL_LOSS,
+        _business_sliding,
+        "industry_support",
+    ),
+    _template(
         "business_failure",
         "business",
         _EVENT_DRIVERS["business_failure"],
@@ -1026,7 +1096,7 @@ TEMPLATES: tuple[ReasonTemplate, ...] = (
     _template(
         "loan_due_soon",
         "loans",
-        ("loan_balance_due_6m", "loan_months_to_maturity"),
+        ("loan_balance_due_6m", "loan_months_to_maturity", "loan_balance_due_3m", "loan_due_6m_to_income"),
         ("loan_balance_due_6m", "loan_months_to_maturity"),
         lambda v: v["loan_balance_due_6m"] > 0,
         _loan_due,
@@ -1205,6 +1275,59 @@ TEMPLATES: tuple[ReasonTemplate, ...] = (
         lambda v: (v["projected_margin_6m"] < 1) & (v["rule_margin"] > v["projected_margin_6m"]),
         _projected_below_line,
         "dibao_review",
+    ),
+    _template(
+        "projected_rule",
+        "income",
+        (
+            "projected_rule_months_6m",
+            "projected_rule_margin_min_6m",
+            "projected_income_line_ratio_min_6m",
+            "projected_income_to_prev_min_6m",
+            "seasonal_projected_rule_margin_min_6m",
+        ),
+        ("projected_rule_months_6m", "projected_rule_margin_min_6m"),
+        lambda v: v["projected_rule_months_6m"] > 0,
+        _projected_rule,
+        "dibao_review",
+    ),
+    _template(
+        "work_projected_rule",
+        "income",
+        ("work_projected_rule_months_6m", "work_projected_rule_margin_min_6m"),
+        ("work_projected_rule_months_6m",),
+        lambda v: v["work_projected_rule_months_6m"] > 0,
+        _work_projected_rule,
+        "employment_support",
+    ),
+    _template(
+        "near_income_trigger",
+        "income",
+        ("income_loss_to_trigger_6m",),
+        ("income_loss_to_trigger_6m",),
+        lambda v: (
+            (v["income_loss_to_trigger_6m"] > 0) & (v["income_loss_to_trigger_6m"] < _NEAR_TRIGGER_SHARE)
+        ),
+        _near_income_trigger,
+        "follow_up_visit",
+    ),
+    _template(
+        "near_rigid_trigger",
+        "income",
+        ("rigid_bill_to_trigger_6m",),
+        ("rigid_bill_to_trigger_6m",),
+        lambda v: (v["rigid_bill_to_trigger_6m"] > 0) & (v["rigid_bill_to_trigger_6m"] < _NEAR_TRIGGER_BILL),
+        _near_rigid_trigger,
+        "medical_assistance",
+    ),
+    _template(
+        "months_below_line",
+        "income",
+        ("income_months_below_line_6m", "months_since_income_drop"),
+        ("income_months_below_line_6m",),
+        lambda v: v["income_months_below_line_6m"] > 0,
+        _months_below_line,
+        "follow_up_visit",
     ),
     _template(
         "recent_income_below_line",

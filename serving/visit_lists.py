@@ -110,17 +110,19 @@ def township_pages(scores: pd.DataFrame) -> list[TownshipPage]:
     """
     pages: list[TownshipPage] = []
     known = scores[scores["township_code"].notna()]
-    for township_code, township in known.groupby("township_code", sort=True):
-        listed = township[township["in_visit_list"].astype(bool)].sort_values(
-            ["rank_township", "household_id"], kind="stable"
-        )
-        if listed.empty:
-            continue
-        statuses = township["status"].value_counts()
-        scored = township[township["status"] == "scored"]
-        rows = tuple(_visit_row(record) for record in listed.to_dict("records"))
+    # Counts come from one grouping over every household; only the (few) listed
+    # households are walked township by township.
+    households = known.groupby("township_code", sort=True).size()
+    statuses = known.groupby(["township_code", "status"], sort=True).size()
+    scored = known[known["status"] == "scored"]
+    bands = scored.groupby(["township_code", "risk_band"], sort=True).size()
+    listed_all = known[known["in_visit_list"].astype(bool)].sort_values(
+        ["township_code", "rank_township", "household_id"], kind="stable"
+    )
+    for township_code, listed in listed_all.groupby("township_code", sort=True):
+        rows = tuple(_visit_row(record) for record in listed[list(_VISIT_ROW_COLUMNS)].to_dict("records"))
         band_counts = [
-            (RISK_BAND_ZH[band], int((scored["risk_band"] == band).sum()), band) for band in RISK_BANDS
+            (RISK_BAND_ZH[band], int(bands.get((township_code, band), 0)), band) for band in RISK_BANDS
         ]
         family_counts = _family_counts(listed).most_common(TOP_REASONS_SHOWN)
         first = listed.iloc[0]
@@ -131,11 +133,11 @@ def township_pages(scores: pd.DataFrame) -> list[TownshipPage]:
                 as_of=str(first["as_of"]),
                 horizon_months=int(first["horizon_months"]),
                 model=f"{first['model_name']} v{first['model_version']}",
-                households=len(township),
-                scored=int(statuses.get("scored", 0)),
-                under_monitoring=int(statuses.get("under_monitoring", 0)),
-                triggered_now=int(statuses.get("triggered_now", 0)),
-                rejected=int(statuses.get("rejected", 0)),
+                households=int(households[township_code]),
+                scored=int(statuses.get((township_code, "scored"), 0)),
+                under_monitoring=int(statuses.get((township_code, "under_monitoring"), 0)),
+                triggered_now=int(statuses.get((township_code, "triggered_now"), 0)),
+                rejected=int(statuses.get((township_code, "rejected"), 0)),
                 rows=rows,
                 band_bars=_bars([(label, count, BAND_COLOURS[band]) for label, count, band in band_counts]),
                 reason_bars=_bars(
@@ -305,6 +307,17 @@ def write_township_xlsx(page: TownshipPage, path: Path) -> None:
     workbook.properties.created = dt.datetime(2000, 1, 1)
     workbook.properties.creator = "relapse-risk"
     workbook.save(path)
+
+
+_VISIT_ROW_COLUMNS = (
+    "rank_township",
+    "rank_county",
+    "household_id",
+    "village_code",
+    "risk_band",
+    *(f"reason_{slot}_{field}" for slot in (1, 2, 3) for field in ("zh", "measure")),
+)
+"""The columns :func:`_visit_row` reads (converting only these to records is much cheaper)."""
 
 
 def _visit_row(record: Mapping[str, object]) -> VisitRow:

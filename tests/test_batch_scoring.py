@@ -673,3 +673,55 @@ def test_reasons_are_computed_only_where_asked_and_never_change_scores(county, t
     pd.testing.assert_frame_equal(
         silent.drop(columns=list(REASON_COLUMNS)), listed.drop(columns=list(REASON_COLUMNS))
     )
+
+
+def test_reasons_are_the_same_whether_fast_treeshap_or_lightgbm_computes_them(county, trained, monkeypatch):
+    from relapse_risk.features.dataset import load_dataset
+    from relapse_risk.models import explain
+    from relapse_risk.serving.scoring import score_dataset
+
+    dataset = load_dataset(county)
+    common = {"model_name": "relapse-risk", "model_version": "1", "horizon": 6, "explain": "all"}
+    by_lightgbm = score_dataset(dataset, AS_OF, trained.model, **common)
+    # Every scored household explained, through the tables however few they are.
+    monkeypatch.setattr(explain, "FAST_TREESHAP_MIN_ROWS", 1)
+    by_tables = score_dataset(dataset, AS_OF, trained.model, **common)
+
+    assert by_lightgbm["reason_1_code"].notna().sum() > 100
+    pd.testing.assert_frame_equal(by_tables, by_lightgbm)
+
+
+def test_the_rules_panel_is_built_once_for_statuses_and_features(county, trained, monkeypatch):
+    from relapse_risk.features import history
+    from relapse_risk.features.dataset import load_dataset
+    from relapse_risk.serving import scoring
+
+    built: list[dt.date | None] = []
+    real_build_panel = scoring.build_panel
+
+    def counting_build_panel(dataset, through=None):
+        built.append(through)
+        return real_build_panel(dataset, through=through)
+
+    monkeypatch.setattr(scoring, "build_panel", counting_build_panel)
+    monkeypatch.setattr(history, "build_panel", counting_build_panel)
+    scoring.score_dataset(
+        load_dataset(county), AS_OF, trained.model, model_name="m", model_version="1", explain="none"
+    )
+
+    assert built == [AS_OF]
+
+
+def test_features_from_a_given_panel_equal_features_built_from_scratch(county):
+    from relapse_risk.features.dataset import load_dataset
+    from relapse_risk.features.history import build_features
+    from relapse_risk.features.rules import build_panel, rule_state
+
+    dataset = load_dataset(county)
+    panel = build_panel(dataset, through=AS_OF)
+    given = build_features(dataset, AS_OF, panel=panel, state=rule_state(panel, dataset.policy))
+
+    pd.testing.assert_frame_equal(given, build_features(dataset, AS_OF))
+    earlier = build_panel(dataset, through=dt.date(2022, 6, 1))
+    with pytest.raises(ValueError, match="the panel given ends at 2022-06, not at"):
+        build_features(dataset, AS_OF, panel=earlier)

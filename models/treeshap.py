@@ -1,0 +1,494 @@
+"""Exact TreeSHAP for a LightGBM booster, many rows at a time.
+
+LightGBM's ``pred_contrib`` runs path-dependent TreeSHAP row by row in
+O(leaves x depth^2) per tree, and on this machine on one thread whatever
+``num_threads`` says: about 2.6 ms a row for 300 trees of 31 leaves, so
+minutes for a visit list of 50,000 households. This module computes the same
+values with the work reordered.
+
+For one leaf, path-dependent TreeSHAP depends on a row only through which of
+the leaf's distinct path features the row "agrees" with (satisfies every
+split on that feature along the path). With d such features there are 2^d
+patterns, and the leaf's contribution to each of its features is one number
+per pattern. Those numbers are tabulated once per booster for leaves with up
+to :data:`TABLE_MAX_FEATURES` path features; a row then costs its split
+decisions, one pattern and one table look-up per leaf, and d additions.
+Deeper leaves (rare) are computed per row from the same formula. The
+per-row loop is compiled with numba (a dependency of shap) and runs rows in
+parallel; each row's arithmetic is fixed, so results do not depend on the
+number of threads.
+
+The algebra (Lundberg et al. 2020, Algorithm 2): with ``z_j`` the fraction of
+the node's training rows that follow the path at feature ``j`` (multiplied
+over repeated splits on ``j``) and ``o_j`` in {0, 1} the row's agreement, the
+leaf value ``v`` contributes to feature ``i``
+
+    v (o_i - z_i) sum_k w(k) [y^k] prod_{j != i} (z_j + o_j y),  w(k) = k! (d-1-k)! / d!
+
+Only numerical splits are handled; :meth:`TreeShapTables.supports` says when
+a booster needs LightGBM's own ``pred_contrib`` instead (categorical splits,
+linear trees, more than one tree per iteration). Values agree with
+``pred_contrib`` to floating-point rounding (about 1e-14 in log-odds).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import lightgbm as lgb
+import numba
+import numpy as np
+
+TABLE_MAX_FEATURES = 10
+"""Leaves with at most this many distinct path features get a table of 2^d x d values."""
+
+_ZERO_THRESHOLD = float(np.float32(1e-35))
+"""LightGBM's kZeroThreshold (a float constant): |x| at most this counts as zero."""
+
+_MISSING_NONE, _MISSING_ZERO, _MISSING_NAN = 0, 1, 2
+_MAX_PATH_FEATURES = 62
+
+_ROWS_PER_BLOCK = 512
+"""Rows a thread takes through all trees together (tree by tree, for cache locality)."""
+
+
+class UnsupportedBooster(ValueError):
+    """The booster has a tree this module cannot explain; use LightGBM's pred_contrib."""
+
+
+@dataclass(frozen=True)
+class TreeShapTables:
+    """A booster flattened for :meth:`contributions`; build once per model with :meth:`from_booster`.
+
+    Trees own consecutive ranges of nodes and leaves; a leaf owns a range of
+    columns (one per distinct path feature, in slot order), and a column a
+    range of path entries (the splits on that feature along the path). Node
+    numbers in ``entry_node`` are local to the tree.
+    """
+
+    n_features: int
+    base_value: float
+    """Expected raw score (the last column of LightGBM's pred_contrib)."""
+    tree_node_start: np.ndarray
+    tree_leaf_start: np.ndarray
+    node_feature: np.ndarray
+    node_threshold: np.ndarray
+    node_default_left: np.ndarray
+    node_missing: np.ndarray
+    leaf_column_start: np.ndarray
+    leaf_table_offset: np.ndarray
+    """Offset of the leaf's table in ``table``; -1 for leaves computed per row."""
+    leaf_value: np.ndarray
+    column_entry_start: np.ndarray
+    column_feature: np.ndarray
+    column_zero_fraction: np.ndarray
+    entry_node: np.ndarray
+    entry_left: np.ndarray
+    table: np.ndarray
+    """Per-leaf tables, flat: offset + pattern x d + slot -> contribution."""
+    shapley_weights: np.ndarray
+    """w[d, k] = k! (d-1-k)! / d!"""
+
+    @staticmethod
+    def supports(booster: lgb.Booster) -> bool:
+        """Whether every tree has numerical splits only and the model is a single-output GBDT."""
+        try:
+            _check_model(booster.dump_model())
+        except UnsupportedBooster:
+            return False
+        return True
+
+    @classmethod
+    def from_booster(
+        cls, booster: lgb.Booster, table_max_features: int = TABLE_MAX_FEATURES
+    ) -> TreeShapTables:
+        """Flatten the trees LightGBM predicts with and tabulate leaves of up to ``table_max_features``.
+
+        Raises :class:`UnsupportedBooster` when a tree cannot be handled here.
+        """
+        model = booster.dump_model()
+        _check_model(model)
+        n_features = int(model["max_feature_idx"]) + 1
+        trees = [_parse_tree(info["tree_structure"]) for info in model["tree_info"]]
+        table, offsets = _tabulate([leaves for _, leaves in trees], table_max_features)
+        # The base value is whatever LightGBM reports for any row; one row is cheap.
+        probe = np.zeros((1, n_features))
+        base = float(np.asarray(booster.predict(probe, pred_contrib=True)).reshape(-1)[-1])
+
+        tree_node_start, tree_leaf_start = [0], [0]
+        nodes_flat: list[dict[str, Any]] = []
+        leaf_column_start, leaf_value, column_entry_start = [0], [], [0]
+        column_feature: list[int] = []
+        column_zero: list[float] = []
+        entry_node: list[int] = []
+        entry_left: list[bool] = []
+        leaf_offsets: list[int] = []
+        for (nodes, leaves), tree_offsets in zip(trees, offsets, strict=True):
+            nodes_flat += nodes
+            for leaf, offset in zip(leaves, tree_offsets, strict=True):
+                for slot, feature in enumerate(leaf.features):
+                    column_feature.append(feature)
+                    column_zero.append(float(leaf.zero_fraction[slot]))
+                    for (node, left), entry_slot in zip(leaf.entries, leaf.entry_slot, strict=True):
+                        if entry_slot == slot:
+                            entry_node.append(node)
+                            entry_left.append(left)
+                    column_entry_start.append(len(entry_node))
+                leaf_column_start.append(len(column_feature))
+                leaf_value.append(leaf.value)
+                leaf_offsets.append(int(offset))
+            tree_node_start.append(len(nodes_flat))
+            tree_leaf_start.append(len(leaf_value))
+        missing = {"None": _MISSING_NONE, "Zero": _MISSING_ZERO, "NaN": _MISSING_NAN}
+        widest = max((len(leaf.features) for _, leaves in trees for leaf in leaves), default=0)
+        weights = np.zeros((widest + 1, max(widest, 1)))
+        for d in range(1, widest + 1):
+            for k in range(d):
+                weights[d, k] = math.factorial(k) * math.factorial(d - 1 - k) / math.factorial(d)
+        return cls(
+            n_features=n_features,
+            base_value=base,
+            tree_node_start=np.array(tree_node_start, dtype=np.int64),
+            tree_leaf_start=np.array(tree_leaf_start, dtype=np.int64),
+            node_feature=np.array([int(n["split_feature"]) for n in nodes_flat], dtype=np.int64),
+            node_threshold=np.array([float(n["threshold"]) for n in nodes_flat], dtype=np.float64),
+            node_default_left=np.array([bool(n["default_left"]) for n in nodes_flat], dtype=np.bool_),
+            node_missing=np.array(
+                [missing[n.get("missing_type", "None")] for n in nodes_flat], dtype=np.int8
+            ),
+            leaf_column_start=np.array(leaf_column_start, dtype=np.int64),
+            leaf_table_offset=np.array(leaf_offsets, dtype=np.int64),
+            leaf_value=np.array(leaf_value, dtype=np.float64),
+            column_entry_start=np.array(column_entry_start, dtype=np.int64),
+            column_feature=np.array(column_feature, dtype=np.int64),
+            column_zero_fraction=np.array(column_zero, dtype=np.float64),
+            entry_node=np.array(entry_node, dtype=np.int64),
+            entry_left=np.array(entry_left, dtype=np.bool_),
+            table=table,
+            shapley_weights=weights,
+        )
+
+    def contributions(self, matrix: np.ndarray) -> np.ndarray:
+        """TreeSHAP values, shape (rows, features + 1): LightGBM's pred_contrib layout, base value last."""
+        matrix = np.ascontiguousarray(matrix, dtype=np.float64)
+        if matrix.ndim != 2 or matrix.shape[1] != self.n_features:
+            raise ValueError(f"expected a (rows, {self.n_features}) matrix, got shape {matrix.shape}")
+        out = np.zeros((matrix.shape[0], self.n_features + 1))
+        out[:, self.n_features] = self.base_value
+        if matrix.shape[0] and len(self.node_feature):
+            _contributions_kernel(
+                matrix,
+                out,
+                self.tree_node_start,
+                self.tree_leaf_start,
+                self.node_feature,
+                self.node_threshold,
+                self.node_default_left,
+                self.node_missing,
+                self.leaf_column_start,
+                self.leaf_table_offset,
+                self.leaf_value,
+                self.column_entry_start,
+                self.column_feature,
+                self.column_zero_fraction,
+                self.entry_node,
+                self.entry_left,
+                self.table,
+                self.shapley_weights,
+                _ZERO_THRESHOLD,
+            )
+        return out
+
+
+@numba.njit(parallel=True, nogil=True, cache=False)
+def _contributions_kernel(  # noqa: PLR0913 - flat arrays are how numba takes a structure
+    matrix: np.ndarray,
+    out: np.ndarray,
+    tree_node_start: np.ndarray,
+    tree_leaf_start: np.ndarray,
+    node_feature: np.ndarray,
+    node_threshold: np.ndarray,
+    node_default_left: np.ndarray,
+    node_missing: np.ndarray,
+    leaf_column_start: np.ndarray,
+    leaf_table_offset: np.ndarray,
+    leaf_value: np.ndarray,
+    column_entry_start: np.ndarray,
+    column_feature: np.ndarray,
+    column_zero_fraction: np.ndarray,
+    entry_node: np.ndarray,
+    entry_left: np.ndarray,
+    table: np.ndarray,
+    shapley_weights: np.ndarray,
+    zero_threshold: float,
+) -> None:
+    n_rows = matrix.shape[0]
+    n_trees = len(tree_node_start) - 1
+    widest = shapley_weights.shape[0] - 1
+    max_nodes = 1
+    for t in range(n_trees):
+        max_nodes = max(max_nodes, tree_node_start[t + 1] - tree_node_start[t])
+    n_blocks = (n_rows + _ROWS_PER_BLOCK - 1) // _ROWS_PER_BLOCK
+    for block in numba.prange(n_blocks):
+        goes_left = np.empty(max_nodes, dtype=np.bool_)
+        poly = np.empty(widest + 2)
+        quotient = np.empty(widest + 1)
+        # Tree by tree over a block of rows, so that one tree's tables stay in cache.
+        for t in range(n_trees):
+            for i in range(block * _ROWS_PER_BLOCK, min(n_rows, (block + 1) * _ROWS_PER_BLOCK)):
+                _decide(
+                    matrix[i],
+                    tree_node_start[t],
+                    tree_node_start[t + 1],
+                    node_feature,
+                    node_threshold,
+                    node_default_left,
+                    node_missing,
+                    zero_threshold,
+                    goes_left,
+                )
+                for leaf in range(tree_leaf_start[t], tree_leaf_start[t + 1]):
+                    first_column = leaf_column_start[leaf]
+                    width = leaf_column_start[leaf + 1] - first_column
+                    pattern = 0
+                    for s in range(width):
+                        column = first_column + s
+                        agrees = True
+                        for e in range(column_entry_start[column], column_entry_start[column + 1]):
+                            if goes_left[entry_node[e]] != entry_left[e]:
+                                agrees = False
+                                break
+                        if agrees:
+                            pattern |= 1 << s
+                    offset = leaf_table_offset[leaf]
+                    if offset >= 0:
+                        base = offset + pattern * width
+                        for s in range(width):
+                            out[i, column_feature[first_column + s]] += table[base + s]
+                    else:
+                        _add_deep_leaf(
+                            out[i],
+                            pattern,
+                            first_column,
+                            width,
+                            leaf_value[leaf],
+                            column_feature,
+                            column_zero_fraction,
+                            shapley_weights,
+                            poly,
+                            quotient,
+                        )
+
+
+@numba.njit(inline="always")
+def _decide(
+    row: np.ndarray,
+    first_node: int,
+    end_node: int,
+    node_feature: np.ndarray,
+    node_threshold: np.ndarray,
+    node_default_left: np.ndarray,
+    node_missing: np.ndarray,
+    zero_threshold: float,
+    goes_left: np.ndarray,
+) -> None:
+    """LightGBM's numerical decision at every node of one tree (Tree::NumericalDecision)."""
+    for node in range(first_node, end_node):
+        value = row[node_feature[node]]
+        missing = node_missing[node]
+        if np.isnan(value):
+            if missing == _MISSING_NAN:
+                goes_left[node - first_node] = node_default_left[node]
+                continue
+            value = 0.0
+        if missing == _MISSING_ZERO and -zero_threshold <= value <= zero_threshold:
+            goes_left[node - first_node] = node_default_left[node]
+        else:
+            goes_left[node - first_node] = value <= node_threshold[node]
+
+
+@numba.njit(inline="always")
+def _add_deep_leaf(
+    phi: np.ndarray,
+    pattern: int,
+    first_column: int,
+    width: int,
+    value: float,
+    column_feature: np.ndarray,
+    column_zero_fraction: np.ndarray,
+    shapley_weights: np.ndarray,
+    poly: np.ndarray,
+    quotient: np.ndarray,
+) -> None:
+    """A leaf without a table: the module docstring's formula for one row's pattern."""
+    # poly: coefficients of prod_j (z_j + o_j y)
+    poly[0] = 1.0
+    for k in range(1, width + 1):
+        poly[k] = 0.0
+    degree = 0
+    for j in range(width):
+        z = column_zero_fraction[first_column + j]
+        if (pattern >> j) & 1:
+            degree += 1
+            for k in range(degree, 0, -1):
+                poly[k] = poly[k] * z + poly[k - 1]
+        else:
+            for k in range(degree, 0, -1):
+                poly[k] = poly[k] * z
+        poly[0] = poly[0] * z
+    # Where o_i = 0 the quotient is poly / z_i, and (0 - z_i) cancels z_i: one sum serves them all.
+    disagreeing = 0.0
+    for k in range(width):
+        disagreeing += shapley_weights[width, k] * poly[k]
+    for s in range(width):
+        feature = column_feature[first_column + s]
+        if not (pattern >> s) & 1:
+            phi[feature] -= value * disagreeing
+            continue
+        z = column_zero_fraction[first_column + s]
+        quotient[width - 1] = poly[width]
+        for k in range(width - 1, 0, -1):
+            quotient[k - 1] = poly[k] - z * quotient[k]
+        total = 0.0
+        for k in range(width):
+            total += shapley_weights[width, k] * quotient[k]
+        phi[feature] += value * (1.0 - z) * total
+
+
+def _check_model(model: dict[str, Any]) -> None:
+    if int(model.get("num_tree_per_iteration", 1)) != 1:
+        raise UnsupportedBooster("more than one tree per iteration (multiclass)")
+    for info in model["tree_info"]:
+        stack = [(info["tree_structure"], 0)]
+        while stack:
+            node, depth = stack.pop()
+            if "split_index" not in node:
+                continue
+            if node.get("decision_type") != "<=":
+                raise UnsupportedBooster(f"tree {info['tree_index']} has a categorical split")
+            if depth >= _MAX_PATH_FEATURES:
+                # A row's agreement pattern is a bit mask in one 64-bit integer.
+                raise UnsupportedBooster(f"tree {info['tree_index']} is deeper than {_MAX_PATH_FEATURES}")
+            stack += [(node["left_child"], depth + 1), (node["right_child"], depth + 1)]
+        if info.get("is_linear"):
+            raise UnsupportedBooster(f"tree {info['tree_index']} is a linear tree")
+
+
+@dataclass(frozen=True)
+class _Leaf:
+    value: float
+    entries: list[tuple[int, bool]]  # (node, goes left), root first
+    features: list[int]  # distinct path features, in order of first split
+    zero_fraction: np.ndarray  # z per distinct feature
+    entry_slot: list[int]  # slot of each entry's feature
+
+
+def _parse_tree(root: dict[str, Any]) -> tuple[list[dict[str, Any]], list[_Leaf]]:
+    """Internal nodes (numbered in visiting order) and leaves with their paths."""
+    nodes: list[dict[str, Any]] = []
+    leaves: list[_Leaf] = []
+    if "split_index" not in root:
+        return nodes, leaves
+    stack: list[tuple[dict[str, Any], list[tuple[int, bool]], list[float]]] = [(root, [], [])]
+    while stack:
+        node, entries, fractions = stack.pop()
+        if "split_index" not in node:
+            leaves.append(_make_leaf(float(node["leaf_value"]), entries, fractions, nodes))
+            continue
+        number = len(nodes)
+        nodes.append(node)
+        count = float(node["internal_count"])
+        for child, left in ((node["right_child"], False), (node["left_child"], True)):
+            child_count = float(child["internal_count"] if "split_index" in child else child["leaf_count"])
+            stack.append((child, [*entries, (number, left)], [*fractions, child_count / count]))
+    return nodes, leaves
+
+
+def _make_leaf(
+    value: float, entries: list[tuple[int, bool]], fractions: list[float], nodes: list[dict[str, Any]]
+) -> _Leaf:
+    features: list[int] = []
+    zero: list[float] = []
+    slots: list[int] = []
+    for (node, _), fraction in zip(entries, fractions, strict=True):
+        feature = int(nodes[node]["split_feature"])
+        if feature in features:
+            slot = features.index(feature)
+            zero[slot] = fraction * zero[slot]  # the order LightGBM multiplies repeated splits in
+        else:
+            slot = len(features)
+            features.append(feature)
+            zero.append(fraction)
+        slots.append(slot)
+    return _Leaf(value, entries, features, np.array(zero), slots)
+
+
+def _tabulate(trees: list[list[_Leaf]], max_features: int) -> tuple[np.ndarray, list[np.ndarray]]:
+    """One flat table for every leaf with d <= max_features, and each leaf's offset in it (-1 if none).
+
+    Leaves with the same d are computed together, so the work is a few
+    hundred numpy operations whatever the number of leaves.
+    """
+    offsets = [np.full(len(leaves), -1, dtype=np.int64) for leaves in trees]
+    by_width: dict[int, list[tuple[int, int]]] = {}
+    for t, leaves in enumerate(trees):
+        for k, leaf in enumerate(leaves):
+            if len(leaf.features) <= max_features:
+                by_width.setdefault(len(leaf.features), []).append((t, k))
+    computed: dict[tuple[int, int], np.ndarray] = {}
+    for width in sorted(by_width):
+        members = by_width[width]
+        patterns = np.arange(2**width, dtype=np.int64)
+        zero = np.array([trees[t][k].zero_fraction for t, k in members]).reshape(len(members), width)
+        value = np.array([trees[t][k].value for t, k in members])
+        values = _pattern_contributions(patterns, zero, value)  # (members, 2^d, d)
+        for m, member in enumerate(members):
+            computed[member] = values[m].reshape(-1)
+    # Laid out tree by tree: the kernel walks one tree at a time, so its tables sit together in memory.
+    parts: list[np.ndarray] = []
+    position = 0
+    for member in sorted(computed):
+        t, k = member
+        offsets[t][k] = position
+        parts.append(computed[member])
+        position += len(computed[member])
+    table = np.concatenate(parts) if parts else np.zeros(1)
+    return table, offsets
+
+
+def _pattern_contributions(patterns: np.ndarray, zero: np.ndarray, value: np.ndarray) -> np.ndarray:
+    """Contribution of each leaf to each of its path features for each agreement pattern.
+
+    ``patterns`` (P,) bit masks (bit s: the row agrees at path feature s);
+    ``zero`` (M, d) the zero fractions; ``value`` (M,) the leaf values.
+    Returns (M, P, d).
+    """
+    members, width = zero.shape
+    if width == 0:
+        return np.zeros((members, len(patterns), 0))
+    one = ((patterns[:, None] >> np.arange(width)) & 1).astype(np.float64)  # (P, d)
+    # poly[m, p, k]: coefficient of y^k in prod_j (z_j + o_j y)
+    poly = np.zeros((members, len(patterns), width + 1))
+    poly[:, :, 0] = 1.0
+    for j in range(width):
+        extended = poly * zero[:, None, j : j + 1]
+        extended[:, :, 1:] += poly[:, :, :-1] * one[None, :, j : j + 1]
+        poly = extended
+    weights = np.array(
+        [math.factorial(k) * math.factorial(width - 1 - k) / math.factorial(width) for k in range(width)]
+    )
+    result = np.empty((members, len(patterns), width))
+    for s in range(width):
+        z = zero[:, None, s]  # (M, 1)
+        o = one[None, :, s]  # (1, P)
+        # Divide out (z_s + o_s y): exactly by z_s where o_s = 0, else back-substitute.
+        divided_by_zero = poly[:, :, :width] / z[:, :, None]
+        back = np.empty((members, len(patterns), width))
+        back[:, :, width - 1] = poly[:, :, width]
+        for k in range(width - 1, 0, -1):
+            back[:, :, k - 1] = poly[:, :, k] - z * back[:, :, k]
+        quotient = np.where(o[:, :, None] > 0, back, divided_by_zero)
+        result[:, :, s] = value[:, None] * (o - z) * (quotient @ weights)
+    return result
