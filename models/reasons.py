@@ -18,6 +18,11 @@ How reasons are chosen for a household (:func:`choose_reasons`):
    have: every guard checks the evidence it quotes.
 4. At most one reason per family, at most ``top`` reasons. Nothing here is
    random, so the same features and model give the same reasons.
+5. A household whose risk is above the base rate (contributions sum > 0) but
+   for which no family yields a reason (many small pushes, none with a fact
+   worth a sentence) gets the one general reason
+   :data:`NO_SINGLE_DRIVER`: outputs.md requires a reason for everyone in the
+   visit list, and the honest one is that the visit must find the cause.
 """
 
 from __future__ import annotations
@@ -87,6 +92,11 @@ MEASURES: dict[str, Measure] = {
             "industry_support",
             "产业帮扶：产业补贴、农业保险和技术指导",
             "industry support: production subsidy, farm insurance and technical advice",
+        ),
+        Measure(
+            "visit_check",
+            "入户核实收入、支出和就业变化，按核实结果落实帮扶",
+            "check income, spending and work at the visit; support follows what the visit finds",
         ),
         Measure(
             "dibao_review",
@@ -1433,7 +1443,31 @@ TEMPLATES: tuple[ReasonTemplate, ...] = (
         "village_screening",
     ),
 )
-TEMPLATES_BY_CODE: dict[str, ReasonTemplate] = {t.code: t for t in TEMPLATES}
+
+
+def _no_single_driver(row: Row) -> tuple[str, str]:
+    ratio = row["income_line_ratio"]
+    zh_income = f"（人均收入为监测线的{_times(ratio)}倍）" if _ok(ratio) else ""
+    en_income = f" (income {_times(ratio)} times the line)" if _ok(ratio) else ""
+    return (
+        f"多项较小因素叠加，没有单一突出原因{zh_income}；入户时请核实收入、支出和就业变化",
+        f"Several small factors add up, none stands out{en_income}; "
+        "check income, spending and work at the visit",
+    )
+
+
+NO_SINGLE_DRIVER = _template(
+    "no_single_driver",
+    "other",  # the driver family explain.OTHER_FAMILY: no single family
+    (),
+    ("income_line_ratio",),
+    lambda v: np.ones(len(v["income_line_ratio"]), dtype=bool),
+    _no_single_driver,
+    "visit_check",
+)
+"""The reason of a household for which no driver family yields one (rule 5 of the module docstring)."""
+
+TEMPLATES_BY_CODE: dict[str, ReasonTemplate] = {t.code: t for t in (*TEMPLATES, NO_SINGLE_DRIVER)}
 
 
 # -- choosing ---------------------------------------------------------------------------------------
@@ -1480,7 +1514,7 @@ def choose_reasons(
         family_support[:, family_names.index(family)] += contributions[:, j]
 
     usable = [t for t in templates if t.family in family_names]
-    needed = {name for t in usable for name in (*t.drivers, *t.evidence)}
+    needed = {name for t in (*usable, NO_SINGLE_DRIVER) for name in (*t.drivers, *t.evidence)}
     values = _evidence_values(features, needed)
     support = np.zeros((rows, len(usable)))
     valid = np.zeros((rows, len(usable)), dtype=bool)
@@ -1504,6 +1538,9 @@ def choose_reasons(
                 continue
             best = candidates[np.argmax(support[i, candidates])]  # argmax keeps the first of ties
             reasons.append(_reason(usable[best], values, i, float(family_support[i, f])))
+        total = float(contributions[i].sum())
+        if not reasons and total > 0:
+            reasons.append(_reason(NO_SINGLE_DRIVER, values, i, total))
         chosen.append(reasons)
     return chosen
 

@@ -29,7 +29,13 @@ from relapse_risk.models.explain import (
     shap_contributions,
 )
 from relapse_risk.models.model import RiskModel
-from relapse_risk.models.reasons import MEASURES, REASON_COLUMNS, TEMPLATES, choose_reasons
+from relapse_risk.models.reasons import (
+    MEASURES,
+    NO_SINGLE_DRIVER,
+    REASON_COLUMNS,
+    TEMPLATES,
+    choose_reasons,
+)
 
 DRIVERS = [
     "migrants_now",
@@ -219,6 +225,21 @@ def test_only_drivers_that_raise_the_risk_become_reasons():
     [reasons] = choose_reasons(contributions, FEATURE_NAMES, FAMILIES, household, top=3)
     assert [r.code for r in reasons] == ["serious_illness_recent"]
     assert reasons[0].contribution == pytest.approx(0.4)
+
+
+def test_a_household_without_any_single_driver_still_gets_a_reason_to_check_at_the_visit():
+    # Risk pushed up only through facts no template may cite (an illness the records do not show).
+    household = one_household(
+        events_serious_illness_12m=0, income_per_capita_12m=9_000, income_line_ratio=1.25
+    )
+    contributions = contributions_for(months_since_serious_illness=0.4, loan_balance_due_6m=-0.2)
+    [reasons] = choose_reasons(contributions, FEATURE_NAMES, FAMILIES, household, top=3)
+    assert [(r.code, r.family) for r in reasons] == [("no_single_driver", "other")]
+    assert reasons[0].zh == (
+        "多项较小因素叠加，没有单一突出原因（人均收入为监测线的1.25倍）；入户时请核实收入、支出和就业变化"
+    )
+    assert reasons[0].measure.code == "visit_check"
+    assert reasons[0].contribution == pytest.approx(0.2)
 
 
 def test_reasons_come_strongest_family_first_one_per_family():
@@ -493,7 +514,7 @@ def test_reasons_state_only_facts_the_households_records_show(county):
     facts = households_with(dataset, as_of)
     position = {household: i for i, household in enumerate(features["household_id"])}
     columns = {name: features[name].to_numpy(dtype=np.float64) for name in FEATURE_NAMES}
-    holds = {t.code: np.asarray(t.applies(columns), dtype=bool) for t in TEMPLATES}
+    holds = {t.code: np.asarray(t.applies(columns), dtype=bool) for t in (*TEMPLATES, NO_SINGLE_DRIVER)}
     checked, codes_seen = 0, set()
     for i in (1, 2, 3):
         chosen = explained.dropna(subset=[f"reason_{i}_code"])
