@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/calibrate_monitor.py                 # 10 pairs, 2,000 households x 36 months
     .venv/bin/python benchmarks/calibrate_monitor.py --pairs 20 --households 3000
+    .venv/bin/python benchmarks/calibrate_monitor.py --households 6000 --max-rows 2000   # sampled drift
 
 Generates ``--pairs`` pairs of counties with no drift (reference seed 1000+i,
 current seed 2000+i, same profile and policy, no truth) and one current county
@@ -9,6 +10,8 @@ per scenario (seed 3000), runs every check of ``relapse monitor`` with a small m
 on its own county (seed 4000; ``--no-model`` leaves prediction drift out), and prints: per
 check, the largest no-drift value and each scenario's value; then the false-alarm count of
 the current defaults (warnings and alerts among the no-drift pairs) and each scenario's status.
+``--max-rows`` below ``--households`` measures the checks as a large county gets them: feature
+drift, prediction drift and performance on a seeded sample of whole villages.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import duckdb
 import numpy as np
 from relapse_risk.generator.config import CountyConfig, LineJump, Scenario, parse_window
 from relapse_risk.generator.run import generate
+from relapse_risk.monitoring.config import MonitorThresholds
 from relapse_risk.monitoring.monitor import MonitorOptions, run_monitor
 from rich.console import Console
 from rich.table import Table
@@ -88,7 +92,7 @@ def county(root: Path, name: str, households: int, seed: int, scenario: Scenario
 
 
 def measure(
-    root: Path, pairs: int, households: int, model: str
+    root: Path, pairs: int, households: int, model: str, thresholds: MonitorThresholds
 ) -> tuple[dict[str, list[float]], dict[str, dict]]:
     quiet: dict[str, list[float]] = {}
     quiet_status: list[str] = []
@@ -103,6 +107,7 @@ def measure(
                 model=model,
                 log_to_mlflow=False,
                 evidently=False,
+                thresholds=thresholds,
             )
         )
         quiet_status.append(result.status)
@@ -127,6 +132,7 @@ def measure(
                 model=model,
                 log_to_mlflow=False,
                 evidently=False,
+                thresholds=thresholds,
             )
         )
         found[name] = {
@@ -145,16 +151,23 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=10)
     parser.add_argument("--households", type=int, default=2000)
     parser.add_argument("--no-model", action="store_true", help="Skip prediction drift and performance.")
+    parser.add_argument(
+        "--max-rows", type=int, default=None, help="max_rows_per_side (default: the configured one)."
+    )
     parser.add_argument("--keep", default="", help="Folder to keep the counties in (default: temporary).")
     args = parser.parse_args()
     root = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="calibrate-monitor-"))
     root.mkdir(parents=True, exist_ok=True)
     model = "none" if args.no_model else str(quick_model(root, args.households))
-    quiet, found = measure(root, args.pairs, args.households, model)
+    thresholds = (
+        MonitorThresholds() if args.max_rows is None else MonitorThresholds(max_rows_per_side=args.max_rows)
+    )
+    quiet, found = measure(root, args.pairs, args.households, model, thresholds)
     statuses = quiet.pop("__status__")
     console = Console(width=200)
     table = Table(
-        title=f"{args.pairs} no-drift pairs vs scenarios ({args.households:,} households x {MONTHS} months)"
+        title=f"{args.pairs} no-drift pairs vs scenarios ({args.households:,} households x {MONTHS} months, "
+        f"drift on at most {thresholds.max_rows_per_side:,} households per side)"
     )
     table.add_column("check")
     table.add_column("no drift: median")

@@ -15,6 +15,7 @@ from rich.table import Table
 
 from .config import MonitorThresholds
 from .monitor import FAILED, MonitorOptions, MonitorResult, run_monitor
+from .report import sampling_lines
 
 STATUS_STYLE = {"ok": "green", "warning": "yellow", "alert": "bold red"}
 
@@ -42,6 +43,8 @@ def monitor_command(options: MonitorOptions, console: Console, errors: Console) 
         console.print(f"→ {escape(str(action))}", highlight=False)
     for note in result.summary["notes"]:  # type: ignore[union-attr]
         console.print(f"[dim]{escape(str(note))}[/dim]", highlight=False)
+    for line in sampling_lines(result.summary["sampling"]):  # type: ignore[arg-type]
+        console.print(f"[dim]{escape(line)}[/dim]", highlight=False)
     style = STATUS_STYLE[result.status]
     logged = f"; MLflow run {result.mlflow_run_id}" if result.mlflow_run_id else ""
     console.print(

@@ -109,8 +109,10 @@ class MonitorThresholds(BaseModel):
 
     # -- sampling -----------------------------------------------------------------------------
     max_rows_per_side: int = Field(default=50_000, ge=1_000)
-    """Households drawn (seeded, without replacement) per side for feature and score drift; the
-    county-level statistics of :mod:`.quality` always use every row in DuckDB."""
+    """Most households per side whose features (and scores) are built, for feature drift, prediction
+    drift and matured performance: whole villages in a seeded order (:mod:`.sampling`), the same
+    villages on both sides of a county compared with its own past. The county-level statistics of
+    :mod:`.quality` always use every row in DuckDB. Scored runs and request logs are sampled by rows."""
     evidently_columns: int = Field(default=12, ge=1)
     """Features shown in the Evidently report: the most drifted ones (Evidently's per-column
     rendering costs seconds per column, so the report shows the ones worth a look)."""

@@ -2,7 +2,7 @@
 
 Feature drift uses the statistic of Evidently's ``wasserstein`` test (the
 Wasserstein-1 distance between the two samples divided by the reference's
-standard deviation) computed here with scipy on seeded samples, so the checks
+standard deviation) computed here with numpy on seeded samples, so the checks
 stay fast and reproducible at a million households; Evidently then renders the
 most drifted columns for the person reading the report (:mod:`.report`).
 Significance tests are not used: at tens of thousands of rows they flag shifts
@@ -16,18 +16,24 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 from relapse_risk.features.catalogue import FEATURES_BY_NAME
-from scipy.stats import wasserstein_distance
 
 from .checks import CHECK_FEED, RETRAIN, Check, judged
 from .config import MonitorThresholds
 
 
-def sample_rows(frame: pd.DataFrame, limit: int, seed: int) -> pd.DataFrame:
-    """At most ``limit`` rows drawn without replacement (seeded); all rows when there are fewer."""
-    if len(frame) <= limit:
-        return frame
-    chosen = np.random.default_rng(seed).choice(len(frame), size=limit, replace=False)
-    return frame.iloc[np.sort(chosen)].reset_index(drop=True)
+def wasserstein_1d(first: np.ndarray, second: np.ndarray) -> float:
+    """Wasserstein-1 distance of two non-empty samples of finite values: the area between
+    their empirical distribution functions (what ``scipy.stats.wasserstein_distance`` returns).
+
+    Sorting each side and merging the two sorted runs costs a third of scipy's general,
+    weighted version, which matters for 200+ columns of 50,000 households.
+    """
+    n = first.size
+    merged = np.concatenate((np.sort(first), np.sort(second)))
+    order = np.argsort(merged, kind="stable")  # two sorted runs: a merge
+    from_first = order < n
+    gap = np.abs(np.cumsum(from_first) / n - np.cumsum(~from_first) / second.size)
+    return float(np.dot(gap[:-1], np.diff(merged[order])))
 
 
 def column_drift(reference: np.ndarray, current: np.ndarray) -> float:
@@ -40,7 +46,7 @@ def column_drift(reference: np.ndarray, current: np.ndarray) -> float:
     cur = current[np.isfinite(current)].astype(np.float64)
     if ref.size == 0 or cur.size == 0:
         return float("nan")
-    distance = wasserstein_distance(ref, cur)
+    distance = wasserstein_1d(ref, cur)
     spread = ref.std() or cur.std()
     if spread == 0:
         return 0.0 if distance == 0 else float("inf")

@@ -3,8 +3,10 @@
 ``--reference`` and ``--current`` each name one of:
 
 - a dataset folder, optionally with an as-of month: ``DIR`` or ``DIR@YYYY-MM``
-  (default: the folder's data_end). Features are built at that month, county
-  facts are measured, and the households are scored when a model is given;
+  (default: the folder's data_end). County facts are measured over every row;
+  features are built at that month, and the households scored when a model is
+  given, for a seeded sample of whole villages when the county holds more
+  households than ``max_rows_per_side`` (:mod:`.sampling`);
 - a batch-scored run folder (``manifest.json`` + ``scores.parquet``): its scores,
   bands, visit list and reasons;
 - the API's request log (``.jsonl``): the features and scores it answered.
@@ -15,7 +17,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
-from dataclasses import dataclass
+from contextlib import ExitStack
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -30,9 +33,10 @@ from relapse_risk.models.model import RiskModel
 from relapse_risk.models.registry import RISK_BAND_CUTOFFS
 
 from .quality import DatasetFacts, dataset_facts
+from .sampling import VillageSample, sampled_dataset, village_sample
+from .stages import StageTimes
 
 InputKind = Literal["dataset", "scored_run", "request_log"]
-
 
 
 class MonitorInputError(ValueError):
@@ -48,13 +52,19 @@ class MonitorSide:
     path: Path
     as_of: dt.date | None
     features: pd.DataFrame | None
-    """household_id + feature columns, sampled to the row limit; None when the input has none."""
+    """household_id + feature columns of the sampled households; None when the input has none."""
     scores: pd.DataFrame | None
-    """Scored households: household_id, risk_score, risk_band, and where known in_visit_list,
-    township_code, reason_1_code."""
+    """Scored households of the sample: household_id, risk_score, risk_band, and where known
+    in_visit_list, township_code, reason_1_code."""
     facts: DatasetFacts | None
+    """County facts over every row of a dataset folder (never sampled)."""
     dataset: Dataset | None
+    """The whole dataset folder."""
     note: str = ""
+    sampled: Dataset | None = None
+    """The dataset restricted to the sampled villages (``dataset`` itself when nothing was left out)."""
+    sampling: dict[str, object] = field(default_factory=dict)
+    """What was sampled and how many, as written into ``summary.json``."""
 
     @property
     def label(self) -> str:
@@ -86,26 +96,58 @@ def input_kind(path: Path) -> InputKind:
     )
 
 
-def read_side(
-    spec: str, model: RiskModel | None, max_rows: int, seed: int, loaded: dict[Path, Dataset] | None = None
-) -> MonitorSide:
-    """Read one side; features and scores are sampled to ``max_rows`` households (seeded).
+@dataclass
+class OpenInputs:
+    """What the sides of one run share: each dataset folder loaded once, and each village sample
+    restricted once, open until the run ends (use as a context manager).
 
-    ``loaded`` caches dataset folders by resolved path, so that a folder compared with itself
-    at an earlier month (``DIR@2023-06`` against ``DIR``) is loaded once.
+    A folder compared with itself at an earlier month (``DIR@2023-06`` against ``DIR``) is
+    loaded once and, drawing the same villages, restricted once.
     """
+
+    datasets: dict[Path, Dataset] = field(default_factory=dict)
+    samples: dict[tuple[Path, VillageSample], Dataset] = field(default_factory=dict)
+    stack: ExitStack = field(default_factory=ExitStack)
+
+    def __enter__(self) -> OpenInputs:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.samples.clear()
+        self.stack.close()
+
+
+def read_side(
+    spec: str,
+    model: RiskModel | None,
+    max_rows: int,
+    seed: int,
+    inputs: OpenInputs,
+    times: StageTimes | None = None,
+    name: str = "side",
+) -> MonitorSide:
+    """Read one side; features and scores cover at most ``max_rows`` households (seeded).
+
+    A dataset folder is sampled by whole villages (:mod:`.sampling`); its restricted tables
+    stay open in ``inputs``, so later stages (matured performance) read the same households.
+    Scored runs and request logs are sampled by rows. ``times`` receives the seconds of each
+    stage, named ``"{name}: {stage}"``.
+    """
+    clock = StageTimes() if times is None else times
     path, as_of = split_spec(spec)
     if not path.exists():
         raise MonitorInputError(f"{path}: no such file or folder")
     kind = input_kind(path)
     if kind == "dataset":
-        cache = {} if loaded is None else loaded
-        if path.resolve() not in cache:
-            cache[path.resolve()] = load_dataset(path)
-        return _dataset_side(spec, path, cache[path.resolve()], as_of, model, max_rows, seed)
-    if kind == "scored_run":
-        return _scored_run_side(spec, path, max_rows, seed)
-    return _request_log_side(spec, path, max_rows, seed)
+        if path.resolve() not in inputs.datasets:
+            with clock.stage(f"{name}: load"):
+                inputs.datasets[path.resolve()] = load_dataset(path)
+        dataset = inputs.datasets[path.resolve()]
+        return _dataset_side(spec, path, dataset, as_of, model, max_rows, seed, inputs, clock, name)
+    with clock.stage(f"{name}: read"):
+        if kind == "scored_run":
+            return _scored_run_side(spec, path, max_rows, seed)
+        return _request_log_side(spec, path, max_rows, seed)
 
 
 def _sample(frame: pd.DataFrame, limit: int, seed: int) -> pd.DataFrame:
@@ -113,6 +155,17 @@ def _sample(frame: pd.DataFrame, limit: int, seed: int) -> pd.DataFrame:
         return frame.reset_index(drop=True)
     chosen = np.sort(np.random.default_rng(seed).choice(len(frame), size=limit, replace=False))
     return frame.iloc[chosen].reset_index(drop=True)
+
+
+def _row_sampling(rows: int, limit: int, seed: int) -> dict[str, object]:
+    return {
+        "unit": "row",
+        "sampled": rows > limit,
+        "rows": rows,
+        "sampled_rows": min(rows, limit),
+        "limit": limit,
+        "seed": seed,
+    }
 
 
 def _dataset_side(
@@ -123,17 +176,29 @@ def _dataset_side(
     model: RiskModel | None,
     max_rows: int,
     seed: int,
+    inputs: OpenInputs,
+    clock: StageTimes,
+    name: str,
 ) -> MonitorSide:
     month = (as_of or dataset.policy.data_end).replace(day=1)
     try:
-        features = build_features(dataset, month)
-        facts = dataset_facts(dataset, month)
+        with clock.stage(f"{name}: county facts (every row)"):
+            facts = dataset_facts(dataset, month)
+        with clock.stage(f"{name}: draw the village sample"):
+            sample = village_sample(dataset, max_rows, seed)
+            key = (path.resolve(), sample)
+            if key not in inputs.samples:
+                inputs.samples[key] = inputs.stack.enter_context(sampled_dataset(dataset, sample))
+            sampled = inputs.samples[key]
+        with clock.stage(f"{name}: features"):
+            features = build_features(sampled, month)
     except ValueError as exc:
         raise MonitorInputError(f"{spec}: {exc}") from None
     scores = None
     note = ""
     if model is not None:
-        scores = score_households(dataset, features, month, model)
+        with clock.stage(f"{name}: scores"):
+            scores = score_households(sampled, features, month, model)
     else:
         note = "no model: prediction drift and performance not measured"
     return MonitorSide(
@@ -141,18 +206,24 @@ def _dataset_side(
         kind="dataset",
         path=path,
         as_of=month,
-        features=_sample(features, max_rows, seed),
-        scores=None if scores is None else _sample(scores, max_rows, seed),
+        features=features,
+        scores=scores,
         facts=facts,
         dataset=dataset,
         note=note,
+        sampled=sampled,
+        sampling=sample.describe(),
     )
 
 
 def score_households(
     dataset: Dataset, features: pd.DataFrame, as_of: dt.date, model: RiskModel
 ) -> pd.DataFrame:
-    """Score the eligible households at ``as_of`` as batch scoring would: score, band, visit list."""
+    """Score the eligible households at ``as_of`` as batch scoring would: score, band, visit list.
+
+    The visit list is the top ``visit_share`` of the households scored here (in monitoring,
+    those of the sampled villages).
+    """
     present = labels_frame(dataset, as_of, horizon=1)
     eligible = present["eligible"].to_numpy(dtype=bool)
     if not np.array_equal(present["household_id"].to_numpy(), features["household_id"].to_numpy()):
@@ -209,6 +280,7 @@ def _scored_run_side(spec: str, path: Path, max_rows: int, seed: int) -> Monitor
         facts=None,
         dataset=None,
         note="scored run: feature drift and county checks need the dataset folder",
+        sampling=_row_sampling(len(scored), max_rows, seed),
     )
 
 
@@ -243,4 +315,5 @@ def _request_log_side(spec: str, path: Path, max_rows: int, seed: int) -> Monito
         facts=None,
         dataset=None,
         note="request log: county checks need the dataset folder",
+        sampling=_row_sampling(len(scores), max_rows, seed),
     )

@@ -13,7 +13,6 @@ import mlflow
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from relapse_risk.features.contract import format_month
-from relapse_risk.features.dataset import Dataset
 from relapse_risk.models.model import RiskModel
 from relapse_risk.models.pyfunc import load_model_reference
 from relapse_risk.models.registry import REGISTRY_MODEL_NAME, resolve_tracking_uri
@@ -21,10 +20,11 @@ from relapse_risk.models.registry import REGISTRY_MODEL_NAME, resolve_tracking_u
 from .checks import Check, overall_status
 from .config import DEFAULT_THRESHOLDS, MonitorThresholds
 from .drift import feature_drift, feature_drift_check, prediction_drift_checks
-from .inputs import MonitorSide, read_side
+from .inputs import MonitorSide, OpenInputs, read_side
 from .performance import ExpectedPerformance, performance_by_month, performance_checks
 from .quality import scenario_checks
 from .report import evidently_frames, evidently_html, finite, summary_document, write_report
+from .stages import StageTimes
 
 REGISTERED_MODEL = REGISTRY_MODEL_NAME
 EXPERIMENT = "relapse-risk"
@@ -55,6 +55,8 @@ class MonitorResult:
     out: Path
     mlflow_run_id: str | None = None
     seconds: dict[str, float] = field(default_factory=dict)
+    stages: StageTimes = field(default_factory=StageTimes)
+    """Wall and CPU seconds of each finer stage (load, county facts, features, ... per side)."""
 
     @property
     def exit_code(self) -> int:
@@ -121,45 +123,69 @@ def expected_performance(uri: str, tracking_uri: str) -> ExpectedPerformance:
 
 def run_monitor(options: MonitorOptions, progress: Callable[[str], None] = lambda _: None) -> MonitorResult:
     """Every check of ``options.current`` against ``options.reference``; writes OUT/summary.json and
-    OUT/report.html. Raises ValueError (or MonitorInputError) when a side or the model cannot be used."""
+    OUT/report.html. Raises ValueError (or MonitorInputError) when a side or the model cannot be used.
+
+    County checks aggregate every row. Feature drift, prediction drift and matured performance
+    use the households of a seeded sample of villages when a side holds more than
+    ``thresholds.max_rows_per_side`` households (see :mod:`.sampling`); ``summary.json``
+    says, under ``sampling``, what was sampled and how many.
+    """
+    with OpenInputs() as inputs:  # the sampled tables live until the run is written
+        return _run_monitor(options, progress, inputs)
+
+
+def _run_monitor(
+    options: MonitorOptions, progress: Callable[[str], None], inputs: OpenInputs
+) -> MonitorResult:
     thresholds = options.thresholds
     seconds: dict[str, float] = {}
+    times = StageTimes()
     clock = time.perf_counter()
     tracking_uri = options.tracking_uri or default_tracking_uri()
-    model, expected, model_note = load_model(options, tracking_uri)
+    with times.stage("model"):
+        model, expected, model_note = load_model(options, tracking_uri)
     notes = [model_note]
 
-    progress("reading the reference")
-    loaded: dict[Path, Dataset] = {}
-    reference = read_side(options.reference, model, thresholds.max_rows_per_side, thresholds.seed, loaded)
-    progress("reading the current data")
-    current = read_side(options.current, model, thresholds.max_rows_per_side, thresholds.seed + 1, loaded)
-    notes += [
-        f"{name}: {side.note}" for name, side in (("reference", reference), ("current", current)) if side.note
-    ]
+    # One seed for both sides: a county compared with its own past keeps the same villages.
+    sides = {}
+    for name, spec in (("reference", options.reference), ("current", options.current)):
+        progress(f"reading the {name} side")
+        sides[name] = read_side(
+            spec,
+            model,
+            thresholds.max_rows_per_side,
+            thresholds.seed,
+            inputs,
+            times=times,
+            name=name,
+        )
+    reference, current = sides["reference"], sides["current"]
+    notes += [f"{name}: {side.note}" for name, side in sides.items() if side.note]
     seconds["read"] = time.perf_counter() - clock
 
     checks: list[Check] = []
     drift = None
-    if reference.features is not None and current.features is not None:
-        drift = feature_drift(reference.features, current.features, thresholds.column_drift_distance)
-        checks.append(feature_drift_check(drift, thresholds))
-    else:
-        notes.append("feature drift not measured: a side has no features")
-    if reference.facts is not None and current.facts is not None:
-        checks += scenario_checks(reference.facts, current.facts, thresholds)
-    else:
-        notes.append(
-            "county checks (outage, income unit, migrants, line, mix, rejects) need two dataset folders"
-        )
-    if reference.scores is not None and current.scores is not None:
-        checks += prediction_drift_checks(reference.scores, current.scores, thresholds)
+    with times.stage("checks"):
+        if reference.features is not None and current.features is not None:
+            drift = feature_drift(reference.features, current.features, thresholds.column_drift_distance)
+            checks.append(feature_drift_check(drift, thresholds))
+        else:
+            notes.append("feature drift not measured: a side has no features")
+        if reference.facts is not None and current.facts is not None:
+            checks += scenario_checks(reference.facts, current.facts, thresholds)
+        else:
+            notes.append(
+                "county checks (outage, income unit, migrants, line, mix, rejects) need two dataset folders"
+            )
+        if reference.scores is not None and current.scores is not None:
+            checks += prediction_drift_checks(reference.scores, current.scores, thresholds)
     seconds["checks"] = time.perf_counter() - clock - sum(seconds.values())
 
     performance = None
-    if model is not None and current.dataset is not None:
+    if model is not None and current.sampled is not None:
         progress("scoring matured months against what the rules showed")
-        performance = performance_by_month(current.dataset, model, options.horizon)
+        with times.stage("performance"):
+            performance = performance_by_month(current.sampled, model, options.horizon)
         if performance.empty:
             notes.append(
                 f"performance not measured: no quarter-end of the current data has {options.horizon} "
@@ -170,35 +196,29 @@ def run_monitor(options: MonitorOptions, progress: Callable[[str], None] = lambd
 
     status = overall_status(checks)
     options.out.mkdir(parents=True, exist_ok=True)
-    sampling = {
-        "max_rows_per_side": thresholds.max_rows_per_side,
-        "seed": thresholds.seed,
-        "reference_rows": None if reference.features is None else len(reference.features),
-        "current_rows": None if current.features is None else len(current.features),
-        "note": "feature and score drift use at most max_rows_per_side households per side, drawn "
-        "without replacement with the seed; county checks and performance use every household",
-    }
     summary = summary_document(
         status,
         checks,
         {"reference": _describe(reference), "current": _describe(current)},
         performance,
         notes,
-        sampling,
+        sampling_summary(thresholds, sides),
     )
     evidently_file = None
     if options.evidently:
         progress("rendering the Evidently report")
-        columns = drift.top(thresholds.evidently_columns) if drift is not None else []
-        frames = evidently_frames(
-            reference.features, current.features, reference.scores, current.scores, columns
-        )
-        if frames is not None:
-            evidently_file = options.out / "evidently.html"
-            evidently_html(*frames, evidently_file, thresholds.column_drift_distance)
+        with times.stage("evidently"):
+            columns = drift.top(thresholds.evidently_columns) if drift is not None else []
+            frames = evidently_frames(
+                reference.features, current.features, reference.scores, current.scores, columns
+            )
+            if frames is not None:
+                evidently_file = options.out / "evidently.html"
+                evidently_html(*frames, evidently_file, thresholds.column_drift_distance)
         seconds["evidently"] = time.perf_counter() - clock - sum(seconds.values())
     seconds["total"] = time.perf_counter() - clock
     summary["seconds"] = {k: round(v, 2) for k, v in seconds.items()}
+    summary["stages"] = times.rounded()
     summary_path = options.out / "summary.json"
     summary_path.write_text(
         json.dumps(finite(summary), indent=2, ensure_ascii=False, allow_nan=False), encoding="utf-8"
@@ -218,7 +238,25 @@ def run_monitor(options: MonitorOptions, progress: Callable[[str], None] = lambd
             summary_path.write_text(
                 json.dumps(finite(summary), indent=2, ensure_ascii=False, allow_nan=False), encoding="utf-8"
             )
-    return MonitorResult(status, checks, summary, options.out, run_id, seconds)
+    return MonitorResult(status, checks, summary, options.out, run_id, seconds, times)
+
+
+def sampling_summary(thresholds: MonitorThresholds, sides: dict[str, MonitorSide]) -> dict[str, object]:
+    """The ``sampling`` section of ``summary.json``: the rule, and what each side drew."""
+    described: dict[str, object] = {
+        "max_rows_per_side": thresholds.max_rows_per_side,
+        "seed": thresholds.seed,
+        "note": "county checks (outage, income unit, migrants, line, mix, rejects, categories) use every "
+        "row. When a dataset folder holds more than max_rows_per_side households, feature drift, "
+        "prediction drift (the visit list is the top visit_share of the sample) and matured performance "
+        "use the households of whole villages drawn in the order of a seeded hash of their code until "
+        "the limit; the same seed on both sides draws the same villages of a county compared with its "
+        "own past. Scored runs and request logs are sampled by rows (seeded, without replacement).",
+    }
+    for name, side in sides.items():
+        described[name] = side.sampling
+        described[f"{name}_rows"] = None if side.features is None else len(side.features)
+    return described
 
 
 def _describe(side: MonitorSide) -> dict[str, object]:

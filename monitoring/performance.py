@@ -5,6 +5,9 @@ For every quarter-end t of the current dataset whose horizon has run out
 data up to t, and the rules say which of them fired within H months. recall@k,
 precision@k (k = ceil(visit_share x eligible)) and the expected calibration
 error are compared, month by month, with the model's own test metrics.
+``relapse monitor`` passes the current side's sampled villages when the county
+is larger than ``max_rows_per_side`` (:mod:`.sampling`), so k is then the
+visit share of the sample's eligible households.
 """
 
 from __future__ import annotations

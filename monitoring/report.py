@@ -135,6 +135,10 @@ def checks_section(summary: dict[str, object]) -> str:
         )
     actions = "".join(f"<li>{html.escape(a)}</li>" for a in summary["actions"]) or "<li>none</li>"  # type: ignore[union-attr]
     notes = "".join(f"<li>{html.escape(n)}</li>" for n in summary["notes"]) or "<li>none</li>"  # type: ignore[union-attr]
+    sampled = "".join(
+        f"<li>{html.escape(line)}</li>"
+        for line in sampling_lines(summary.get("sampling", {}))  # type: ignore[arg-type]
+    )
     performance = summary["performance_by_month"]
     perf_html = ""
     if performance:
@@ -159,10 +163,33 @@ def checks_section(summary: dict[str, object]) -> str:
         "<h3>Checks</h3><table border=1 cellpadding=4 style='border-collapse:collapse'>"
         "<tr><th>group</th><th>check</th><th>value</th><th>warning / alert</th><th>status</th>"
         f"<th>what it measured</th><th>action</th></tr>{''.join(rows)}</table>{perf_html}"
-        f"<h3>Notes</h3><ul>{notes}</ul>"
+        f"<h3>Notes</h3><ul>{notes}</ul><h3>Sampling</h3><ul>{sampled or '<li>none</li>'}</ul>"
         "<p>Below: Evidently's drift and summary panels for the most drifted features and the risk score.</p>"
         "</section>"
     )
+
+
+def sampling_lines(sampling: dict[str, object]) -> list[str]:
+    """One plain sentence per side saying whether and how its households were sampled."""
+    lines = []
+    for side in ("reference", "current"):
+        drawn = sampling.get(side)
+        if not isinstance(drawn, dict) or not drawn:
+            continue
+        if not drawn.get("sampled"):
+            lines.append(f"{side}: every household (or row) was used")
+        elif drawn.get("unit") == "village":
+            lines.append(
+                f"{side}: drift and performance measured on {drawn['sampled_households']:,} of "
+                f"{drawn['households']:,} households ({drawn['sampled_villages']:,} of {drawn['villages']:,} "
+                f"whole villages, seed {drawn['seed']}); county checks on every row"
+            )
+        else:
+            lines.append(
+                f"{side}: {drawn['sampled_rows']:,} of {drawn['rows']:,} rows drawn without replacement "
+                f"(seed {drawn['seed']})"
+            )
+    return lines
 
 
 def _cell(value: object) -> str:

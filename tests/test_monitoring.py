@@ -20,9 +20,15 @@ import pandas as pd
 import pytest
 from relapse_risk.monitoring.checks import overall_status
 from relapse_risk.monitoring.config import Level, MonitorThresholds
-from relapse_risk.monitoring.drift import column_drift, population_stability, prediction_drift_checks
+from relapse_risk.monitoring.drift import (
+    column_drift,
+    population_stability,
+    prediction_drift_checks,
+    wasserstein_1d,
+)
 from relapse_risk.monitoring.monitor import MonitorOptions, run_monitor
 from relapse_risk.monitoring.quality import line_deviation
+from relapse_risk.monitoring.sampling import choose_villages, sampled_dataset, village_rank, village_sample
 from typer.testing import CliRunner
 
 from relapse_risk.cli import app
@@ -131,6 +137,16 @@ def test_identical_samples_do_not_drift_and_shifted_ones_do() -> None:
     assert np.isnan(column_drift(values, np.full(10, np.nan)))
 
 
+def test_wasserstein_distance_matches_scipy_with_ties_and_unequal_sizes() -> None:
+    from scipy.stats import wasserstein_distance
+
+    rng = np.random.default_rng(2)
+    for n, m in ((1, 1), (7, 1), (5, 3), (2000, 1500)):
+        first, second = rng.normal(size=n), rng.exponential(size=m)
+        first[: n // 3], second[: m // 4] = 0.0, 0.0  # ties, as in count features
+        assert wasserstein_1d(first, second) == pytest.approx(wasserstein_distance(first, second), rel=1e-12)
+
+
 def test_line_deviation_follows_the_reference_trend_and_catches_a_jump() -> None:
     reference = {2021: 6000.0, 2022: 6300.0}
     on_trend = {2021: 6000.0, 2022: 6300.0, 2023: 6615.0}
@@ -210,6 +226,72 @@ def test_summary_json_has_status_and_checks_with_thresholds(counties: Counties, 
         assert check["status"] in ("ok", "warning", "alert")
     assert summary["reference"]["as_of"] == "2023-12" and summary["current"]["kind"] == "dataset"
     assert summary["sampling"]["max_rows_per_side"] == MonitorThresholds().max_rows_per_side
+
+
+# -- a large county: drift on a sample of whole villages, county checks on every row -------------
+
+
+def test_villages_are_drawn_in_seeded_hash_order_up_to_the_limit() -> None:
+    codes = [f"5301020010{i:02d}" for i in range(40)]
+    sizes = [100 + i for i in range(40)]
+    chosen = choose_villages(codes, sizes, limit=1000, seed=5)
+    ranked = sorted(codes, key=lambda code: village_rank(code, 5))
+    assert chosen == ranked[: len(chosen)], "a prefix of the seeded order"
+    size = dict(zip(codes, sizes, strict=True))
+    assert sum(size[c] for c in chosen) <= 1000 < sum(size[c] for c in ranked[: len(chosen) + 1])
+    assert choose_villages(codes, sizes, limit=1000, seed=5) == chosen
+    assert set(choose_villages(codes, sizes, limit=1000, seed=6)) != set(chosen)
+    assert choose_villages(codes, sizes, limit=10**6, seed=5) == codes, "everything when it fits"
+    assert len(choose_villages(codes, sizes, limit=50, seed=5)) == 1, "a village is never split"
+
+
+def test_sampled_villages_have_exactly_the_features_of_the_full_county(counties: Counties) -> None:
+    from relapse_risk.features.contract import TABLES
+    from relapse_risk.features.dataset import load_dataset
+    from relapse_risk.features.history import build_features
+
+    dataset = load_dataset(counties.reference)
+    as_of = dataset.policy.data_end
+    full = build_features(dataset, as_of).set_index("household_id")
+    sample = village_sample(dataset, limit=1000, seed=3)
+    assert 0 < sample.sampled_households <= 1000 < sample.households == 2000
+    with sampled_dataset(dataset, sample) as part:
+        ids = part.sql("SELECT household_id FROM households").df()["household_id"]
+        assert len(ids) == sample.sampled_households
+        for table in TABLES:
+            if table.household_column is not None:
+                outside = part.sql(
+                    f"SELECT count(*) FROM {table.name} WHERE household_id NOT IN "
+                    "(SELECT household_id FROM households)"
+                ).fetchall()[0][0]
+                assert outside == 0, table.name
+        sampled = build_features(part, as_of).set_index("household_id")
+    # village features (village_households, village_share_*) included: whole villages were drawn
+    expected = full.loc[sampled.index]
+    np.testing.assert_allclose(sampled.to_numpy(np.float64), expected.to_numpy(np.float64), rtol=1e-6)
+    assert dataset.row_count("households") == 2000, "the full county is untouched"
+
+
+def test_a_county_over_the_limit_is_sampled_by_villages_and_its_county_checks_stay_exact(
+    counties: Counties, tmp_path: Path
+) -> None:
+    past, now = f"{counties.quiet}@2022-12", counties.quiet
+    whole = _monitor(past, now, tmp_path / "whole")
+    sampled = _monitor(past, now, tmp_path / "sampled", thresholds=MonitorThresholds(max_rows_per_side=1000))
+    sampling = sampled.summary["sampling"]
+    for side in ("reference", "current"):
+        drawn = sampling[side]
+        assert drawn["unit"] == "village" and drawn["sampled"] is True and drawn["households"] == 2000
+        assert 0 < drawn["sampled_households"] <= 1000 == drawn["limit"]
+        assert sampling[f"{side}_rows"] == drawn["sampled_households"]
+    assert sampling["reference"]["sampled_villages"] == sampling["current"]["sampled_villages"]
+    assert whole.summary["sampling"]["current"]["sampled"] is False
+    county_checks = {c.name: c.value for c in whole.checks if c.group != "data drift"}
+    sampled_county_checks = {c.name: c.value for c in sampled.checks if c.group != "data drift"}
+    # approx: DuckDB's parallel sums may add in another order from one run to the next
+    assert sampled_county_checks == pytest.approx(county_checks)
+    assert {"reference: features", "current: county facts (every row)"} <= set(sampled.summary["stages"])
+    assert "whole villages" in (tmp_path / "sampled" / "report.html").read_text(encoding="utf-8")
 
 
 def test_the_cli_exits_0_2_and_1_and_writes_one_html_report(counties: Counties, tmp_path: Path) -> None:
