@@ -74,7 +74,8 @@ class TestHouseholdGroups:
     """Groups are facts known at the as-of month itself."""
 
     @pytest.fixture(scope="class")
-    def groups(self) -> pd.DataFrame:
+    @classmethod
+    def groups(cls) -> pd.DataFrame:
         months = pd.to_datetime
         dataset = Dataset.from_frames(
             policy(),
