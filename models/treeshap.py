@@ -1,10 +1,10 @@
 """Exact TreeSHAP for a LightGBM booster, many rows at a time.
 
 LightGBM's ``pred_contrib`` runs path-dependent TreeSHAP row by row in
-O(leaves x depth^2) per tree, and on this machine on one thread whatever
-``num_threads`` says: about 2.6 ms a row for 300 trees of 31 leaves, so
-minutes for a visit list of 50,000 households. This module computes the same
-values with the work reordered.
+O(leaves x depth^2) per tree: about 2.6 ms of CPU a row for 300 trees of 31
+leaves, so minutes of CPU for a visit list of 50,000 households. This module
+computes the same values with the work reordered, at about a quarter of the
+CPU per row.
 
 For one leaf, path-dependent TreeSHAP depends on a row only through which of
 the leaf's distinct path features the row "agrees" with (satisfies every
