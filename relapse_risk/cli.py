@@ -342,7 +342,9 @@ def labels(
         month = parse_month(as_of)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--as-of") from None
-    code = run_labels_command(Path(data), month, horizon, Path(out), Console(), Console(stderr=True, soft_wrap=True))
+    code = run_labels_command(
+        Path(data), month, horizon, Path(out), Console(), Console(stderr=True, soft_wrap=True)
+    )
     raise typer.Exit(code=code)
 
 
@@ -410,16 +412,26 @@ def generate(
             scenario=scenario,
             chunk_households=chunk,
         )
-        options = None if no_truth else TruthOptions(
-            as_of=tuple(parse_month(t) for t in as_of) if as_of else None,
-            horizon=horizon,
-            simulations=simulations,
-            workers=workers,
+        options = (
+            None
+            if no_truth
+            else TruthOptions(
+                as_of=tuple(parse_month(t) for t in as_of) if as_of else None,
+                horizon=horizon,
+                simulations=simulations,
+                workers=workers,
+            )
         )
     except (ValueError, ValidationError) as exc:
         raise typer.BadParameter(str(exc)) from None
     code = generate_command(
-        config, Path(out), options, Path(truth) if truth else None, report, Console(), Console(stderr=True, soft_wrap=True)
+        config,
+        Path(out),
+        options,
+        Path(truth) if truth else None,
+        report,
+        Console(),
+        Console(stderr=True, soft_wrap=True),
     )
     raise typer.Exit(code=code)
 
