@@ -42,6 +42,7 @@ from relapse_risk.features.dataset import Dataset, DatasetError, Reject
 from relapse_risk.features.history import build_features
 from relapse_risk.features.loading import load_tables
 from relapse_risk.features.policy import Policy
+from relapse_risk.features.rules import build_panel, rule_state
 
 from .api_models import ContractProblem, HouseholdInput, HouseholdScore, Reason, Row
 from .outputs import RISK_SCORE_DECIMALS, RULE_MARGIN_DECIMALS
@@ -341,7 +342,10 @@ def _score_round(
     for position, found in problems.items():
         answers[position].problems = found
     try:
-        features = build_features(dataset, as_of)
+        # One rules panel and state serve the features and the statuses of score_dataset.
+        panel = build_panel(dataset, through=as_of)
+        state = rule_state(panel, dataset.policy)
+        features = build_features(dataset, as_of, panel=panel, state=state)
         from_run = np.zeros(len(features), dtype=bool)
         if context is not None:
             villages = dataset.sql("SELECT household_id, village_code FROM households").df()
@@ -355,6 +359,7 @@ def _score_round(
             explain="all",
             horizon=served.horizon,
             features=features,
+            state=state,
         )
     except ValueError as exc:  # the documented refusal of build_features and score_dataset
         for answer in answers:

@@ -103,6 +103,7 @@ def score_dataset(
     rejected_roster: pd.DataFrame | None = None,
     cutoffs: RiskBandCutoffs = RISK_BAND_CUTOFFS,
     features: pd.DataFrame | None = None,
+    state: RuleState | None = None,
 ) -> pd.DataFrame:
     """The scores table of outputs.md for every household of ``dataset`` at ``as_of``.
 
@@ -149,6 +150,9 @@ def score_dataset(
     :mod:`serving.village_context`, and to log what the model saw); None
     builds it here.
 
+    ``state``: the rule state of ``build_panel(dataset, through=as_of)`` when the
+    caller built it for its features (the API does); None builds it here.
+
     Raises ``ValueError`` naming the problem when ``as_of`` is outside the data
     or the model's features cannot be built from the dataset.
     """
@@ -163,6 +167,7 @@ def score_dataset(
         rejected_roster=rejected_roster,
         cutoffs=cutoffs,
         features=features,
+        state=state,
     ).scores
 
 
@@ -179,6 +184,7 @@ def run_scoring(
     cutoffs: RiskBandCutoffs = RISK_BAND_CUTOFFS,
     progress: ProgressCallback | None = None,
     features: pd.DataFrame | None = None,
+    state: RuleState | None = None,
 ) -> ScoringResult:
     """:func:`score_dataset` with per-stage timings and progress reports (for long batch runs)."""
     if explain not in ("visit_list", "all", "none"):
@@ -203,7 +209,8 @@ def run_scoring(
     report("rules", 0, total)
     # The rules panel and state serve both the statuses here and the features below: built once.
     panel = build_panel(dataset, through=as_of) if features is None else None
-    state = rule_state(panel, policy) if panel is not None else None
+    if state is None and panel is not None:
+        state = rule_state(panel, policy)
     facts = rule_facts_at(dataset, as_of, state=state)
     status, reject_reason = household_status(
         roster["household_id"], facts, rejected_household_reasons(rejects)
