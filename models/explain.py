@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
+from relapse_risk.features.catalogue import FEATURES_BY_NAME
 
 from .model import RiskModel
 from .reasons import REASON_COLUMNS, Reason, choose_reasons
@@ -82,10 +83,6 @@ def driver_family(feature: str) -> str:
     for kind, family in _EVENT_FAMILY.items():
         if feature in (f"events_{kind}_12m", f"months_since_{kind}"):
             return family
-    try:
-        from relapse_risk.features.catalogue import FEATURES_BY_NAME
-    except ImportError:  # pragma: no cover - the catalogue ships with the package
-        return OTHER_FAMILY
     spec = FEATURES_BY_NAME.get(feature)
     return spec.family if spec is not None else OTHER_FAMILY
 
