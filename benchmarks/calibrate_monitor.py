@@ -26,7 +26,7 @@ import numpy as np
 from relapse_risk.generator.config import CountyConfig, LineJump, Scenario, parse_window
 from relapse_risk.generator.run import generate
 from relapse_risk.monitoring.config import MonitorThresholds
-from relapse_risk.monitoring.monitor import MonitorOptions, run_monitor
+from relapse_risk.monitoring.monitor import MonitorOptions, MonitorResult, run_monitor
 from rich.console import Console
 from rich.table import Table
 
@@ -94,22 +94,24 @@ def county(root: Path, name: str, households: int, seed: int, scenario: Scenario
 def measure(
     root: Path, pairs: int, households: int, model: str, thresholds: MonitorThresholds
 ) -> tuple[dict[str, list[float]], dict[str, dict]]:
+    def monitor(reference: Path, current: Path, out: Path) -> MonitorResult:
+        options = MonitorOptions(
+            str(reference),
+            str(current),
+            out,
+            model=model,
+            log_to_mlflow=False,
+            evidently=False,
+            thresholds=thresholds,
+        )
+        return run_monitor(options)
+
     quiet: dict[str, list[float]] = {}
     quiet_status: list[str] = []
     for i in range(pairs):
         reference = county(root, f"ref-{i}", households, 1000 + i)
         current = county(root, f"cur-{i}", households, 2000 + i)
-        result = run_monitor(
-            MonitorOptions(
-                str(reference),
-                str(current),
-                root / f"out-{i}",
-                model=model,
-                log_to_mlflow=False,
-                evidently=False,
-                thresholds=thresholds,
-            )
-        )
+        result = monitor(reference, current, root / f"out-{i}")
         quiet_status.append(result.status)
         for check in result.checks:
             quiet.setdefault(check.name, []).append(np.nan if check.value is None else check.value)
@@ -124,17 +126,7 @@ def measure(
     reference = county(root, "ref-0", households, 1000)
     found: dict[str, dict] = {}
     for name, folder in currents.items():
-        result = run_monitor(
-            MonitorOptions(
-                str(reference),
-                str(folder),
-                root / f"out-{name}",
-                model=model,
-                log_to_mlflow=False,
-                evidently=False,
-                thresholds=thresholds,
-            )
-        )
+        result = monitor(reference, folder, root / f"out-{name}")
         found[name] = {
             "status": result.status,
             "named": [c.name for c in result.checks if c.status != "ok"],
