@@ -24,6 +24,7 @@ from relapse_risk.monitoring.drift import (
     column_drift,
     population_stability,
     prediction_drift_checks,
+    township_shift,
     wasserstein_1d,
 )
 from relapse_risk.monitoring.monitor import MonitorOptions, run_monitor
@@ -160,23 +161,47 @@ def test_prediction_drift_names_a_shifted_visit_list() -> None:
     rng = np.random.default_rng(1)
     n = 4000
 
-    def scores(shift: float, towns: list[str]) -> pd.DataFrame:
-        risk = np.clip(rng.beta(1, 20, n) + shift, 0, 1)
+    def scores(shift: float, towns: list[str], boost_in_a: float = 0.0) -> pd.DataFrame:
+        township = rng.choice(towns, n)
+        risk = np.clip(rng.beta(1, 20, n) + shift + boost_in_a * (township == "a"), 0, 1)
         frame = pd.DataFrame({"household_id": [f"h{i}" for i in range(n)], "risk_score": risk})
         frame["risk_band"] = np.where(risk >= 0.3, "high", np.where(risk >= 0.1, "medium", "low"))
         frame["in_visit_list"] = frame["risk_score"].rank(ascending=False) <= 200
-        frame["township_code"] = rng.choice(towns, n)
+        frame["township_code"] = township
         return frame
 
     same = prediction_drift_checks(scores(0, ["a", "b"]), scores(0, ["a", "b"]), MonitorThresholds())
     assert overall_status(same) == "ok"
     shifted = prediction_drift_checks(
-        scores(0, ["a", "b"]), scores(0.15, ["a"] * 9 + ["b"]), MonitorThresholds()
+        scores(0, ["a", "b"]), scores(0.15, ["a", "b"], boost_in_a=0.1), MonitorThresholds()
     )
     named = {c.name: c.status for c in shifted}
     assert named["score_drift"] == "alert"
     assert named["risk_band_shares"] == "alert"
     assert named["visit_list_townships"] != "ok"
+
+
+def test_a_visit_list_that_follows_its_townships_sizes_is_not_a_drift() -> None:
+    """Another sample of villages (here: town b holds 90 % of households instead of half) changes
+    the list's township shares, but not any township's visit rate: no township drift."""
+    rng = np.random.default_rng(2)
+
+    def scores(towns: list[str], n: int) -> pd.DataFrame:
+        risk = rng.beta(1, 20, n)
+        return pd.DataFrame(
+            {
+                "risk_score": risk,
+                "risk_band": "low",
+                "in_visit_list": risk >= np.quantile(risk, 0.95),
+                "township_code": rng.choice(towns, n),
+            }
+        )
+
+    reference, resampled = scores(["a", "b"], 6000), scores(["a"] + ["b"] * 9, 6000)
+    assert township_shift(reference, resampled, {"a", "b"}) < 0.05
+    only_a = resampled["township_code"].eq("a") & (resampled["risk_score"] > 0.02)
+    moved = resampled.assign(in_visit_list=only_a)
+    assert township_shift(reference, moved, {"a", "b"}) > 0.5
 
 
 # -- whole runs on generated counties -----------------------------------------------------------
