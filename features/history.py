@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,7 +57,7 @@ from .contract import (
     month_start,
 )
 from .dataset import Dataset
-from .policy import RuleParameters
+from .policy import Policy, RuleParameters
 from .rules import WINDOW_MONTHS, MonthlyPanel, RuleState, build_panel, rule_state
 
 Columns = dict[str, np.ndarray]
@@ -80,7 +80,7 @@ HISTORY_MONTHS = 24
 
 
 @dataclass(frozen=True)
-class _Clock:
+class Clock:
     """The as-of month and the SQL fragments that place rows relative to it."""
 
     as_of: dt.date
@@ -155,48 +155,78 @@ def build_features(
         )
     if state is None:
         state = rule_state(panel, policy)
-    household_ids = panel.household_ids
-    n = len(household_ids)
-    last = panel.n_months - 1
-    rules = {
-        "n": panel.size[:, last].astype(np.float64),
-        # I(t+h-12), last year's income as the rules will see it h = 1 .. 6 months ahead
-        **{
-            f"I_prev_in_{h}m": state.I[:, last - 12 + h] if last >= 12 - h else np.full(n, np.nan)
-            for h in range(1, PROJECTION_MONTHS + 1)
-        },
-        "I": state.I[:, last],
-        "E": state.E[:, last],
-        "I_prev": state.I_prev[:, last],
-        "L": np.full(n, state.L[last]),
-        "margin": state.margin[:, last],
-        "margin_3m_ago": state.margin[:, last - 3] if last >= 3 else np.full(n, np.nan),
-        "margin_12m_ago": state.margin[:, last - 12] if last >= 12 else np.full(n, np.nan),
-        "triggered": state.triggered[:, last].astype(np.float64),
-    }
-    history = _IncomeHistory.from_panel(panel)
+    inputs = PanelInputs.of(panel, state)
     # The panel and rule state are the largest arrays here: let them go before the SQL passes.
     del panel, state
     stopwatch.lap("rules panel and state")
 
-    clock = _Clock(as_of=as_of, first_index=policy.first_month_index, households=n)
+    def sql_parts(clock: Clock) -> Iterator[tuple[str, Columns]]:
+        for part in _SQL_PARTS:
+            stage = part.__name__.strip("_").replace("_part", "").replace("_", " ")
+            yield f"{stage} (SQL)", part(dataset, clock)
+
+    return features_from_parts(inputs, policy, sql_parts, stopwatch)
+
+
+PartSource = Callable[["Clock"], Iterator[tuple[str, Columns]]]
+"""Yields (stage name, columns) for every table part of :func:`build_features` at a clock.
+
+The parts are the per-table aggregates (household, member, income source,
+employment, expense, event, loan, assistance, monitoring); everything else
+(the rule quantities, income history, projections and derived features) is
+computed from them and the rules panel by :func:`features_from_parts`.
+"""
+
+
+@dataclass(frozen=True, eq=False)
+class PanelInputs:
+    """What the features take from the rules panel and its state at the as-of month (the last column)."""
+
+    household_ids: np.ndarray
+    as_of: dt.date
+    rules: Columns
+    history: _IncomeHistory
+
+    @classmethod
+    def of(cls, panel: MonthlyPanel, state: RuleState) -> PanelInputs:
+        n = panel.n_households
+        last = panel.n_months - 1
+        rules = {
+            "n": panel.size[:, last].astype(np.float64),
+            # I(t+h-12), last year's income as the rules will see it h = 1 .. 6 months ahead
+            **{
+                f"I_prev_in_{h}m": state.I[:, last - 12 + h] if last >= 12 - h else np.full(n, np.nan)
+                for h in range(1, PROJECTION_MONTHS + 1)
+            },
+            "I": state.I[:, last],
+            "E": state.E[:, last],
+            "I_prev": state.I_prev[:, last],
+            "L": np.full(n, state.L[last]),
+            "margin": state.margin[:, last],
+            "margin_3m_ago": state.margin[:, last - 3] if last >= 3 else np.full(n, np.nan),
+            "margin_12m_ago": state.margin[:, last - 12] if last >= 12 else np.full(n, np.nan),
+            "triggered": state.triggered[:, last].astype(np.float64),
+        }
+        return cls(panel.household_ids, panel.last_month, rules, _IncomeHistory.from_panel(panel))
+
+
+def features_from_parts(
+    inputs: PanelInputs, policy: Policy, parts: PartSource, stopwatch: _Stopwatch | None = None
+) -> pd.DataFrame:
+    """The feature table at the as-of month from the rules panel's inputs and the table parts.
+
+    The one home of every feature computed from those: :func:`build_features`
+    feeds it DuckDB parts, and :mod:`.household_rows` numpy parts of a few households.
+    """
+    stopwatch = stopwatch or _Stopwatch(None)
+    household_ids, rules, history = inputs.household_ids, inputs.rules, inputs.history
+    n = len(household_ids)
+    clock = Clock(as_of=inputs.as_of, first_index=policy.first_month_index, households=n)
     table = _FeatureTable(n)
     table.add(_income_total_features(history))
-    parts: tuple[Callable[[Dataset, _Clock], Columns], ...] = (
-        _household_part,
-        _member_part,
-        _income_source_part,
-        _employment_part,
-        _expense_part,
-        _event_part,
-        _loan_part,
-        _assistance_part,
-        _monitoring_part,
-    )
-    for part in parts:
-        stage = part.__name__.strip("_").replace("_part", "").replace("_", " ")
-        table.add(part(dataset, clock), stage)
-        stopwatch.lap(f"{stage} (SQL)")
+    for stage, columns in parts(clock):
+        table.add(columns, stage)
+        stopwatch.lap(stage)
 
     table.add(_income_source_features(history, table.take_extras(_is_source_sum)))
     wage_columns = ("_wage_3m", "_wage_12m", "_wage_work_months_12m", "_wage_workers_now")
@@ -289,7 +319,7 @@ def _village_share(village: np.ndarray, flag: np.ndarray, households: np.ndarray
     return (np.bincount(village, weights=flag, minlength=len(households)) / households)[village]
 
 
-def _derived(table: _FeatureTable, rules: Columns, clock: _Clock) -> Columns:
+def _derived(table: _FeatureTable, rules: Columns, clock: Clock) -> Columns:
     """Features that combine tables or use the rule quantities of rules.md at t."""
     n, income, expense, line = rules["n"], rules["I"], rules["E"], rules["L"]
     margin = rules["margin"]
@@ -379,7 +409,7 @@ def _code_case(column: str, codes: dict[str, int]) -> str:
     return f"CASE {column} {whens} END"
 
 
-def _household_part(dataset: Dataset, clock: _Clock) -> Columns:
+def _household_part(dataset: Dataset, clock: Clock) -> Columns:
     year = clock.as_of.year
     query = f"""
         SELECT
@@ -398,7 +428,7 @@ def _household_part(dataset: Dataset, clock: _Clock) -> Columns:
     return {name: _as_float(values) for name, values in result.items()}
 
 
-def _member_part(dataset: Dataset, clock: _Clock) -> Columns:
+def _member_part(dataset: Dataset, clock: Clock) -> Columns:
     year = clock.as_of.year
     lo_work, hi_work = WORKING_AGE
     lo_school, hi_school = SCHOOL_AGE
@@ -475,7 +505,7 @@ def _member_part(dataset: Dataset, clock: _Clock) -> Columns:
     return _fetch(dataset, aggregate, select)
 
 
-def _income_source_part(dataset: Dataset, clock: _Clock) -> Columns:
+def _income_source_part(dataset: Dataset, clock: Clock) -> Columns:
     """Per-source sums over the income windows; the statistics are formed in :func:`_income_features`.
 
     Rows are unique per (household, month, source), so one pass grouped by
@@ -510,7 +540,7 @@ def _income_source_part(dataset: Dataset, clock: _Clock) -> Columns:
 
 
 def _by_household_and_key(
-    dataset: Dataset, clock: _Clock, query: str, key: str, keys: tuple[str, ...], values: list[str]
+    dataset: Dataset, clock: Clock, query: str, key: str, keys: tuple[str, ...], values: list[str]
 ) -> dict[str, np.ndarray]:
     """Spread a long result (one row per household and key) into (households, keys) arrays.
 
@@ -795,7 +825,7 @@ def _income_source_features(history: _IncomeHistory, sums: Columns) -> Columns:
     return out
 
 
-def _employment_part(dataset: Dataset, clock: _Clock) -> Columns:
+def _employment_part(dataset: Dataset, clock: Clock) -> Columns:
     """Employment counts per household: each member's months count for the household while a member.
 
     Counting per member first and joining the few million member totals to
@@ -867,7 +897,7 @@ def _employment_part(dataset: Dataset, clock: _Clock) -> Columns:
     return columns
 
 
-def _expense_part(dataset: Dataset, clock: _Clock) -> Columns:
+def _expense_part(dataset: Dataset, clock: Clock) -> Columns:
     def category_is(*categories: str) -> str:
         # integer codes: a province has tens of millions of bills
         return f"code IN ({', '.join(str(EXPENSE_CATEGORIES.index(c) + 1) for c in categories)})"
@@ -926,7 +956,7 @@ def _yuan_sum(fen_column: str, condition: str | None = None) -> str:
     return f"CAST(sum({fen_column}){where} AS DOUBLE) / 100"
 
 
-def _event_part(dataset: Dataset, clock: _Clock) -> Columns:
+def _event_part(dataset: Dataset, clock: Clock) -> Columns:
     query = f"""
         SELECT household_id, kind,
             count(*) FILTER (WHERE k < 3) AS n3,
@@ -963,7 +993,7 @@ def _event_part(dataset: Dataset, clock: _Clock) -> Columns:
     return out
 
 
-def _loan_part(dataset: Dataset, clock: _Clock) -> Columns:
+def _loan_part(dataset: Dataset, clock: Clock) -> Columns:
     t = clock.t
     aggregate = f"""
         WITH loan AS (
@@ -1038,7 +1068,7 @@ def _loan_part(dataset: Dataset, clock: _Clock) -> Columns:
     return columns
 
 
-def _assistance_part(dataset: Dataset, clock: _Clock) -> Columns:
+def _assistance_part(dataset: Dataset, clock: Clock) -> Columns:
     t = clock.t
     running = f"(end_index IS NULL OR end_index >= {t})"
     measures = [
@@ -1067,7 +1097,7 @@ def _assistance_part(dataset: Dataset, clock: _Clock) -> Columns:
     return _fetch(dataset, aggregate, select)
 
 
-def _monitoring_part(dataset: Dataset, clock: _Clock) -> Columns:
+def _monitoring_part(dataset: Dataset, clock: Clock) -> Columns:
     t = clock.t
     aggregate = f"""
         WITH mo AS (
@@ -1096,6 +1126,19 @@ def _monitoring_part(dataset: Dataset, clock: _Clock) -> Columns:
         ]
     )
     return _fetch(dataset, aggregate, select)
+
+
+_SQL_PARTS: tuple[Callable[[Dataset, Clock], Columns], ...] = (
+    _household_part,
+    _member_part,
+    _income_source_part,
+    _employment_part,
+    _expense_part,
+    _event_part,
+    _loan_part,
+    _assistance_part,
+    _monitoring_part,
+)
 
 
 def write_feature_table(frame: pd.DataFrame, path: Path) -> None:

@@ -24,12 +24,21 @@ one batch):
 Each round's rows go to the loader as in-memory tables of text cells
 (:func:`features.loading.load_tables`), read exactly as the CSV export of the
 same rows would be: no files are written.
+
+DuckDB costs milliseconds per statement however few rows it reads, so a round
+that keeps the contract skips it: :mod:`features.household_rows` types and
+checks the same text tables and computes the same features in numpy (tests
+prove both equal to the loader and ``build_features``), and
+:func:`serving.scoring.score_roster` scores them as ``score_dataset`` would.
+A round with any row the loader would reject, or anything the in-memory path
+does not compute exactly, goes through the loader as above.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import math
+import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -40,14 +49,31 @@ from pydantic import ValidationError
 from relapse_risk.features.contract import TABLES, format_month
 from relapse_risk.features.dataset import Dataset, DatasetError, Reject
 from relapse_risk.features.history import build_features
+from relapse_risk.features.household_rows import (
+    NotExact,
+    household_features,
+    household_panel,
+    read_clean_tables,
+)
 from relapse_risk.features.loading import load_tables
 from relapse_risk.features.policy import Policy
 from relapse_risk.features.rules import build_panel, rule_state
 
 from .api_models import ContractProblem, HouseholdInput, HouseholdScore, Reason, Row
+from .config import DEFAULT_HORIZON_MONTHS
 from .outputs import RISK_SCORE_DECIMALS, RULE_MARGIN_DECIMALS
-from .scoring import REASON_SLOTS, ScoringModel, score_dataset
+from .scoring import (
+    REASON_SLOTS,
+    ScoringModel,
+    rejects_to_frame,
+    rule_facts_at,
+    score_dataset,
+    score_roster,
+)
 from .village_context import apply_village_context
+
+EXPLAIN_THREADS = min(4, os.cpu_count() or 1)
+"""Slices of a round explained at once, one per core (at most 4): LightGBM's TreeSHAP is most of a round."""
 
 RoundLoader = Callable[[Mapping[str, pa.Table], Policy], Dataset]
 """Checks and loads one round's tables (text cells) under the round's policy."""
@@ -103,6 +129,8 @@ def cell_text(value: object) -> str | None:
     """A JSON scalar as the text a CSV export would hold (booleans ``true``/``false``)."""
     if value is None:
         return None
+    if type(value) is str:  # most cells: skip the checks below
+        return value
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, float):
@@ -122,8 +150,9 @@ def ownership_problems(item: HouseholdInput, household_id: str) -> list[Contract
     loans = {t for r in tables["loans"] if (t := _key(r, "loan_id")) is not None}
     problems: list[ContractProblem] = []
     for table in TABLES:
+        names_household = "household_id" in table.column_names
         for number, row in enumerate(tables[table.name], start=1):
-            if "household_id" in table.column_names:
+            if names_household:
                 named = _key(row, "household_id")
                 if named is not None and named != household_id:
                     problems.append(
@@ -205,14 +234,15 @@ def round_tables(
     tables: dict[str, pa.Table] = {}
     origins: dict[str, list[tuple[int, int]]] = {}
     for table in TABLES:
-        columns: dict[str, list[str | None]] = {c: [] for c in table.column_names}
+        rows: list[Row] = []
         origin: list[tuple[int, int]] = []
         for position, item in enumerate(items):
-            for number, row in enumerate(getattr(item.tables, table.name), start=1):
-                for column in table.column_names:
-                    columns[column].append(cell_text(row.get(column)))
-                origin.append((position, number))
-        tables[table.name] = pa.table({c: pa.array(v, type=pa.string()) for c, v in columns.items()})
+            own = getattr(item.tables, table.name)
+            rows += own
+            origin += [(position, number) for number in range(1, len(own) + 1)]
+        tables[table.name] = pa.table(
+            {c: pa.array([cell_text(r.get(c)) for r in rows], type=pa.string()) for c in table.column_names}
+        )
         origins[table.name] = origin
     return tables, origins
 
@@ -266,8 +296,14 @@ def score_households(
     policy: Policy,
     village_contexts: VillageContextLookup,
     loader: RoundLoader = load_request_tables,
+    in_memory: bool = True,
 ) -> ScoredBatch:
-    """Answers for ``items`` in their order, and the feature rows the model was given."""
+    """Answers for ``items`` in their order, and the feature rows the model was given.
+
+    ``in_memory``: a round that keeps the contract is checked and scored
+    without DuckDB (:func:`_score_in_memory`, equal to the loader's path by
+    tests/test_household_rows.py); ``loader`` then only sees the other rounds.
+    """
     answers = [
         Answer(index=i, household_id=household_id_of(item), as_of=item.as_of) for i, item in enumerate(items)
     ]
@@ -307,6 +343,7 @@ def score_households(
                 served=served,
                 context=context,
                 loader=loader,
+                in_memory=in_memory,
             )
 
     features = pd.concat(feature_parts) if feature_parts else pd.DataFrame()
@@ -322,6 +359,7 @@ def _score_round(
     served: ServedModel,
     context: tuple[str, pd.DataFrame] | None,
     loader: RoundLoader,
+    in_memory: bool,
 ) -> list[pd.DataFrame]:
     def alone(message: str) -> list[pd.DataFrame]:
         # One household's data must not sink the others: score each on its own.
@@ -331,10 +369,21 @@ def _score_round(
         parts: list[pd.DataFrame] = []
         for item, answer in zip(items, answers, strict=True):
             parts += _score_round(
-                [item], [answer], as_of=as_of, policy=policy, served=served, context=context, loader=loader
+                [item],
+                [answer],
+                as_of=as_of,
+                policy=policy,
+                served=served,
+                context=context,
+                loader=loader,
+                in_memory=in_memory,
             )
         return parts
 
+    if in_memory:
+        scored = _score_in_memory(items, as_of=as_of, policy=policy, served=served, context=context)
+        if scored is not None:
+            return [_answer_round(answers, *scored, context)]
     try:
         dataset, problems = load_round(policy, items, loader)
     except DatasetError as exc:
@@ -367,6 +416,72 @@ def _score_round(
         return alone(f"could not be scored: {exc}")
     finally:
         dataset.connection.close()
+    return [_answer_round(answers, features, from_run, scores, context)]
+
+
+def _score_in_memory(
+    items: list[HouseholdInput],
+    *,
+    as_of: dt.date,
+    policy: Policy,
+    served: ServedModel,
+    context: tuple[str, pd.DataFrame] | None,
+) -> tuple[pd.DataFrame, np.ndarray, pd.DataFrame] | None:
+    """A round that keeps the contract, checked and scored without DuckDB (see features.household_rows).
+
+    Returns (features, which rows took the batch run's village figures, scores),
+    or None when the round must go through the loader: a row the loader would
+    reject (its report is the loader's), or anything computed here only
+    approximately, or a refusal whose words are the DuckDB path's.
+    """
+    tables, _ = round_tables(items)
+    clean = read_clean_tables(tables, policy)
+    if clean is None:
+        return None
+    try:
+        panel, state = household_panel(clean, as_of)
+        features = household_features(clean, as_of, panel=panel, state=state)
+    except (NotExact, ValueError):
+        return None
+    households = clean.frame("households")
+    from_run = np.zeros(len(features), dtype=bool)
+    if context is not None:
+        features, from_run = apply_village_context(
+            features, households[["household_id", "village_code"]], context[1]
+        )
+    roster = households[["household_id", "county_code", "township_code", "village_code"]]
+    try:
+        scores = score_roster(
+            roster.sort_values("household_id", kind="stable", ignore_index=True).astype(object),
+            rejects_to_frame([]),
+            policy,
+            as_of,
+            served.model,
+            features=features,
+            facts=rule_facts_at(None, as_of, state=state),
+            model_name=served.name,
+            model_version=served.version,
+            explain="all",
+            explain_threads=EXPLAIN_THREADS,
+            horizon_months=int(
+                served.horizon
+                if served.horizon is not None
+                else getattr(served.model, "horizon", DEFAULT_HORIZON_MONTHS)
+            ),
+        ).scores
+    except ValueError:
+        return None
+    return features, from_run, scores
+
+
+def _answer_round(
+    answers: list[Answer],
+    features: pd.DataFrame,
+    from_run: np.ndarray,
+    scores: pd.DataFrame,
+    context: tuple[str, pd.DataFrame] | None,
+) -> pd.DataFrame:
+    """Fill the answers of a scored round; the feature rows of the households that were scored."""
     by_household = {row["household_id"]: row for row in scores.to_dict("records")}
     context_households = set(features["household_id"].to_numpy()[from_run]) if context is not None else set()
     for answer in answers:
@@ -380,8 +495,7 @@ def _score_round(
         if answer.household_id in context_households and context is not None:
             answer.village_context_as_of = context[0]
     served_ids = {a.household_id for a in answers if a.scores is not None}
-    used = features[features["household_id"].isin(served_ids)].set_index("household_id")
-    return [used]
+    return features[features["household_id"].isin(served_ids)].set_index("household_id")
 
 
 def _value(row: Mapping[str, object], column: str) -> object:

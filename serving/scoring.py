@@ -11,6 +11,7 @@ import datetime as dt
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
@@ -19,6 +20,7 @@ import pandas as pd
 from relapse_risk.features.contract import format_month
 from relapse_risk.features.dataset import Dataset, Reject
 from relapse_risk.features.history import build_features
+from relapse_risk.features.policy import Policy
 from relapse_risk.features.rules import RISK_TYPE_NAMES, RuleState, build_panel, rule_state
 from relapse_risk.models.explain import contribution_tables
 from relapse_risk.models.explain import explain as explain_households
@@ -205,31 +207,87 @@ def run_scoring(
     started = time.perf_counter()
     rejects = rejects_frame(dataset)
     roster = household_roster(dataset, rejects, rejected_roster)
-    total = len(roster)
-    report("rules", 0, total)
+    report("rules", 0, len(roster))
     # The rules panel and state serve both the statuses here and the features below: built once.
     panel = build_panel(dataset, through=as_of) if features is None else None
-    if state is None and panel is not None:
-        state = rule_state(panel, policy)
+    if state is None:
+        state = rule_state(panel if panel is not None else build_panel(dataset, through=as_of), policy)
     facts = rule_facts_at(dataset, as_of, state=state)
+    if features is None:
+        features_started = time.perf_counter()
+        features = build_features(dataset, as_of, panel=panel, state=state)
+        seconds["features"] = time.perf_counter() - features_started
+    # The panel and rule state are the largest arrays of a batch run: gone before scoring.
+    del panel, state
+    return score_roster(
+        roster,
+        rejects,
+        policy,
+        as_of,
+        model,
+        features=features,
+        facts=facts,
+        model_name=model_name,
+        model_version=model_version,
+        explain=explain,
+        horizon_months=horizon_months,
+        cutoffs=cutoffs,
+        progress=report,
+        seconds=seconds,
+        started=started,
+    )
+
+
+def score_roster(
+    roster: pd.DataFrame,
+    rejects: pd.DataFrame,
+    policy: Policy,
+    as_of: dt.date,
+    model: ScoringModel,
+    *,
+    features: pd.DataFrame,
+    facts: pd.DataFrame,
+    model_name: str,
+    model_version: str,
+    explain: ExplainScope,
+    horizon_months: int,
+    cutoffs: RiskBandCutoffs = RISK_BAND_CUTOFFS,
+    progress: ProgressCallback | None = None,
+    seconds: dict[str, float] | None = None,
+    started: float | None = None,
+    explain_threads: int = 1,
+) -> ScoringResult:
+    """:func:`run_scoring` once the households, the rejects, the rule state and the features are known.
+
+    ``roster`` is :func:`household_roster`'s frame, ``rejects`` :func:`rejects_frame`'s,
+    ``facts`` :func:`rule_facts_at`'s and ``features`` the feature table at ``as_of``.
+    The API's in-memory rounds call it with tables that never went through DuckDB.
+
+    ``explain_threads`` > 1 explains that many slices of the rows at once when
+    LightGBM computes the contributions (it releases the interpreter while it
+    works, and its own threads do not speed up a few rows); each row's reasons
+    are the same whatever the slicing.
+    """
+    report = progress or _no_progress
+    seconds = {} if seconds is None else seconds
+    started = time.perf_counter() if started is None else started
+    built_features = seconds.pop("features", 0.0)
+    total = len(roster)
     status, reject_reason = household_status(
         roster["household_id"], facts, rejected_household_reasons(rejects)
     )
     report("rules", total, total)
-    seconds["rules"] = time.perf_counter() - started
+    seconds["rules"] = time.perf_counter() - started - built_features
 
     started = time.perf_counter()
     report("features", 0, total)
-    if features is None:
-        features = build_features(dataset, as_of, panel=panel, state=state)
-    del panel, state
     if "household_id" not in features.columns:
         features = features.reset_index()
     scored_mask = status == "scored"
     scored_ids = roster["household_id"].to_numpy()[scored_mask]
     scored_features = _rows_for(features, scored_ids, "build_features")
     report("features", total, total)
-    seconds["features"] = time.perf_counter() - started
+    seconds["features"] = time.perf_counter() - started + built_features
 
     started = time.perf_counter()
     report("score", 0, len(scored_features))
@@ -262,7 +320,11 @@ def run_scoring(
     explain_mask = {"visit_list": visit, "all": scored_mask, "none": np.zeros(n, dtype=bool)}[explain]
     explain_ids = roster["household_id"].to_numpy()[explain_mask]
     reasons = _explain_in_chunks(
-        explain_households, model, _rows_for(scored_features, explain_ids, "build_features"), report
+        explain_households,
+        model,
+        _rows_for(scored_features, explain_ids, "build_features"),
+        report,
+        threads=explain_threads,
     )
     seconds["explain"] = time.perf_counter() - started
 
@@ -346,7 +408,7 @@ def household_roster(
     return roster.sort_values("household_id", kind="stable", ignore_index=True)
 
 
-def rule_facts_at(dataset: Dataset, as_of: dt.date, state: RuleState | None = None) -> pd.DataFrame:
+def rule_facts_at(dataset: Dataset | None, as_of: dt.date, state: RuleState | None = None) -> pd.DataFrame:
     """Monitoring status, rule firing and margin of every household at ``as_of``, from rows up to it.
 
     Columns household_id, under_monitoring, triggered_now, triggered_rule
@@ -355,6 +417,8 @@ def rule_facts_at(dataset: Dataset, as_of: dt.date, state: RuleState | None = No
     already has it.
     """
     if state is None:
+        if dataset is None:
+            raise ValueError("rule_facts_at needs the dataset or its rule state")
         state = rule_state(build_panel(dataset, through=as_of), dataset.policy)
     t = state.column(as_of)
     codes = state.risk_type[:, t].astype(np.int64)
@@ -520,6 +584,7 @@ def _explain_in_chunks(
     model: ScoringModel,
     features: pd.DataFrame,
     report: ProgressCallback,
+    threads: int = 1,
 ) -> pd.DataFrame:
     total = len(features)
     report("explain", 0, total)
@@ -527,6 +592,16 @@ def _explain_in_chunks(
         return pd.DataFrame(columns=["household_id", *REASON_COLUMNS])
     # Prepared once for all chunks: building the tables takes seconds, each row then well under 1 ms.
     tables = contribution_tables(model, total) if hasattr(model, "booster_") else None  # type: ignore[arg-type]
+    if tables is None and threads > 1 and total > 1:
+        slices = [features.iloc[rows] for rows in np.array_split(np.arange(total), min(threads, total))]
+        with ThreadPoolExecutor(max_workers=len(slices)) as pool:
+            parts = list(
+                pool.map(
+                    lambda rows: explain_households(model, rows, top=len(REASON_SLOTS), tables=None), slices
+                )
+            )
+        report("explain", total, total)
+        return pd.concat(parts, ignore_index=True)
     parts = []
     for begin in range(0, total, EXPLAIN_CHUNK_ROWS):
         chunk = features.iloc[begin : begin + EXPLAIN_CHUNK_ROWS]

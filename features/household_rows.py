@@ -1,0 +1,824 @@
+"""The loader and the features for a few households held in memory, without DuckDB.
+
+``POST /score`` checks and scores rounds of a handful of households. DuckDB
+costs milliseconds per statement however few rows it reads, so a round through
+:func:`features.loading.load_tables` and :func:`features.history.build_features`
+cannot be fast. This module is the same two steps in numpy and pyarrow for
+such rounds:
+
+:func:`read_clean_tables`
+    Types the text cells of a round (as :func:`~.loading.load_tables` reads
+    them with ``text_cells=True``) and checks every rule of the contract. It
+    only ever answers for rounds the loader would load **without a single
+    reject**: a cell it cannot read exactly as the loader would, and any row
+    that breaks a rule, make it return None, and the caller loads the round
+    through the loader, which reports the rejects in its words. The rules are
+    those of :mod:`.contract` (kinds, nullability, enums, bounds, digits, keys)
+    and the few that :mod:`.validation` states beside them (net income sources,
+    principal above 0, plausible years, code prefixes, date order, reimbursed
+    not above amount, pseudonymous identifiers).
+
+:func:`household_features`
+    The rules panel of :mod:`.rules` and the table parts of
+    :func:`~.history.build_features` from those clean tables; every feature
+    built from them comes from :func:`~.history.features_from_parts`, the
+    function the DuckDB path uses too.
+
+tests/test_household_rows.py proves both equal to the DuckDB path on
+generated counties, clean and broken: the same tables when the loader has no
+reject, None whenever it has one, and the same feature frame.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .catalogue import EDUCATION_CODES, RISK_TYPE_CODES, SHOCK_KINDS, TERRAIN_CODES, VILLAGE_SHOCK_KINDS
+from .contract import (
+    ASSISTANCE_MEASURES,
+    EMPLOYED_STATUSES,
+    EVENT_KINDS,
+    INCOME_SOURCES,
+    NET_INCOME_SOURCES,
+    RIGID_EXPENSE_CATEGORIES,
+    TABLES,
+    Column,
+    Table,
+    format_month,
+    month_index,
+)
+from .history import (
+    ELDER_AGE,
+    HISTORY_MONTHS,
+    LOAN_DUE_SOON_MONTHS,
+    LOAN_DUE_VERY_SOON_MONTHS,
+    LOCAL_WORK_STATUSES,
+    SCHOOL_AGE,
+    WAGE_STATUSES,
+    WORKING_AGE,
+    Clock,
+    Columns,
+    PanelInputs,
+    features_from_parts,
+)
+from .policy import Policy
+from .rules import MonthlyPanel, RuleState, rule_state
+from .validation import EARLIEST_ESCAPE_YEAR, IDENTIFIER_KEYS, MAX_AGE_YEARS
+
+_EPOCH_MONTH = month_index(dt.date(1970, 1, 1))
+
+# Spellings read here exactly as DuckDB reads them; anything else goes to the loader.
+_NUMBER = r"^-?[0-9]+(\.[0-9]+)?([eE][+-]?[0-9]{1,3})?$"
+_MONTH = r"^[1-9][0-9]{3}-[0-9]{2}(-01)?$"
+_DATE = r"^[1-9][0-9]{3}-[0-9]{2}-[0-9]{2}$"
+_BOOLEANS = {"true": True, "1": True, "false": False, "0": False}
+_LARGEST_WHOLE = 1e15
+_RESIDENT_ID_LIKE = re.compile(r"[0-9]{17}[0-9Xx]")
+
+
+class NotExact(Exception):  # noqa: N818 - a signal to take the other path, not an error
+    """The rows hold something this module does not compute exactly as the DuckDB path: use that path."""
+
+
+@dataclass(frozen=True, eq=False)
+class CleanTables:
+    """Typed columns of every contract table of a round that keeps the contract, rows in input order.
+
+    ``str`` and ``enum`` columns are object arrays of str (None for null);
+    ``month`` and ``date`` columns are ``datetime64[D]`` (NaT for null);
+    ``int``, ``money`` and ``float`` columns are float64 (NaN for null; whole
+    numbers below 1e15 are exact); ``bool`` columns are bool.
+    """
+
+    policy: Policy
+    columns: dict[str, dict[str, np.ndarray]]
+
+    def rows(self, table: str) -> int:
+        return len(next(iter(self.columns[table].values())))
+
+    def frame(self, table: str) -> pd.DataFrame:
+        """One table as pandas (for tests and the request log)."""
+        return pd.DataFrame(self.columns[table])
+
+
+def read_clean_tables(tables: Mapping[str, pa.Table], policy: Policy) -> CleanTables | None:
+    """The round's tables typed as the loader types text cells; None unless the loader rejects nothing.
+
+    ``tables`` maps every contract table to its rows as text cells (the
+    arguments of ``load_tables(tables, policy, text_cells=True)``).
+    """
+    if set(tables) != {t.name for t in TABLES}:
+        return None
+    try:
+        columns = {table.name: _typed_table(table, tables[table.name], policy) for table in TABLES}
+        clean = CleanTables(policy, columns)
+        _check_keys(clean)
+        _check_cross_rules(clean)
+    except NotExact:
+        return None
+    if clean.rows("households") == 0 or clean.rows("members") == 0:
+        return None  # the loader refuses the round as a whole
+    return clean
+
+
+# -- typing and the rules of one cell -----------------------------------------------------------
+
+
+_EMPTY = {
+    "str": np.zeros(0, dtype=object),
+    "enum": np.zeros(0, dtype=object),
+    "month": np.zeros(0, dtype="datetime64[D]"),
+    "date": np.zeros(0, dtype="datetime64[D]"),
+    "bool": np.zeros(0, dtype=bool),
+}
+
+
+def _typed_table(table: Table, rows: pa.Table, policy: Policy) -> dict[str, np.ndarray]:
+    if any(name not in rows.column_names for name in table.column_names):
+        raise NotExact
+    cells = [rows.column(name) for name in table.column_names]
+    if any(not pa.types.is_string(c.type) and not pa.types.is_null(c.type) for c in cells):
+        raise NotExact
+    if rows.num_rows == 0:  # no row, no rule to break
+        return {c.name: _EMPTY.get(c.kind, np.zeros(0)).copy() for c in table.columns}
+    text = [c.cast(pa.string()) for c in cells]
+    # The loader trims every cell; a padded one is read here only if it is not padded at all.
+    every_cell = pa.chunked_array([chunk for column in text for chunk in column.chunks], type=pa.string())
+    if pc.any(pc.not_equal(pc.utf8_trim_whitespace(every_cell), every_cell)).as_py():
+        raise NotExact
+    return {c.name: _typed_column(table, c, t, policy) for c, t in zip(table.columns, text, strict=True)}
+
+
+def _typed_column(table: Table, column: Column, text: pa.ChunkedArray, policy: Policy) -> np.ndarray:
+    text = pc.if_else(pc.equal(text, ""), pa.scalar(None, pa.string()), text)
+    missing = np.asarray(pc.is_null(text).to_numpy(zero_copy_only=False), dtype=bool)
+    if missing.any() and not column.nullable:
+        raise NotExact
+    present = ~missing
+    kind = column.kind
+    if kind in ("str", "enum"):
+        values = np.asarray(text.to_pylist(), dtype=object)
+        if kind == "enum" and not all(v in column.values for v in values[present]):
+            raise NotExact
+        if IDENTIFIER_KEYS.get(table.name) == column.name and any(map(_looks_personal, values[present])):
+            raise NotExact
+        if column.digits is not None and not _all_match(text, f"^[0-9]{{{column.digits}}}$"):
+            raise NotExact
+        return values
+    if kind == "bool":
+        words = [None if v is None else _BOOLEANS.get(v.lower()) for v in text.to_pylist()]
+        if any(w is None for w in words):
+            raise NotExact
+        return np.asarray(words, dtype=bool)
+    if kind in ("month", "date"):
+        return _days(column, text, missing, policy)
+    numbers = _numbers(text, missing)
+    if kind == "int" and not np.all(np.abs(numbers[present]) < _LARGEST_WHOLE):
+        raise NotExact
+    if kind == "int" and not np.all(numbers[present] == np.trunc(numbers[present])):
+        raise NotExact
+    if kind == "int":
+        numbers += 0.0  # "-0" is the integer 0 for the loader, not a negative zero
+    _check_bounds(table, column, numbers[present], policy)
+    return numbers
+
+
+def _all_match(text: pa.ChunkedArray, pattern: str) -> bool:
+    """Every present cell matches ``pattern`` (nulls are judged by the not_null rule)."""
+    return pc.all(pc.match_substring_regex(text, pattern)).as_py() is not False
+
+
+def _looks_personal(value: str) -> bool:
+    # Stricter than the loader (any non-ASCII character, any 18 digits): such ids take the loader's path.
+    return not value.isascii() or bool(_RESIDENT_ID_LIKE.fullmatch(value))
+
+
+def _numbers(text: pa.ChunkedArray, missing: np.ndarray) -> np.ndarray:
+    if not _all_match(text, _NUMBER):
+        raise NotExact
+    try:
+        numbers = pc.cast(text, pa.float64()).to_numpy(zero_copy_only=False)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        raise NotExact from None
+    numbers = np.asarray(numbers, dtype=np.float64).copy()
+    numbers[missing] = np.nan
+    if not np.all(np.isfinite(numbers[~missing])):
+        raise NotExact
+    return numbers
+
+
+def _days(column: Column, text: pa.ChunkedArray, missing: np.ndarray, policy: Policy) -> np.ndarray:
+    pattern = _MONTH if column.kind == "month" else _DATE
+    if not _all_match(text, pattern):
+        raise NotExact
+    if column.kind == "month":
+        text = pc.if_else(
+            pc.equal(pc.utf8_length(text), 7), pc.binary_join_element_wise(text, "-01", ""), text
+        )
+    try:
+        days = pc.cast(text, pa.date32()).to_numpy(zero_copy_only=False)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        raise NotExact from None
+    days = np.asarray(days, dtype="datetime64[D]")
+    after_data_end = np.datetime64(_month_after(policy.data_end), "D")
+    if np.any(days[~missing] >= after_data_end):
+        raise NotExact
+    return days
+
+
+def _month_after(month: dt.date) -> dt.date:
+    return (month.replace(day=28) + dt.timedelta(days=4)).replace(day=1)
+
+
+def _check_bounds(table: Table, column: Column, values: np.ndarray, policy: Policy) -> None:
+    name = column.name
+    if table.name == "income" and name == "amount":
+        return  # judged against the source in _check_cross_rules
+    if table.name == "loans" and name == "principal":
+        low_ok = np.all(values > 0)
+    elif name == "birth_year":
+        low_ok = np.all((values >= policy.data_end.year - MAX_AGE_YEARS) & (values <= policy.data_end.year))
+    elif name == "escape_year":
+        low_ok = np.all((values >= EARLIEST_ESCAPE_YEAR) & (values <= policy.data_end.year))
+    else:
+        low_ok = column.minimum is None or np.all(values >= column.minimum)
+        low_ok = low_ok and (column.maximum is None or np.all(values <= column.maximum))
+    if not low_ok:
+        raise NotExact
+
+
+# -- rules across columns, keys and references ---------------------------------------------------
+
+
+def _check_cross_rules(clean: CleanTables) -> None:
+    households = clean.columns["households"]
+    for child, parent in (("township_code", "county_code"), ("village_code", "township_code")):
+        if not all(c.startswith(p) for c, p in zip(households[child], households[parent], strict=True)):
+            raise NotExact
+    orders = (
+        ("members", "left_month", "joined_month", True),
+        ("assistance", "end_month", "start_month", False),
+        ("monitoring", "eliminated_month", "identified_month", False),
+    )
+    for table, later, earlier, equal_is_broken in orders:
+        late, early = clean.columns[table][later], clean.columns[table][earlier]
+        both = ~np.isnat(late) & ~np.isnat(early)
+        broken = late[both] <= early[both] if equal_is_broken else late[both] < early[both]
+        if broken.any():
+            raise NotExact
+    income = clean.columns["income"]
+    gross = ~np.isin(income["source"], NET_INCOME_SOURCES)
+    if np.any(gross & (income["amount"] < 0)):
+        raise NotExact
+    expenses = clean.columns["expenses"]
+    if np.any(expenses["reimbursed"] > expenses["amount"]):
+        raise NotExact
+
+
+def _check_keys(clean: CleanTables) -> None:
+    for table in TABLES:
+        columns = clean.columns[table.name]
+        for key in table.unique:
+            rows = list(zip(*(columns[k].tolist() for k in key), strict=True))
+            if len(set(rows)) != len(rows):
+                raise NotExact
+        for foreign_key in table.foreign_keys:
+            targets = set(clean.columns[foreign_key.table][foreign_key.target].tolist())
+            if not all(v is None or v in targets for v in columns[foreign_key.column].tolist()):
+                raise NotExact
+    members = clean.columns["members"]
+    household_of = dict(zip(members["member_id"].tolist(), members["household_id"].tolist(), strict=True))
+    for name in ("expenses", "events"):
+        rows = clean.columns[name]
+        for member, household in zip(rows["member_id"].tolist(), rows["household_id"].tolist(), strict=True):
+            if member is not None and household_of[member] != household:
+                raise NotExact
+
+
+# -- the rules panel and the feature parts -------------------------------------------------------
+
+
+def household_features(
+    clean: CleanTables,
+    as_of: dt.date,
+    *,
+    panel: MonthlyPanel | None = None,
+    state: RuleState | None = None,
+) -> pd.DataFrame:
+    """:func:`~.history.build_features` of the round at ``as_of``: the same frame, without DuckDB.
+
+    ``panel`` and ``state``, when the caller has them, are :func:`household_panel`'s.
+    Raises ValueError when ``as_of`` lies outside data_start .. data_end, and
+    :class:`NotExact` when an amount is too large to be summed exactly here.
+    """
+    if panel is None or state is None:
+        panel, state = household_panel(clean, as_of)
+    inputs = PanelInputs.of(panel, state)
+    return features_from_parts(inputs, clean.policy, lambda clock: _parts(clean, clock))
+
+
+def household_panel(clean: CleanTables, as_of: dt.date) -> tuple[MonthlyPanel, RuleState]:
+    """:func:`~.rules.build_panel` through ``as_of`` and its :func:`~.rules.rule_state`."""
+    policy = clean.policy
+    as_of = as_of.replace(day=1)
+    if not policy.data_start <= as_of <= policy.data_end:
+        raise ValueError(
+            f"as_of {format_month(as_of)} is outside the data "
+            f"({format_month(policy.data_start)} .. {format_month(policy.data_end)})"
+        )
+    rows = _Rows(clean)
+    first = policy.first_month_index
+    n_months = month_index(as_of) - first + 1
+    n = len(rows.household_ids)
+
+    def money_by_month(h: np.ndarray, month: np.ndarray, fen: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        inside = (month >= first) & (month < first + n_months)
+        totals = np.zeros((n, n_months), dtype=np.int64)
+        seen = np.zeros((n, n_months), dtype=bool)
+        np.add.at(totals, (h[inside], month[inside] - first), fen[inside])
+        seen[h[inside], month[inside] - first] = True
+        return totals, seen
+
+    income = clean.columns["income"]
+    income_fen, reported = money_by_month(
+        rows.household_of("income"), _month_of(income["month"]), _fen(income["amount"])
+    )
+    expenses = clean.columns["expenses"]
+    rigid = np.isin(expenses["category"], RIGID_EXPENSE_CATEGORIES)
+    rigid_fen, _ = money_by_month(
+        rows.household_of("expenses")[rigid],
+        _month_of(expenses["date"])[rigid],
+        _fen(expenses["amount"][rigid] - expenses["reimbursed"][rigid]),
+    )
+    members = clean.columns["members"]
+    size = _span_counts(
+        rows.household_of("members"), members["joined_month"], members["left_month"], first, n_months, n
+    )
+    monitoring = clean.columns["monitoring"]
+    under = _span_counts(
+        rows.household_of("monitoring"),
+        monitoring["identified_month"],
+        monitoring["eliminated_month"],
+        first,
+        n_months,
+        n,
+    )
+    panel = MonthlyPanel(
+        household_ids=rows.household_ids,
+        first_month=policy.data_start,
+        size=np.maximum(size, 1).astype(np.int16),
+        reported=reported,
+        income=income_fen.astype(np.float64) / 100.0,
+        rigid_expense=rigid_fen.astype(np.float64) / 100.0,
+        under_monitoring=under > 0,
+    )
+    return panel, rule_state(panel, policy)
+
+
+def _span_counts(
+    h: np.ndarray, start: np.ndarray, end: np.ndarray, first: int, n_months: int, n: int
+) -> np.ndarray:
+    s = np.where(np.isnat(start), 0, _month_of(start) - first)
+    e = np.where(np.isnat(end), n_months, _month_of(end) - first)
+    s, e = np.maximum(s, 0), np.minimum(e, n_months)
+    months = np.arange(n_months)
+    covers = (months >= s[:, None]) & (months < e[:, None])
+    counts = np.zeros((n, n_months), dtype=np.int32)
+    np.add.at(counts, h, covers.astype(np.int32))
+    return counts
+
+
+def _month_of(days: np.ndarray) -> np.ndarray:
+    """Month index (:func:`~.contract.month_index`) of each day; NaT gives a meaningless number."""
+    return days.astype("datetime64[M]").astype(np.int64) + _EPOCH_MONTH
+
+
+def _round_half_away(values: np.ndarray) -> np.ndarray:
+    """DuckDB's round(): halves away from zero."""
+    whole = np.trunc(values)
+    return whole + np.where(np.abs(values - whole) >= 0.5, np.sign(values), 0.0)
+
+
+_LARGEST_FEN = 2**29
+"""Amounts up to 5 million yuan: sums of twelve squares stay exact in int64."""
+
+
+def _fen(yuan: np.ndarray) -> np.ndarray:
+    """Whole fen as the DuckDB path computes them: CAST(round(yuan * 100) AS BIGINT)."""
+    fen = _round_half_away(yuan * 100.0)
+    if np.any(np.abs(fen[np.isfinite(fen)]) >= _LARGEST_FEN):
+        raise NotExact
+    return np.where(np.isfinite(fen), fen, 0).astype(np.int64)
+
+
+class _Rows:
+    """Household positions (sorted ids, as build_panel orders them) of each table's rows."""
+
+    def __init__(self, clean: CleanTables) -> None:
+        self.clean = clean
+        ids = clean.columns["households"]["household_id"]
+        self.household_ids = np.asarray(sorted(set(ids.tolist())), dtype=object)
+        self.position = {h: i for i, h in enumerate(self.household_ids.tolist())}
+        members = clean.columns["members"]
+        self.member_household = dict(
+            zip(members["member_id"].tolist(), members["household_id"].tolist(), strict=True)
+        )
+        loans = clean.columns["loans"]
+        self.loan_household = dict(
+            zip(loans["loan_id"].tolist(), loans["household_id"].tolist(), strict=True)
+        )
+
+    def household_of(self, table: str) -> np.ndarray:
+        columns = self.clean.columns[table]
+        if "household_id" in columns:
+            ids = columns["household_id"].tolist()
+        elif table == "employment":
+            ids = [self.member_household[m] for m in columns["member_id"].tolist()]
+        else:
+            ids = [self.loan_household[loan] for loan in columns["loan_id"].tolist()]
+        return np.asarray([self.position[h] for h in ids], dtype=np.int64)
+
+
+def _parts(clean: CleanTables, clock: Clock) -> Iterator[tuple[str, Columns]]:
+    rows = _Rows(clean)
+    parts = (
+        _household_part,
+        _member_part,
+        _income_source_part,
+        _employment_part,
+        _expense_part,
+        _event_part,
+        _loan_part,
+        _assistance_part,
+        _monitoring_part,
+    )
+    for part in parts:
+        stage = part.__name__.strip("_").replace("_part", "").replace("_", " ")
+        yield f"{stage} (numpy)", part(clean, rows, clock)
+
+
+def _sum_by(h: np.ndarray, values: np.ndarray, n: int, where: np.ndarray | None = None) -> np.ndarray:
+    """Sum per household of ``values`` (int64 or float64) on the rows ``where`` holds."""
+    if where is not None:
+        h, values = h[where], values[where]
+    out = np.zeros(n, dtype=values.dtype)
+    np.add.at(out, h, values)
+    return out
+
+
+def _count_by(h: np.ndarray, where: np.ndarray, n: int) -> np.ndarray:
+    return np.bincount(h[where], minlength=n).astype(np.float64)
+
+
+def _max_by(h: np.ndarray, values: np.ndarray, n: int, where: np.ndarray, empty: float) -> np.ndarray:
+    """Maximum per household over the rows ``where`` holds; ``empty`` where there are none."""
+    out = np.full(n, -np.inf)
+    np.maximum.at(out, h[where], values[where].astype(np.float64))
+    return np.where(np.isneginf(out), empty, out)
+
+
+def _min_by(h: np.ndarray, values: np.ndarray, n: int, where: np.ndarray, empty: float) -> np.ndarray:
+    out = np.full(n, np.inf)
+    np.minimum.at(out, h[where], values[where].astype(np.float64))
+    return np.where(np.isposinf(out), empty, out)
+
+
+def _yuan(fen: np.ndarray) -> np.ndarray:
+    return fen.astype(np.float64) / 100
+
+
+def _household_part(clean: CleanTables, rows: _Rows, clock: Clock) -> Columns:
+    table = clean.columns["households"]
+    order = np.argsort(rows.household_of("households"), kind="stable")
+    year = clock.as_of.year
+    escape = table["escape_year"][order]
+    with np.errstate(invalid="ignore"):
+        since_escape = np.where(escape <= year, year - escape, np.nan)
+    villages = table["village_code"][order]
+    _, village_index = np.unique(villages.astype(str), return_inverse=True)
+    return {
+        "registered_poor": table["registered_poor"][order].astype(np.float64),
+        "years_since_escape": since_escape,
+        "relocated": table["relocated"][order].astype(np.float64),
+        "housing_safe": table["housing_safe"][order].astype(np.float64),
+        "cultivated_land_mu": table["cultivated_land_mu"][order],
+        "terrain_code": np.asarray([TERRAIN_CODES[v] for v in table["terrain"][order]], dtype=np.float64),
+        "_village_index": village_index.astype(np.float64),
+    }
+
+
+def _member_part(clean: CleanTables, rows: _Rows, clock: Clock) -> Columns:
+    n, t = clock.households, clock.t
+    members = clean.columns["members"]
+    member_ids = members["member_id"].tolist()
+    grade = members["disability_grade"].copy()
+    chronic = members["chronic_disease"].copy()
+    events = clean.columns["events"]
+    event_month = _month_of(events["date"])
+    position = {m: i for i, m in enumerate(member_ids)}
+    # The latest certified grade up to t; on the same day the most severe one.
+    best: dict[int, float] = {}
+    for member, kind, day, value, month in zip(
+        events["member_id"].tolist(),
+        events["kind"].tolist(),
+        events["date"].astype(np.int64).tolist(),
+        events["value"].tolist(),
+        event_month.tolist(),
+        strict=True,
+    ):
+        if member is None or month > t:
+            continue
+        if kind == "chronic_illness":
+            chronic[position[member]] = True
+        elif kind == "disability_certified" and value == value and 0 <= value <= 4:
+            key = day * 10 + (5 - value)
+            i = position[member]
+            if i not in best or key > best[i]:
+                best[i] = key
+                grade[i] = value
+    grade = _round_half_away(grade)
+    h = rows.household_of("members")
+    joined, left = members["joined_month"], members["left_month"]
+    joined_month = np.where(np.isnat(joined), -1, _month_of(joined))
+    left_month = np.where(np.isnat(left), -1, _month_of(left))
+    counted = np.isnat(joined) | (joined_month <= t)
+    current = counted & (np.isnat(left) | (left_month > t))
+    age = clock.as_of.year - members["birth_year"]
+    head = current & (members["relation"] == "head")
+    capacity = members["labor_capacity"]
+    education = np.asarray([EDUCATION_CODES[v] for v in members["education"]], dtype=np.float64)
+    lo_work, hi_work = WORKING_AGE
+    lo_school, hi_school = SCHOOL_AGE
+    disabled = current & (grade >= 1)
+    return {
+        "household_size": _count_by(h, current, n),
+        "n_working_age": _count_by(h, current & (age >= lo_work) & (age <= hi_work), n),
+        "n_elders": _count_by(h, current & (age >= ELDER_AGE), n),
+        "n_children": _count_by(h, current & (age < lo_work), n),
+        "n_full_labor": _count_by(h, current & (capacity == "full"), n),
+        "n_weak_or_no_labor": _count_by(h, current & np.isin(capacity, ("weak", "none")), n),
+        "n_uninsured": _count_by(h, current & ~members["medical_insurance"], n),
+        "members_left_12m": _count_by(
+            h, counted & ~np.isnat(left) & (left_month <= t) & (left_month >= t - 11), n
+        ),
+        "members_joined_12m": _count_by(h, counted & ~np.isnat(joined) & (joined_month >= t - 11), n),
+        "n_chronic": _count_by(h, current & chronic, n),
+        "n_disabled": _count_by(h, disabled, n),
+        "n_severely_disabled": _count_by(h, current & np.isin(grade, (1.0, 2.0)), n),
+        "disability_severity_max": _max_by(h, 5 - grade, n, disabled, 0.0),
+        "n_school_age": _count_by(h, current & (age >= lo_school) & (age <= hi_school), n),
+        "head_age": _max_by(h, age, n, head, np.nan),
+        "head_female": _max_by(h, (members["sex"] == "f").astype(np.float64), n, head, np.nan),
+        "head_education_code": _max_by(h, education, n, head, np.nan),
+        "max_education_code": _max_by(h, education, n, current, np.nan),
+    }
+
+
+def _income_source_part(clean: CleanTables, rows: _Rows, clock: Clock) -> Columns:
+    n, t = clock.households, clock.t
+    income = clean.columns["income"]
+    month = _month_of(income["month"])
+    first_on_record = max(t - (HISTORY_MONTHS - 1), clock.first_index)
+    keep = (month <= t) & (month >= first_on_record)
+    h = rows.household_of("income")[keep]
+    k = (t - month)[keep]
+    fen = _fen(income["amount"])[keep]
+    source = income["source"][keep]
+    out: Columns = {}
+    for name in INCOME_SOURCES:
+        of_source = source == name
+        sums = {
+            "s3": _yuan(_sum_by(h, fen, n, of_source & (k < 3))),
+            "s6": _yuan(_sum_by(h, fen, n, of_source & (k < 6))),
+            "s12": _yuan(_sum_by(h, fen, n, of_source & (k < 12))),
+            "sprev": _yuan(_sum_by(h, fen, n, of_source & (k >= 12))),
+            "sq12": _sum_by(h, fen * fen, n, of_source & (k < 12)).astype(np.float64) / 10000,
+            "kx12": _yuan(_sum_by(h, fen * k, n, of_source & (k < 12))),
+        }
+        out |= {f"{name}_{statistic}": values for statistic, values in sums.items()}
+    return out
+
+
+def _employment_part(clean: CleanTables, rows: _Rows, clock: Clock) -> Columns:
+    n, t = clock.households, clock.t
+    employment = clean.columns["employment"]
+    members = clean.columns["members"]
+    month = _month_of(employment["month"])
+    member_position = {m: i for i, m in enumerate(members["member_id"].tolist())}
+    member = np.asarray([member_position[m] for m in employment["member_id"].tolist()], dtype=np.int64)
+    joined, left = members["joined_month"][member], members["left_month"][member]
+    joined_month = np.where(np.isnat(joined), 0, _month_of(joined))
+    left_month = np.where(np.isnat(left), 0, _month_of(left))
+    window_start = t - (HISTORY_MONTHS - 1)
+    mover = (~np.isnat(joined) & (joined_month > window_start)) | (~np.isnat(left) & (left_month <= t))
+    member_then = (np.isnat(joined) | (joined_month <= month)) & (np.isnat(left) | (left_month > month))
+    keep = (month <= t) & (month >= window_start) & (~mover | member_then)
+    h = rows.household_of("employment")[keep]
+    k = (t - month)[keep]
+    status = employment["status"][keep]
+    age = clock.as_of.year - members["birth_year"][member][keep]
+
+    def status_is(*statuses: str) -> np.ndarray:
+        return np.isin(status, statuses)
+
+    employed, wage_work = status_is(*EMPLOYED_STATUSES), status_is(*WAGE_STATUSES)
+    lo_work, hi_work = WORKING_AGE
+    counts = {
+        "employment_months_12m": (k < 12) & employed,
+        "employment_months_3m": (k < 3) & employed,
+        "_wage_work_months_12m": (k < 12) & wage_work,
+        "_wage_workers_now": (k == 0) & wage_work,
+        "_records_12m": k < 12,
+        "_employed_prev_12m": (k >= 12) & employed,
+        "_records_prev_12m": k >= 12,
+        "migrants_now": (k == 0) & status_is("migrant"),
+        "migrants_year_ago": (k == 12) & status_is("migrant"),
+        "local_workers_now": (k == 0) & status_is(*LOCAL_WORK_STATUSES),
+        "public_welfare_post_now": (k == 0) & status_is("public_welfare_post"),
+        "farming_now": (k == 0) & status_is("farming"),
+        "unemployed_now": (k == 0) & status_is("unemployed"),
+        "students_now": (k == 0) & status_is("student"),
+        "unemployed_months_12m": (k < 12) & status_is("unemployed"),
+        "_working_age_reported_now": (k == 0) & (age >= lo_work) & (age <= hi_work),
+    }
+    columns = {name: _count_by(h, where, n) for name, where in counts.items()}
+    if not clock.on_record(12):
+        columns["migrants_year_ago"] = np.full(n, np.nan)
+    return columns
+
+
+def _expense_part(clean: CleanTables, rows: _Rows, clock: Clock) -> Columns:
+    n, t = clock.households, clock.t
+    expenses = clean.columns["expenses"]
+    month = _month_of(expenses["date"])
+    keep = (month <= t) & (month >= t - (HISTORY_MONTHS - 1))
+    h = rows.household_of("expenses")[keep]
+    k = (t - month)[keep]
+    amount, reimbursed = expenses["amount"][keep], expenses["reimbursed"][keep]
+    oop = _fen(amount - reimbursed)
+    category = expenses["category"][keep]
+    medical, education = category == "medical", category == "education"
+    other = np.isin(category, ("disaster", "accident", "funeral"))
+    out: Columns = {}
+    for name, of_category, w in (
+        ("medical_oop_3m", medical, 3),
+        ("medical_oop_6m", medical, 6),
+        ("medical_oop_12m", medical, 12),
+        ("medical_oop_24m", medical, 24),
+        ("education_oop_3m", education, 3),
+        ("education_oop_12m", education, 12),
+        ("education_oop_24m", education, 24),
+        ("other_rigid_oop_12m", other, 12),
+    ):
+        out[name] = _yuan(_sum_by(h, oop, n, of_category & (k < w)))
+    medical_12m = medical & (k < 12)
+    out["medical_bills_12m"] = _count_by(h, medical_12m, n)
+    billed = _sum_by(h, _fen(amount), n, medical_12m).astype(np.float64)
+    paid_back = _sum_by(h, _fen(reimbursed), n, medical_12m).astype(np.float64)
+    share = np.full(n, np.nan)
+    np.divide(paid_back, billed, out=share, where=billed > 0)
+    out["medical_reimbursed_share_12m"] = share
+    return out
+
+
+def _event_part(clean: CleanTables, rows: _Rows, clock: Clock) -> Columns:
+    n, t = clock.households, clock.t
+    events = clean.columns["events"]
+    month = _month_of(events["date"])
+    keep = month <= t
+    h = rows.household_of("events")[keep]
+    k = (t - month)[keep]
+    kind = events["kind"][keep]
+    severity = events["severity"][keep]
+    value = events["value"][keep]
+    value_fen = _fen(value)
+    has_value = ~np.isnan(value)
+    n3 = np.zeros((n, len(EVENT_KINDS)))
+    n12 = np.zeros((n, len(EVENT_KINDS)))
+    out: Columns = {}
+    for i, name in enumerate(EVENT_KINDS):
+        of_kind = kind == name
+        n3[:, i] = _count_by(h, of_kind & (k < 3), n)
+        n12[:, i] = _count_by(h, of_kind & (k < 12), n)
+        out[f"events_{name}_12m"] = n12[:, i]
+        out[f"months_since_{name}"] = _min_by(h, k, n, of_kind, np.nan)
+    out["events_total_3m"] = n3.sum(axis=1)
+    out["events_total_12m"] = n12.sum(axis=1)
+    out["event_max_severity_12m"] = _max_by(h, severity, n, k < 12, 0.0)
+    disaster = (kind == "natural_disaster") & (k < 12) & has_value
+    out["disaster_loss_12m"] = _yuan(_sum_by(h, value_fen, n, disaster))
+    column = {name: i for i, name in enumerate(EVENT_KINDS)}
+    shocks = [column[name] for name in SHOCK_KINDS]
+    for w, counts in ((3, n3), (12, n12)):
+        for name in VILLAGE_SHOCK_KINDS:
+            out[f"_hit_{name}_{w}m"] = (counts[:, column[name]] > 0).astype(np.float64)
+        out[f"_hit_any_shock_{w}m"] = (counts[:, shocks].sum(axis=1) > 0).astype(np.float64)
+    return out
+
+
+def _loan_part(clean: CleanTables, rows: _Rows, clock: Clock) -> Columns:
+    n, t = clock.households, clock.t
+    loans = clean.columns["loans"]
+    issued = _month_of(loans["issued_month"])
+    exists = issued <= t
+    loan_h = rows.household_of("loans")
+    due = issued + loans["term_months"].astype(np.int64)
+    issued_k = t - issued
+    loan_position = {loan: i for i, loan in enumerate(loans["loan_id"].tolist())}
+    status = clean.columns["loan_status"]
+    loan = np.asarray([loan_position[x] for x in status["loan_id"].tolist()], dtype=np.int64)
+    month = _month_of(status["month"])
+    keep = exists[loan] & (month <= t) & (month >= t - 11)
+    loan = loan[keep]
+    h = loan_h[loan]
+    k = (t - month)[keep]
+    balance = _fen(status["balance"][keep])
+    interest = _fen(status["balance"][keep] * loans["annual_rate"][loan])
+    overdue_days = status["overdue_days"][keep]
+    kind = loans["kind"][loan]
+    to_due = (due[loan] - t).astype(np.float64)
+    now = k == 0
+    out: Columns = {
+        "loan_count_open": _count_by(h, now, n),
+        "loan_balance_total": _yuan(_sum_by(h, balance, n, now)),
+        "loan_balance_microcredit": _yuan(_sum_by(h, balance, n, now & (kind == "poverty_microcredit"))),
+        "loan_balance_informal": _yuan(_sum_by(h, balance, n, now & (kind == "informal"))),
+        "loan_balance_due_6m": _yuan(_sum_by(h, balance, n, now & (to_due <= LOAN_DUE_SOON_MONTHS))),
+        "loan_balance_due_3m": _yuan(_sum_by(h, balance, n, now & (to_due <= LOAN_DUE_VERY_SOON_MONTHS))),
+        "loan_interest_annual": _yuan(_sum_by(h, interest, n, now)),
+        "loan_overdue_days_now": _max_by(h, overdue_days, n, now, 0.0),
+        "loan_overdue_days_max_12m": _max_by(h, overdue_days, n, np.ones(len(h), dtype=bool), 0.0),
+        "loans_issued_12m": _count_by(loan_h, exists & (issued_k < 12), n),
+        "loan_principal_issued_12m": _yuan(
+            _sum_by(loan_h, _fen(loans["principal"]), n, exists & (issued_k < 12))
+        ),
+        "loan_months_to_maturity": _min_by(h, to_due, n, now, np.nan),
+    }
+    # Months (k) in which the household's worst loan was overdue.
+    worst = np.full((n, 12), -1.0)
+    np.maximum.at(worst, (h, k), overdue_days)
+    out["loan_overdue_months_12m"] = (worst > 0).sum(axis=1).astype(np.float64)
+    before = _max_by(h, overdue_days, n, k == 3, 0.0)
+    out["loan_overdue_trend_3m"] = (
+        out["loan_overdue_days_now"] - before if clock.on_record(3) else np.full(n, np.nan)
+    )
+    return out
+
+
+def _assistance_part(clean: CleanTables, rows: _Rows, clock: Clock) -> Columns:
+    n, t = clock.households, clock.t
+    assistance = clean.columns["assistance"]
+    start = _month_of(assistance["start_month"])
+    keep = start <= t
+    h = rows.household_of("assistance")[keep]
+    end = assistance["end_month"][keep]
+    # an end after t was not known at t: the measure was simply running
+    end_index = np.where(np.isnat(end), np.nan, _month_of(end).astype(np.float64))
+    end_index[end_index > t] = np.nan
+    known_end = ~np.isnan(end_index)
+    running = ~known_end | (end_index >= t)
+    measure = assistance["measure"][keep]
+    out: Columns = {
+        f"assist_{m}_now": (_count_by(h, running & (measure == m), n) > 0).astype(np.float64)
+        for m in ASSISTANCE_MEASURES
+    }
+    out["assist_monthly_amount_now"] = _yuan(_sum_by(h, _fen(assistance["monthly_amount"][keep]), n, running))
+    recent = ~known_end | (end_index >= t - 11)
+    distinct = set(zip(h[recent].tolist(), measure[recent].tolist(), strict=True))
+    out["assist_measures_12m"] = np.bincount(
+        np.asarray([i for i, _ in distinct], dtype=np.int64), minlength=n
+    ).astype(np.float64)
+    ended = known_end & (end_index < t)
+    out["assist_months_since_ended"] = t - _max_by(h, end_index, n, ended, np.nan)
+    return out
+
+
+def _monitoring_part(clean: CleanTables, rows: _Rows, clock: Clock) -> Columns:
+    n, t = clock.households, clock.t
+    monitoring = clean.columns["monitoring"]
+    identified = _month_of(monitoring["identified_month"])
+    keep = identified <= t
+    h = rows.household_of("monitoring")[keep]
+    identified = identified[keep].astype(np.float64)
+    eliminated_at = monitoring["eliminated_month"][keep]
+    eliminated = np.where(np.isnat(eliminated_at), np.nan, _month_of(eliminated_at).astype(np.float64))
+    eliminated[eliminated > t] = np.nan  # an elimination after t was not known at t
+    risk = np.asarray([RISK_TYPE_CODES[v] for v in monitoring["risk_type"][keep]], dtype=np.float64)
+    everyone = np.ones(len(h), dtype=bool)
+    # arg_max(risk_code, identified * 10 + risk_code): the latest identification, on a tie the highest code
+    order = _max_by(h, identified * 10 + risk, n, everyone, np.nan)
+    return {
+        "times_identified": _count_by(h, everyone, n),
+        "under_monitoring_now": (_count_by(h, np.isnan(eliminated), n) > 0).astype(np.float64),
+        "months_since_identified": t - _max_by(h, identified, n, everyone, np.nan),
+        "months_since_eliminated": t - _max_by(h, eliminated, n, ~np.isnan(eliminated), np.nan),
+        "last_risk_type_code": np.where(np.isnan(order), 0.0, np.mod(order, 10)),
+    }
