@@ -12,9 +12,10 @@ it prints recall@k (k = visit share x eligible households) of
 - the rule baseline (margin to the line, rules.md),
 - the oracle (p_true of the truth file: the best any ranking can do),
 - a quick model: features and labels of relapse_risk.features.training_table,
-  LightGBM (models/model.py) trained on the earliest quarter-ends, stopped
-  early and calibrated on the validation quarter-ends of training/split.py
-  (label windows never reach into the next split), scored on the test months;
+  LightGBM (models/model.py) trained on every month-end before the gap, stopped
+  early and calibrated on the validation month of training/split.py (label
+  windows never reach into the next split; the months `relapse train` uses by
+  default), scored on the test months;
 
 per month and on average, with the ratios the product's targets are stated in
 (model / baseline >= 2.0, model / oracle >= 0.95), the model's median lead
@@ -54,6 +55,7 @@ from relapse_risk.models.baseline import oracle_scores, read_truth, rule_baselin
 from relapse_risk.models.metrics import BASELINE, ORACLE, average_over_months, evaluate  # noqa: E402
 from relapse_risk.models.model import RiskModel  # noqa: E402
 from relapse_risk.training.split import TimeSplit, time_split  # noqa: E402
+from relapse_risk.training.train import labelled_months  # noqa: E402
 
 MODEL = "quick_model"
 HORIZON = 6
@@ -75,7 +77,11 @@ def measure(folder: Path, truth_path: Path, seed: int, threads: int) -> Headroom
     began = time.perf_counter()
     dataset = load_dataset(folder)
     truth = read_truth(truth_path)
-    split = time_split(quarter_ends(dataset.policy, HORIZON), HORIZON)
+    split = time_split(
+        quarter_ends(dataset.policy, HORIZON),
+        HORIZON,
+        learning_months=labelled_months(dataset.policy, HORIZON),
+    )
     seconds["load"] = time.perf_counter() - began
 
     began = time.perf_counter()

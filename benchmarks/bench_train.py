@@ -73,7 +73,12 @@ def main() -> None:
     parser.add_argument("--unseen", type=Path, default=None, help="A county to evaluate only.")
     parser.add_argument("--tune", type=float, default=0.0, help="Minutes of tuning (0: none).")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--monthly-rows", action="store_true", help="Train on every month-end.")
+    parser.add_argument(
+        "--monthly-rows",
+        action=argparse.BooleanOptionalAction,
+        default=TrainingSettings().monthly_training_rows,
+        help="Train on every month-end (--no-monthly-rows: quarter-ends only).",
+    )
     parser.add_argument("--seed", type=int, default=TrainingSettings().seed)
     parser.add_argument("--work", type=Path, default=None, help="MLflow work folder (default: temporary).")
     args = parser.parse_args()

@@ -498,7 +498,9 @@ def train(
     seed: int = typer.Option(20240601, "--seed", help="Seed of every random choice."),
     threads: int = typer.Option(2, "--threads", min=1, help="LightGBM threads (at most the free cores)."),
     monthly_rows: bool = typer.Option(
-        False, "--monthly-rows", help="Train and validate on every month-end, not only quarter-ends."
+        True,
+        "--monthly-rows/--quarter-end-rows",
+        help="Train and validate on every month-end (default), or on quarter-ends only like the test.",
     ),
     validation_months: int = typer.Option(
         1, "--validation-months", min=1, help="As-of months for early stopping and calibration."

@@ -111,7 +111,8 @@ def test_training_refuses_too_few_positives_naming_the_months(small_county, tmp_
     from relapse_risk.training.train import prepare_training_data
 
     settings = TrainingSettings(work_dir=tmp_path, min_positives=100_000)
-    expected = r"too few positives.*train months \(2022-03, 2022-06, 2022-09\)"
+    # Training rows are every month-end up to the gap before validation (the default).
+    expected = r"too few positives.*train months \(2022-01, 2022-02, 2022-03, .*, 2022-09\)"
     with pytest.raises(TrainingDataError, match=expected):
         prepare_training_data(load_dataset(small_county.folder), settings)
 
@@ -138,7 +139,8 @@ def test_a_run_logs_its_data_features_split_and_metrics(trained_small_county, re
     assert params["horizon"] == "6"
     assert params["data_fingerprint"] == load_dataset(trained_small_county.county.folder).fingerprint
     assert params["catalogue_version"] == params["feature_pipeline_version"] == CATALOGUE_VERSION
-    assert params["train_months"] == "2022-03,2022-06,2022-09"
+    assert params["train_months"] == ",".join(f"2022-{m:02d}" for m in range(1, 10))
+    assert params["monthly_training_rows"] == "True"
     assert params["validation_months"] == "2023-03"
     assert params["test_months"] == "2023-09,2023-12,2024-03,2024-06"
     assert int(params["best_iteration"]) >= 1
