@@ -58,7 +58,7 @@ def run_pipeline_demo(
     policy = read_policy(folder / "policy.json")
     codes: dict[str, int] = {}
 
-    console.print(Rule("Train: earlier quarter-ends only, tested on the latest four"))
+    console.print(Rule("Train: earlier months only, tested on the latest four quarter-ends"))
     codes["train"] = train_command(folder, settings, truth, console, errors)
     if codes["train"] != 0:
         return PipelineDemoResult(codes, out / SCORES_FOLDER, out / MONITORING_FOLDER, tracking_uri)
