@@ -1519,9 +1519,12 @@ def choose_reasons(
     support = np.zeros((rows, len(usable)))
     valid = np.zeros((rows, len(usable)), dtype=bool)
     for k, template in enumerate(usable):
-        columns = [column_of[d] for d in template.drivers if d in column_of]
-        if columns:
-            support[:, k] = contributions[:, columns].sum(axis=1)
+        # Column by column, not .sum(axis=1): numpy's reduction order depends on the row count, and
+        # a last-bit difference would break a tie (drivers the model never split on add exact zeros)
+        # one way for a household explained alone and the other way in a batch.
+        for d in template.drivers:
+            if d in column_of:
+                support[:, k] += contributions[:, column_of[d]]
         with np.errstate(invalid="ignore"):
             valid[:, k] = np.asarray(template.applies(values), dtype=bool) & (support[:, k] > 0)
     template_family = np.array([family_names.index(t.family) for t in usable], dtype=np.int64)

@@ -266,6 +266,41 @@ def test_reasons_come_strongest_family_first_one_per_family():
     assert reasons[0].evidence == {"employment_rate_12m": 0.3, "employment_rate_change_12m": -0.5}
 
 
+def test_a_household_gets_the_same_reasons_alone_as_among_others():
+    # Drivers the model never split on contribute exact zeros, so the migrants template's support
+    # ties the wages template's; the tie must not depend on how many rows are explained at once
+    # (the API explains a lone household, the batch a whole visit list). Values of a real case.
+    household = one_household(
+        migrants_year_ago=1,
+        migrants_now=0,
+        migrants_change_12m=-1,
+        income_wage_migrant_mean_3m=0,
+        income_wage_migrant_mean_6m=0,
+        income_wage_migrant_mean_12m=1473.57,
+        income_wage_migrant_yoy_change_12m=-2347.13,
+        income_wage_migrant_std_12m=2179.19,
+    )
+    contributions = contributions_for(
+        income_wage_migrant_mean_3m=0.02545467560493973,
+        income_wage_migrant_mean_6m=0.0015435151371097976,
+        income_wage_migrant_mean_12m=0.17715031423885022,
+        income_wage_migrant_std_12m=0.018831362364267402,
+    )
+    [alone] = choose_reasons(contributions, FEATURE_NAMES, FAMILIES, household, top=3)
+    for others in (1, 2, 7, 40):
+        rows = np.random.default_rng(others).normal(0, 0.1, size=(others, len(FEATURE_NAMES)))
+        together = choose_reasons(
+            np.vstack([contributions, rows]),
+            FEATURE_NAMES,
+            FAMILIES,
+            pd.concat([household] * (others + 1), ignore_index=True),
+            top=3,
+        )
+        assert together[0] == alone, others
+    # A tie goes to the template listed first, the more specific one.
+    assert [r.code for r in alone] == ["migrant_work_down"]
+
+
 # -- explain() on real feature rows ----------------------------------------------------------------
 
 POLICY = Policy.model_validate(
