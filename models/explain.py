@@ -9,10 +9,12 @@ dependency at serving time. They are in log-odds and add up exactly:
 The calibrated probability is a monotone map of the raw score, so a feature
 that pushes the log-odds up pushes the probability up too.
 
-Only the rows handed in are explained (LightGBM takes about 5 ms a row for
-500 trees of 63 leaves): serving explains the visit list, not the county. For
-thousands of rows, :func:`contribution_tables` prepares the booster once for
-:mod:`.treeshap`, which computes the same values several times faster.
+Only the rows handed in are explained: serving explains the visit list, not
+the county. :func:`contribution_tables` prepares a booster once for
+:mod:`.treeshap`, which computes the same values as LightGBM (to about
+1e-14) several times faster, for one row as for a million; the API and the
+batch both use it, so they give a household the same reasons. Boosters it
+cannot handle (linear trees, multiclass) are explained by LightGBM.
 
 Driver families are the catalogue's families with two refinements that make
 reasons specific: wage income belongs with ``employment`` (it is what work
@@ -25,6 +27,8 @@ from __future__ import annotations
 
 import json
 import math
+import threading
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -39,9 +43,9 @@ from .reasons import REASON_COLUMNS, Reason, choose_reasons
 if TYPE_CHECKING:
     from .treeshap import TreeShapTables
 
-FAST_TREESHAP_MIN_ROWS = 5_000
-"""From this many rows on, preparing :class:`TreeShapTables` (about 4 s, plus 3 s of compiling
-once per process) beats LightGBM's pred_contrib (about 2.6 ms a row)."""
+_TABLES_BY_BOOSTER: weakref.WeakKeyDictionary[object, TreeShapTables | None] = weakref.WeakKeyDictionary()
+"""Memo of :func:`contribution_tables`: a trained booster never changes, and the entry goes with it."""
+_TABLES_LOCK = threading.Lock()
 
 OTHER_FAMILY = "other"
 
@@ -105,20 +109,33 @@ class Contributions:
         return pd.DataFrame(self.values, columns=list(self.feature_names), index=index)
 
 
-def contribution_tables(model: RiskModel, rows: int) -> TreeShapTables | None:
-    """The booster prepared for fast TreeSHAP when explaining ``rows`` rows pays for it, else None.
+def contribution_tables(model: RiskModel) -> TreeShapTables | None:
+    """The model's booster prepared for fast TreeSHAP, or None to let LightGBM explain it.
 
-    None also when the booster has splits :mod:`.treeshap` does not handle
-    (categorical); :func:`shap_contributions` then asks LightGBM.
+    Built on the first call for a booster and kept with it (about 2 s for the
+    champion; the kernels are compiled once and cached on disk), so a server
+    that loads its model once pays once (see :func:`warm_up_explainer`), after
+    which a single row costs a fraction of LightGBM's pred_contrib. None when
+    the booster has trees :mod:`.treeshap` does not handle (linear,
+    multiclass); :func:`shap_contributions` then asks LightGBM.
     """
-    if rows < FAST_TREESHAP_MIN_ROWS:
-        return None
-    # Imported only here: most callers explain a few rows and need not load numba.
-    from .treeshap import TreeShapTables
+    booster = model.booster_
+    with _TABLES_LOCK:
+        if booster in _TABLES_BY_BOOSTER:
+            return _TABLES_BY_BOOSTER[booster]
+        # Imported only here: callers that never explain need not load numba.
+        from .treeshap import TreeShapTables
 
-    if not TreeShapTables.supports(model.booster_):
-        return None
-    return TreeShapTables.from_booster(model.booster_)
+        tables = TreeShapTables.from_booster(booster) if TreeShapTables.supports(booster) else None
+        _TABLES_BY_BOOSTER[booster] = tables
+        return tables
+
+
+def warm_up_explainer(model: RiskModel) -> None:
+    """Build the model's TreeSHAP tables and compile their kernels now, so the first request does not."""
+    tables = contribution_tables(model)
+    if tables is not None:
+        tables.warm_up()
 
 
 def shap_contributions(
@@ -176,11 +193,14 @@ def explain(
     household's own feature values the sentence quotes). Households with
     fewer than ``top`` risk-raising drivers get nulls in the remaining slots.
     Evidence may use feature columns of ``X`` beyond those the model uses.
-    ``tables`` (from :func:`contribution_tables`) computes the same
-    contributions faster for many rows.
+    Contributions come from ``tables``, by default the model's own
+    :func:`contribution_tables`, so every caller gives a household the same
+    reasons; LightGBM's only for boosters those do not handle.
     """
     if top < 1:
         raise ValueError("top must be at least 1")
+    if tables is None:
+        tables = contribution_tables(model)
     contributions = shap_contributions(model, X, tables)
     families = tuple(driver_family(f) for f in contributions.feature_names)
     chosen = choose_reasons(contributions.values, contributions.feature_names, families, X, top)

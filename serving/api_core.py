@@ -87,6 +87,11 @@ class RiskApi:
             resolved = resolve_model(settings.model_uri, tracking_uri)
         except ModelSpecError as exc:
             raise ApiStartupError(str(exc)) from None
+        if hasattr(resolved.model, "booster_"):
+            # The TreeSHAP tables and kernels every answer's reasons use: built before the first request.
+            from relapse_risk.models.explain import warm_up_explainer
+
+            warm_up_explainer(resolved.model)  # type: ignore[arg-type]
         served = ServedModel(
             model=resolved.model,
             name=resolved.name,

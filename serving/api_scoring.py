@@ -176,8 +176,13 @@ def ownership_problems(item: HouseholdInput, household_id: str) -> list[Contract
 
 
 def _key(row: Row, column: str) -> str | None:
-    text = cell_text(row.get(column))
-    return text.strip() if text is not None and text.strip() else None
+    value = row.get(column)
+    # Ids are nearly always JSON strings: skip cell_text's call (thousands of cells a round).
+    text = value if type(value) is str else cell_text(value)
+    if text is None:
+        return None
+    stripped = text.strip()
+    return stripped or None
 
 
 def _not_ours(table: str, row: int, column: str, value: str, what: str) -> ContractProblem:
@@ -240,11 +245,17 @@ def round_tables(
             own = getattr(item.tables, table.name)
             rows += own
             origin += [(position, number) for number in range(1, len(own) + 1)]
-        tables[table.name] = pa.table(
-            {c: pa.array([cell_text(r.get(c)) for r in rows], type=pa.string()) for c in table.column_names}
-        )
+        tables[table.name] = pa.table({c: _text_column(rows, c) for c in table.column_names})
         origins[table.name] = origin
     return tables, origins
+
+
+def _text_column(rows: Sequence[Row], column: str) -> pa.Array:
+    """One column of the rows as text cells (:func:`cell_text`), strings and nulls passed as they are."""
+    values = [r.get(column) for r in rows]
+    if not all(v is None or type(v) is str for v in values):
+        values = [cell_text(v) for v in values]
+    return pa.array(values, type=pa.string())
 
 
 def load_round(

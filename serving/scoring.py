@@ -591,7 +591,7 @@ def _explain_in_chunks(
     if total == 0:
         return pd.DataFrame(columns=["household_id", *REASON_COLUMNS])
     # Prepared once for all chunks: building the tables takes seconds, each row then well under 1 ms.
-    tables = contribution_tables(model, total) if hasattr(model, "booster_") else None  # type: ignore[arg-type]
+    tables = contribution_tables(model) if hasattr(model, "booster_") else None  # type: ignore[arg-type]
     if tables is None and threads > 1 and total > 1:
         slices = [features.iloc[rows] for rows in np.array_split(np.arange(total), min(threads, total))]
         with ThreadPoolExecutor(max_workers=len(slices)) as pool:

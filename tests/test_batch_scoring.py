@@ -678,14 +678,17 @@ def test_reasons_are_computed_only_where_asked_and_never_change_scores(county, t
 def test_reasons_are_the_same_whether_fast_treeshap_or_lightgbm_computes_them(county, trained, monkeypatch):
     from relapse_risk.features.dataset import load_dataset
     from relapse_risk.models import explain
+    from relapse_risk.serving import scoring
     from relapse_risk.serving.scoring import score_dataset
 
     dataset = load_dataset(county)
     common = {"model_name": "relapse-risk", "model_version": "1", "horizon": 6, "explain": "all"}
-    by_lightgbm = score_dataset(dataset, AS_OF, trained.model, **common)
-    # Every scored household explained, through the tables however few they are.
-    monkeypatch.setattr(explain, "FAST_TREESHAP_MIN_ROWS", 1)
     by_tables = score_dataset(dataset, AS_OF, trained.model, **common)
+    # As for a booster the tables cannot hold: LightGBM's pred_contrib explains every household.
+    with monkeypatch.context() as patched:
+        for module in (explain, scoring):
+            patched.setattr(module, "contribution_tables", lambda model: None)
+        by_lightgbm = score_dataset(dataset, AS_OF, trained.model, **common)
 
     assert by_lightgbm["reason_1_code"].notna().sum() > 100
     pd.testing.assert_frame_equal(by_tables, by_lightgbm)

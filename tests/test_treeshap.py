@@ -3,7 +3,8 @@
 Boosters are trained here on small synthetic data chosen to reach every
 branch of LightGBM's decision rule: missing values as NaN and as zero,
 default directions both ways, features split on several times along one
-path, and leaves deep enough to be computed without a table.
+path, and leaves deep enough to be computed without a table; and categorical
+splits with NaN, negative, fractional, huge and unseen codes at predict time.
 """
 
 from __future__ import annotations
@@ -12,7 +13,13 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 import pytest
-from relapse_risk.models.explain import FAST_TREESHAP_MIN_ROWS, contribution_tables, explain
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from relapse_risk.models.explain import (
+    contribution_tables,
+    explain,
+    shap_contributions,
+)
 from relapse_risk.models.model import RiskModel
 from relapse_risk.models.treeshap import TreeShapTables, UnsupportedBooster
 
@@ -102,14 +109,152 @@ def test_a_matrix_of_the_wrong_width_is_refused(rows):
         tables.contributions(rows[:, :5])
 
 
-def test_categorical_splits_are_left_to_lightgbm():
-    rng = np.random.default_rng(3)
-    X = np.column_stack([rng.integers(0, 8, 2000), rng.normal(size=2000)]).astype(float)
-    y = (np.isin(X[:, 0], [1, 4, 6]) ^ (X[:, 1] > 0)).astype(int)
-    params = {"objective": "binary", "num_leaves": 8, "verbosity": -1, "min_data_per_group": 5}
-    booster = lgb.train(params, lgb.Dataset(X, y, categorical_feature=[0]), num_boost_round=5)
+# -- categorical splits -------------------------------------------------------------------------
+
+_CATEGORICAL = [0, 2, 4]
+_ODD_CODES = [np.nan, -1.0, -0.5, -0.0, 0.7, 2.5, 39.9, 40.0, 64.0, 100.0, 1e6, 3e9, -3e9, np.inf, -np.inf]
+"""Codes LightGBM decides by its own rule: NaN, negatives, fractions, beyond the bitset, beyond a C int."""
+
+
+def _categorical_data(rows: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    X = np.column_stack(
+        [
+            rng.integers(0, 40, rows),  # many categories: bitsets of two words
+            rng.normal(size=rows),
+            rng.integers(0, 6, rows),  # few categories: one-hot style splits too
+            rng.normal(size=rows),
+            rng.integers(0, 12, rows),
+        ]
+    ).astype(float)
+    X[rng.random(rows) < 0.1, 0] = np.nan
+    X[rng.random(rows) < 0.1, 4] = np.nan
+    logit = (
+        1.5 * np.isin(X[:, 0], [1, 4, 6, 33, 35])
+        - np.isin(X[:, 2], [3, 5])
+        + X[:, 1] * np.isin(X[:, 4], [2, 7, 9])
+        + np.sin(2 * X[:, 3])
+    )
+    y = (rng.random(rows) < 1 / (1 + np.exp(-logit))).astype(int)
+    return X, y
+
+
+def _categorical_booster(seed: int) -> lgb.Booster:
+    X, y = _categorical_data(3000, seed)
+    params = {
+        "objective": "binary",
+        "num_leaves": 31,
+        "min_data_in_leaf": 5,
+        "min_data_per_group": 5,
+        "cat_smooth": 1.0,
+        "max_cat_to_onehot": 4,
+        "learning_rate": 0.2,
+        "seed": seed,
+        "deterministic": True,
+        "num_threads": 1,
+        "verbosity": -1,
+    }
+    dataset = lgb.Dataset(X, y, categorical_feature=_CATEGORICAL)
+    return lgb.train(params, dataset, num_boost_round=40)
+
+
+def _categorical_rows(seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed + 1000)
+    X, _ = _categorical_data(600, seed + 1000)
+    for column in _CATEGORICAL:
+        odd = rng.random(len(X)) < 0.3
+        X[odd, column] = rng.choice(_ODD_CODES, odd.sum())
+    X[:3] = np.nan
+    return X
+
+
+@pytest.fixture(scope="module", params=[0, 1, 2])
+def categorical_booster(request) -> lgb.Booster:
+    return _categorical_booster(request.param)
+
+
+@pytest.mark.parametrize("table_max_features", [0, 64])
+def test_categorical_splits_equal_lightgbm_pred_contrib(categorical_booster, table_max_features):
+    rows = _categorical_rows(seed=7)
+    tables = TreeShapTables.from_booster(categorical_booster, table_max_features=table_max_features)
+    ours = tables.contributions(rows)
+    np.testing.assert_allclose(ours, categorical_booster.predict(rows, pred_contrib=True), rtol=0, atol=1e-12)
+    raw = categorical_booster.predict(rows, raw_score=True)
+    np.testing.assert_allclose(ours.sum(axis=1), raw, rtol=0, atol=1e-12)
+
+
+def test_the_categorical_trees_exercise_what_the_test_above_claims(categorical_booster):
+    """Guards the test above: category sets of one and two words, repeated categorical splits on a path."""
+    model = categorical_booster.dump_model()
+    widest_set = 0
+    repeated_categorical = False
+
+    def walk(node: dict, categorical_path: tuple[int, ...]) -> None:
+        nonlocal widest_set, repeated_categorical
+        if "split_index" not in node:
+            repeated_categorical |= len(set(categorical_path)) < len(categorical_path)
+            return
+        if node["decision_type"] == "==":
+            widest_set = max(widest_set, max(int(c) for c in str(node["threshold"]).split("||")))
+            categorical_path = (*categorical_path, node["split_feature"])
+        walk(node["left_child"], categorical_path)
+        walk(node["right_child"], categorical_path)
+
+    for tree in model["tree_info"]:
+        walk(tree["tree_structure"], ())
+    assert widest_set >= 32
+    assert repeated_categorical
+    rows = _categorical_rows(seed=7)
+    assert np.isnan(rows[:, 0]).any() and (rows[:, 0] < 0).any() and (rows[:, 0] >= 40).any()
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    codes=st.lists(
+        st.one_of(
+            st.sampled_from(_ODD_CODES),
+            st.integers(-5, 80).map(float),
+            st.floats(-3.0, 70.0, allow_nan=False),
+        ),
+        min_size=3,
+        max_size=3,
+    ),
+    numbers=st.lists(st.floats(-4.0, 4.0, allow_nan=False), min_size=2, max_size=2),
+)
+def test_any_categorical_code_is_decided_as_lightgbm_decides_it(codes, numbers):
+    booster = _shared_categorical_booster()
+    row = np.array([[codes[0], numbers[0], codes[1], numbers[1], codes[2]]])
+    ours = _shared_categorical_tables().contributions(row)
+    np.testing.assert_allclose(ours, booster.predict(row, pred_contrib=True), rtol=0, atol=1e-12)
+
+
+def _shared_categorical_booster(cache: dict[str, object] = {}) -> lgb.Booster:  # noqa: B006 - built once
+    if "booster" not in cache:
+        cache["booster"] = _categorical_booster(seed=11)
+    return cache["booster"]  # type: ignore[return-value]
+
+
+def _shared_categorical_tables(cache: dict[str, object] = {}) -> TreeShapTables:  # noqa: B006 - built once
+    if "tables" not in cache:
+        cache["tables"] = TreeShapTables.from_booster(_shared_categorical_booster())
+    return cache["tables"]  # type: ignore[return-value]
+
+
+def test_results_do_not_depend_on_the_serial_or_parallel_kernel(categorical_booster):
+    """Up to one block of rows runs on the calling thread, more in parallel: the same values either way."""
+    rows = np.vstack([_categorical_rows(seed=3)] * 2)  # more than one block
+    tables = TreeShapTables.from_booster(categorical_booster)
+    whole = tables.contributions(rows)
+    one_by_one = np.vstack([tables.contributions(rows[i : i + 1]) for i in range(0, len(rows), 37)])
+    np.testing.assert_array_equal(whole[::37], one_by_one)
+
+
+def test_linear_trees_are_refused():
+    X, y = _data(1000, seed=4)
+    params = {"objective": "binary", "linear_tree": True, "verbosity": -1, "num_leaves": 4}
+    booster = lgb.train(params, lgb.Dataset(np.nan_to_num(X), y), num_boost_round=3)
     assert not TreeShapTables.supports(booster)
-    with pytest.raises(UnsupportedBooster, match="categorical"):
+    with pytest.raises(UnsupportedBooster, match="linear"):
         TreeShapTables.from_booster(booster)
 
 
@@ -119,8 +264,15 @@ def test_explain_gives_the_same_reasons_with_and_without_tables():
     frame = pd.DataFrame(X, columns=names)
     model = RiskModel(seed=1, max_rounds=30, early_stopping_rounds=10)
     model.fit(frame.iloc[:3000], y[:3000], frame.iloc[3000:], y[3000:], feature_names=tuple(names))
-    assert contribution_tables(model, FAST_TREESHAP_MIN_ROWS - 1) is None  # a few rows: LightGBM is quicker
-    tables = contribution_tables(model, FAST_TREESHAP_MIN_ROWS)
+    tables = contribution_tables(model)
     assert tables is not None
+    assert contribution_tables(model) is tables  # built once per model
     rows = frame.assign(household_id=[f"H{i:05d}" for i in range(len(frame))]).iloc[:600]
-    pd.testing.assert_frame_equal(explain(model, rows, tables=tables), explain(model, rows), atol=1e-12)
+    by_lightgbm = shap_contributions(model, rows)
+    by_tables = shap_contributions(model, rows, tables)
+    np.testing.assert_allclose(by_tables.values, by_lightgbm.values, rtol=0, atol=1e-12)
+    # Reasons use the model's tables unless told otherwise: any row count, any caller, same answer.
+    pd.testing.assert_frame_equal(explain(model, rows, tables=tables), explain(model, rows))
+    pd.testing.assert_frame_equal(
+        explain(model, rows.iloc[[7]]), explain(model, rows).iloc[[7]].reset_index(drop=True)
+    )
