@@ -1475,16 +1475,22 @@ TEMPLATES_BY_CODE: dict[str, ReasonTemplate] = {t.code: t for t in (*TEMPLATES, 
 
 def _evidence_values(frame: pd.DataFrame, names: set[str]) -> dict[str, np.ndarray]:
     """Every name as a float array over the frame's rows; NaN where the column is absent or not numeric."""
-    rows = len(frame)
-    values: dict[str, np.ndarray] = {}
-    for name in names:
-        if name in frame.columns and (
-            pd.api.types.is_numeric_dtype(frame[name]) or pd.api.types.is_bool_dtype(frame[name])
-        ):
-            values[name] = frame[name].to_numpy(dtype=np.float64, na_value=np.nan)
-        else:
-            values[name] = np.full(rows, np.nan)
-    return values
+    # One look at the dtypes and one conversion, not a column object per name: for the few rows
+    # of an API round, pandas' per-column overhead would cost more than the reasons themselves.
+    if not frame.columns.is_unique:
+        raise ValueError("feature columns must have unique names")
+    dtypes = frame.dtypes.to_dict()
+    numeric = sorted(
+        name
+        for name in names
+        if name in dtypes
+        and (pd.api.types.is_numeric_dtype(dtypes[name]) or pd.api.types.is_bool_dtype(dtypes[name]))
+    )
+    matrix = frame[numeric].to_numpy(dtype=np.float64, na_value=np.nan)
+    values = {name: matrix[:, j] for j, name in enumerate(numeric)}
+    missing = np.full(len(frame), np.nan)
+    missing.flags.writeable = False
+    return {name: values.get(name, missing) for name in names}
 
 
 def choose_reasons(
