@@ -60,7 +60,10 @@ _MISSING_NONE, _MISSING_ZERO, _MISSING_NAN = 0, 1, 2
 _MAX_PATH_FEATURES = 62
 
 _ROWS_PER_BLOCK = 512
-"""Rows a thread takes through all trees together (tree by tree, for cache locality)."""
+"""Most rows a thread takes through all trees together (tree by tree, for cache locality)."""
+
+_MIN_ROWS_PER_BLOCK = 2
+"""Fewer rows than this per thread stay on the calling thread: waking the pool would cost more."""
 
 _LARGEST_CATEGORY = 2**31 - 1
 """LightGBM casts a categorical value to a C ``int``; larger values never match a category."""
@@ -203,18 +206,23 @@ class TreeShapTables:
     def contributions(self, matrix: np.ndarray) -> np.ndarray:
         """TreeSHAP values, shape (rows, features + 1): LightGBM's pred_contrib layout, base value last.
 
-        Up to one block of rows runs on the calling thread (an API round:
-        no thread pool to wake); more rows run blocks in parallel. Either
-        way each row's arithmetic is the same, so the values are too.
+        Rows are shared among numba's threads in blocks (an API round of a
+        few dozen households uses both cores; a lone row stays on the calling
+        thread). Each row's arithmetic is the same whatever the blocks, so the
+        values are too.
         """
         matrix = np.ascontiguousarray(matrix, dtype=np.float64)
         if matrix.ndim != 2 or matrix.shape[1] != self.n_features:
             raise ValueError(f"expected a (rows, {self.n_features}) matrix, got shape {matrix.shape}")
         out = np.zeros((matrix.shape[0], self.n_features + 1))
         out[:, self.n_features] = self.base_value
-        if matrix.shape[0] and len(self.node_feature):
-            kernel = _contributions_serial if matrix.shape[0] <= _ROWS_PER_BLOCK else _contributions_parallel
+        rows = matrix.shape[0]
+        if rows and len(self.node_feature):
+            per_thread = -(-rows // numba.get_num_threads())
+            rows_per_block = min(_ROWS_PER_BLOCK, max(_MIN_ROWS_PER_BLOCK, per_thread))
+            kernel = _contributions_serial if rows <= rows_per_block else _contributions_parallel
             kernel(
+                rows_per_block,
                 matrix,
                 out,
                 self.tree_node_start,
@@ -249,6 +257,7 @@ class TreeShapTables:
 
 @numba.njit(nogil=True, cache=True)
 def _contributions_serial(  # noqa: PLR0913 - flat arrays are how numba takes a structure
+    rows_per_block: int,
     matrix: np.ndarray,
     out: np.ndarray,
     tree_node_start: np.ndarray,
@@ -272,11 +281,11 @@ def _contributions_serial(  # noqa: PLR0913 - flat arrays are how numba takes a 
     shapley_weights: np.ndarray,
     zero_threshold: float,
 ) -> None:
-    n_blocks = (matrix.shape[0] + _ROWS_PER_BLOCK - 1) // _ROWS_PER_BLOCK
+    n_blocks = (matrix.shape[0] + rows_per_block - 1) // rows_per_block
     for block in range(n_blocks):
         _explain_block(
-            block, matrix, out, tree_node_start, tree_leaf_start, node_feature, node_threshold,
-            node_default_left, node_missing, node_categorical, node_bitset_start, bitset,
+            block, rows_per_block, matrix, out, tree_node_start, tree_leaf_start, node_feature,
+            node_threshold, node_default_left, node_missing, node_categorical, node_bitset_start, bitset,
             leaf_column_start, leaf_table_offset, leaf_value, column_entry_start, column_feature,
             column_zero_fraction, entry_node, entry_left, table, shapley_weights, zero_threshold,
         )  # fmt: skip
@@ -284,6 +293,7 @@ def _contributions_serial(  # noqa: PLR0913 - flat arrays are how numba takes a 
 
 @numba.njit(parallel=True, nogil=True, cache=True)
 def _contributions_parallel(  # noqa: PLR0913 - flat arrays are how numba takes a structure
+    rows_per_block: int,
     matrix: np.ndarray,
     out: np.ndarray,
     tree_node_start: np.ndarray,
@@ -307,11 +317,11 @@ def _contributions_parallel(  # noqa: PLR0913 - flat arrays are how numba takes 
     shapley_weights: np.ndarray,
     zero_threshold: float,
 ) -> None:
-    n_blocks = (matrix.shape[0] + _ROWS_PER_BLOCK - 1) // _ROWS_PER_BLOCK
+    n_blocks = (matrix.shape[0] + rows_per_block - 1) // rows_per_block
     for block in numba.prange(n_blocks):
         _explain_block(
-            block, matrix, out, tree_node_start, tree_leaf_start, node_feature, node_threshold,
-            node_default_left, node_missing, node_categorical, node_bitset_start, bitset,
+            block, rows_per_block, matrix, out, tree_node_start, tree_leaf_start, node_feature,
+            node_threshold, node_default_left, node_missing, node_categorical, node_bitset_start, bitset,
             leaf_column_start, leaf_table_offset, leaf_value, column_entry_start, column_feature,
             column_zero_fraction, entry_node, entry_left, table, shapley_weights, zero_threshold,
         )  # fmt: skip
@@ -320,6 +330,7 @@ def _contributions_parallel(  # noqa: PLR0913 - flat arrays are how numba takes 
 @numba.njit(nogil=True, cache=True)
 def _explain_block(  # noqa: PLR0913 - flat arrays are how numba takes a structure
     block: int,
+    rows_per_block: int,
     matrix: np.ndarray,
     out: np.ndarray,
     tree_node_start: np.ndarray,
@@ -355,7 +366,7 @@ def _explain_block(  # noqa: PLR0913 - flat arrays are how numba takes a structu
     quotient = np.empty(widest + 1)
     # Tree by tree over a block of rows, so that one tree's tables stay in cache.
     for t in range(n_trees):
-        for i in range(block * _ROWS_PER_BLOCK, min(n_rows, (block + 1) * _ROWS_PER_BLOCK)):
+        for i in range(block * rows_per_block, min(n_rows, (block + 1) * rows_per_block)):
             _decide(
                 matrix[i],
                 tree_node_start[t],

@@ -241,12 +241,17 @@ def _shared_categorical_tables(cache: dict[str, object] = {}) -> TreeShapTables:
 
 
 def test_results_do_not_depend_on_the_serial_or_parallel_kernel(categorical_booster):
-    """Up to one block of rows runs on the calling thread, more in parallel: the same values either way."""
-    rows = np.vstack([_categorical_rows(seed=3)] * 2)  # more than one block
+    """A lone row runs on the calling thread, more in blocks on numba's threads: the same values."""
+    rows = np.vstack([_categorical_rows(seed=3)] * 2)  # more than the largest block
     tables = TreeShapTables.from_booster(categorical_booster)
     whole = tables.contributions(rows)
     one_by_one = np.vstack([tables.contributions(rows[i : i + 1]) for i in range(0, len(rows), 37)])
     np.testing.assert_array_equal(whole[::37], one_by_one)
+    # An API round: a few dozen rows, a small block per thread.
+    round_of_32 = tables.contributions(rows[:32])
+    np.testing.assert_array_equal(
+        round_of_32, np.vstack([tables.contributions(row[None]) for row in rows[:32]])
+    )
 
 
 def test_linear_trees_are_refused():
