@@ -192,7 +192,8 @@ async def benchmark(
                     max_seconds=args.max_seconds)  # fmt: skip
     results = []
     for concurrency in args.concurrency:
-        requests = max(args.requests_per_level, 4 * concurrency)
+        # Enough that p99 is not just the slowest of a few, nor the first rounds' warm-up.
+        requests = max(args.requests_per_level, 16 * concurrency)
         results.append(
             await run_level(
                 url,
@@ -231,7 +232,7 @@ def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=1, help="server workers when the benchmark starts it")
     parser.add_argument("--concurrency", type=lambda s: [int(x) for x in s.split(",")], default=[1, 32])
     parser.add_argument(
-        "--requests-per-level", type=int, default=40, help="at least 4 x concurrency are sent"
+        "--requests-per-level", type=int, default=200, help="at least 16 x concurrency are sent"
     )
     parser.add_argument("--single-households", type=int, default=200, help="distinct single-household bodies")
     parser.add_argument("--batch-size", type=int, default=100)

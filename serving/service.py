@@ -26,6 +26,7 @@ answered ``rejected`` with its problems while the others are scored.
 
 from __future__ import annotations
 
+import gc
 import os
 from typing import Any
 
@@ -78,6 +79,11 @@ class RelapseRiskApi:
 
     def __init__(self) -> None:
         self.api = RiskApi.start(ApiSettings.from_environment(os.environ))
+        # The model, its TreeSHAP tables and the libraries are hundreds of thousands of objects
+        # that live as long as the worker: out of the collector's sight, a full collection no
+        # longer stalls every request of the round it falls in.
+        gc.collect()
+        gc.freeze()
 
     @bentoml.api(
         route="/score",
@@ -132,6 +138,11 @@ def _openapi_document() -> dict[str, Any]:
         api_paths=API_PATHS,
     )
 
+
+# BentoML derives a list answer's media type from its JSON schema, generated
+# anew by pydantic for every response (about a tenth of a /score request's CPU
+# under load); the answer is always JSON, and saying so skips that.
+RelapseRiskApi.apis["score"].output_spec.media_type = "application/json"
 
 # Wired once, here: middleware belongs to the service class for the whole
 # process. Listed outermost first: keys are checked before anything else.
