@@ -167,11 +167,17 @@ def test_a_run_keeps_figures_feature_list_and_subgroup_table(registry, tmp_path)
     assert figures == {
         f"figures/{name}.png"
         for name in (
-            "recall_at_k_vs_visit_share", "calibration_curve", "lift_by_decile", "shap_summary", "subgroups"
+            "recall_at_k_vs_visit_share",
+            "calibration_curve",
+            "lift_by_decile",
+            "shap_summary",
+            "subgroups",
         )
     }
     local = mlflow.artifacts.download_artifacts(
-        run_id=run.info.run_id, artifact_path="features.json", dst_path=str(tmp_path),
+        run_id=run.info.run_id,
+        artifact_path="features.json",
+        dst_path=str(tmp_path),
         tracking_uri=client.tracking_uri,
     )
     features = json.loads(Path(local).read_text(encoding="utf-8"))
@@ -232,7 +238,11 @@ def test_the_model_loads_by_alias_in_a_fresh_process_and_scores_the_same(
     environment = {**os.environ, "MLFLOW_TRACKING_URI": trained_small_county.tracking_uri}
     subprocess.run(
         [sys.executable, "-c", script, str(tmp_path / "input.parquet"), str(tmp_path / "scores.parquet")],
-        check=True, env=environment, cwd=tmp_path, capture_output=True, timeout=180,
+        check=True,
+        env=environment,
+        cwd=tmp_path,
+        capture_output=True,
+        timeout=180,
     )
     scored = pd.read_parquet(tmp_path / "scores.parquet")
     assert list(scored.columns) == ["risk_score"]

@@ -114,7 +114,7 @@ def test_the_page_is_chinese_a4_self_contained_with_a_blank_outcome_column():
     assert re.search(r"@page\s*{\s*size:\s*A4", html)
     assert "<svg" in html and "<script" not in html
     assert not re.search(r"""(src|href)=["']?(https?:)?//""", html), "no external assets"
-    assert f"<th class=\"outcome\">{OUTCOME_COLUMN_ZH}</th>" in html
+    assert f'<th class="outcome">{OUTCOME_COLUMN_ZH}</th>' in html
     assert html.count('<td class="outcome"></td>') == 3
     assert "530101001" in html and "2024-06" in html
     assert ILLNESS_ZH in html and MEASURES["medical_assistance"].zh in html

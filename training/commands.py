@@ -112,9 +112,7 @@ def promote_command(settings: TrainingSettings, data: Path | None, console: Cons
             highlight=False,
         )
         return DONE
-    errors.print(
-        f"[bold red]Refused[/bold red] version {decision.challenger.version}:", highlight=False
-    )
+    errors.print(f"[bold red]Refused[/bold red] version {decision.challenger.version}:", highlight=False)
     for reason in decision.reasons:
         errors.print(f"  - {reason}", highlight=False)
     return REFUSED

@@ -166,9 +166,7 @@ def logged_evaluation(tracking: Tracking, version: ModelVersion) -> dict[str, ob
     return json.loads(Path(path).read_text(encoding="utf-8"))
 
 
-def judge(
-    challenger: Candidate, champion: Candidate | None, settings: TrainingSettings
-) -> list[str]:
+def judge(challenger: Candidate, champion: Candidate | None, settings: TrainingSettings) -> list[str]:
     """Reasons to refuse the challenger (empty: promote). Pure: the rules of the module docstring."""
     reasons = []
     if not challenger.recall_at_k > challenger.baseline_recall_at_k:
