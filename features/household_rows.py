@@ -118,8 +118,7 @@ def read_clean_tables(tables: Mapping[str, pa.Table], policy: Policy) -> CleanTa
     if set(tables) != {t.name for t in TABLES}:
         return None
     try:
-        columns = {table.name: _typed_table(table, tables[table.name], policy) for table in TABLES}
-        clean = CleanTables(policy, columns)
+        clean = CleanTables(policy, _typed_tables(tables, policy))
         _check_keys(clean)
         _check_cross_rules(clean)
     except NotExact:
@@ -140,58 +139,148 @@ _EMPTY = {
     "bool": np.zeros(0, dtype=bool),
 }
 
+# Kinds read from their text by the same kernels. A round's ~60 columns are typed a group at a time:
+# a pyarrow kernel or a numpy call costs microseconds however few cells it reads.
+_GROUP_OF_KIND = {
+    "str": "text",
+    "enum": "text",
+    "bool": "text",
+    "int": "number",
+    "money": "number",
+    "float": "number",
+    "month": "month",
+    "date": "date",
+}
+_GROUPS = ("text", "number", "month", "date")
 
-def _typed_table(table: Table, rows: pa.Table, policy: Policy) -> dict[str, np.ndarray]:
-    if any(name not in rows.column_names for name in table.column_names):
-        raise NotExact
-    cells = [rows.column(name) for name in table.column_names]
-    if any(not pa.types.is_string(c.type) and not pa.types.is_null(c.type) for c in cells):
-        raise NotExact
-    if rows.num_rows == 0:  # no row, no rule to break
-        return {c.name: _EMPTY.get(c.kind, np.zeros(0)).copy() for c in table.columns}
-    text = [c.cast(pa.string()) for c in cells]
+
+@dataclass(frozen=True)
+class _Span:
+    """One column's cells within its group's cells."""
+
+    table: Table
+    column: Column
+    start: int
+    stop: int
+
+
+def _typed_tables(tables: Mapping[str, pa.Table], policy: Policy) -> dict[str, dict[str, np.ndarray]]:
+    """Every contract table typed as the loader types text cells; NotExact for a cell it would not load."""
+    typed: dict[str, dict[str, np.ndarray]] = {table.name: {} for table in TABLES}
+    spans: dict[str, list[_Span]] = {group: [] for group in _GROUPS}
+    chunks: dict[str, list[pa.Array]] = {group: [] for group in _GROUPS}
+    for table in TABLES:
+        rows = tables[table.name]
+        if not set(rows.column_names).issuperset(table.column_names):
+            raise NotExact
+        cells = [rows.column(name) for name in table.column_names]
+        if any(not pa.types.is_string(c.type) and not pa.types.is_null(c.type) for c in cells):
+            raise NotExact
+        if rows.num_rows == 0:  # no row, no rule to break
+            typed[table.name] = {c.name: _EMPTY.get(c.kind, np.zeros(0)).copy() for c in table.columns}
+            continue
+        for column, text in zip(table.columns, cells, strict=True):
+            group = _GROUP_OF_KIND[column.kind]
+            start = spans[group][-1].stop if spans[group] else 0
+            spans[group].append(_Span(table, column, start, start + rows.num_rows))
+            chunks[group] += (text if pa.types.is_string(text.type) else text.cast(pa.string())).chunks
+    if not any(chunks.values()):
+        return typed
+    # Every cell of the round in one array, group after group.
+    every = pa.concat_arrays([chunk for group in _GROUPS for chunk in chunks[group]])
     # The loader trims every cell; a padded one is read here only if it is not padded at all.
-    every_cell = pa.chunked_array([chunk for column in text for chunk in column.chunks], type=pa.string())
-    if pc.any(pc.not_equal(pc.utf8_trim_whitespace(every_cell), every_cell)).as_py():
+    if pc.any(pc.not_equal(pc.utf8_trim_whitespace(every), every)).as_py():
         raise NotExact
-    return {c.name: _typed_column(table, c, t, policy) for c, t in zip(table.columns, text, strict=True)}
+    every = pc.if_else(pc.equal(every, ""), pa.scalar(None, pa.string()), every)
+    missing = np.asarray(pc.is_null(every).to_numpy(zero_copy_only=False), dtype=bool)
+    start = 0
+    for group in _GROUPS:
+        if not spans[group]:
+            continue
+        size = spans[group][-1].stop
+        text, absent = every.slice(start, size), missing[start : start + size]
+        start += size
+        nullable = _per_cell(spans[group], [s.column.nullable for s in spans[group]])
+        if np.any(absent & ~nullable):
+            raise NotExact
+        if group == "text":
+            values = np.asarray(text.to_numpy(zero_copy_only=False), dtype=object)
+            for span in spans[group]:
+                typed[span.table.name][span.column.name] = _text_rules(span, values[span.start : span.stop])
+            continue
+        if group == "number":
+            values = _numbers(text, absent)
+            _number_rules(spans[group], values, absent, policy)
+        else:
+            values = _days(group, text, absent, policy)
+        for span in spans[group]:
+            typed[span.table.name][span.column.name] = values[span.start : span.stop]
+    return {table.name: {c.name: typed[table.name][c.name] for c in table.columns} for table in TABLES}
 
 
-def _typed_column(table: Table, column: Column, text: pa.ChunkedArray, policy: Policy) -> np.ndarray:
-    text = pc.if_else(pc.equal(text, ""), pa.scalar(None, pa.string()), text)
-    missing = np.asarray(pc.is_null(text).to_numpy(zero_copy_only=False), dtype=bool)
-    if missing.any() and not column.nullable:
-        raise NotExact
-    present = ~missing
-    kind = column.kind
-    if kind in ("str", "enum"):
-        values = np.asarray(text.to_pylist(), dtype=object)
-        if kind == "enum" and not all(v in column.values for v in values[present]):
-            raise NotExact
-        if IDENTIFIER_KEYS.get(table.name) == column.name and any(map(_looks_personal, values[present])):
-            raise NotExact
-        if column.digits is not None and not _all_match(text, f"^[0-9]{{{column.digits}}}$"):
-            raise NotExact
-        return values
-    if kind == "bool":
-        words = [None if v is None else _BOOLEANS.get(v.lower()) for v in text.to_pylist()]
-        if any(w is None for w in words):
+def _per_cell(spans: list[_Span], values: list[float] | list[bool]) -> np.ndarray:
+    """One value per column, repeated for each of its cells."""
+    return np.repeat(values, [span.stop - span.start for span in spans])
+
+
+def _text_rules(span: _Span, values: np.ndarray) -> np.ndarray:
+    """A ``str``, ``enum`` or ``bool`` column's cells (None for null) once they keep the one-cell rules."""
+    table, column = span.table, span.column
+    if column.kind == "bool":
+        words = [None if v is None else _BOOLEANS.get(v.lower()) for v in values.tolist()]
+        if None in words:
             raise NotExact
         return np.asarray(words, dtype=bool)
-    if kind in ("month", "date"):
-        return _days(column, text, missing, policy)
-    numbers = _numbers(text, missing)
-    if kind == "int" and not np.all(np.abs(numbers[present]) < _LARGEST_WHOLE):
+    if column.kind == "enum" and not {None, *column.values}.issuperset(values.tolist()):
         raise NotExact
-    if kind == "int" and not np.all(numbers[present] == np.trunc(numbers[present])):
+    if IDENTIFIER_KEYS.get(table.name) == column.name and any(
+        _looks_personal(v) for v in values.tolist() if v is not None
+    ):
         raise NotExact
-    if kind == "int":
-        numbers += 0.0  # "-0" is the integer 0 for the loader, not a negative zero
-    _check_bounds(table, column, numbers[present], policy)
-    return numbers
+    if column.digits is not None:
+        digits = re.compile(f"[0-9]{{{column.digits}}}")
+        if not all(digits.fullmatch(v) for v in values.tolist() if v is not None):
+            raise NotExact
+    return values
 
 
-def _all_match(text: pa.ChunkedArray, pattern: str) -> bool:
+def _number_rules(spans: list[_Span], numbers: np.ndarray, missing: np.ndarray, policy: Policy) -> None:
+    """Whole numbers where the column is ``int`` and the bounds of every column, checked in place.
+
+    ``numbers`` are the group's cells (NaN for null); a negative zero of an
+    ``int`` column becomes 0, as the loader's integer.
+    """
+    whole = _per_cell(spans, [s.column.kind == "int" for s in spans]) & ~missing
+    if not np.all(np.abs(numbers[whole]) < _LARGEST_WHOLE):
+        raise NotExact
+    if not np.all(numbers[whole] == np.trunc(numbers[whole])):
+        raise NotExact
+    numbers[whole] += 0.0  # "-0" is the integer 0 for the loader, not a negative zero
+    bounds = [_bounds(s.table, s.column, policy) for s in spans]
+    low = _per_cell(spans, [b[0] for b in bounds])
+    high = _per_cell(spans, [b[1] for b in bounds])
+    above_low = np.where(_per_cell(spans, [b[2] for b in bounds]), numbers > low, numbers >= low)
+    if not np.all(missing | (above_low & (numbers <= high))):
+        raise NotExact
+
+
+def _bounds(table: Table, column: Column, policy: Policy) -> tuple[float, float, bool]:
+    """(low, high, whether low itself is out) of a number column's present cells."""
+    name = column.name
+    if table.name == "income" and name == "amount":
+        return -np.inf, np.inf, False  # judged against the source in _check_cross_rules
+    if table.name == "loans" and name == "principal":
+        return 0.0, np.inf, True
+    if name == "birth_year":
+        return policy.data_end.year - MAX_AGE_YEARS, policy.data_end.year, False
+    if name == "escape_year":
+        return EARLIEST_ESCAPE_YEAR, policy.data_end.year, False
+    low = -np.inf if column.minimum is None else column.minimum
+    high = np.inf if column.maximum is None else column.maximum
+    return low, high, False
+
+
+def _all_match(text: pa.Array, pattern: str) -> bool:
     """Every present cell matches ``pattern`` (nulls are judged by the not_null rule)."""
     return pc.all(pc.match_substring_regex(text, pattern)).as_py() is not False
 
@@ -201,7 +290,7 @@ def _looks_personal(value: str) -> bool:
     return not value.isascii() or bool(_RESIDENT_ID_LIKE.fullmatch(value))
 
 
-def _numbers(text: pa.ChunkedArray, missing: np.ndarray) -> np.ndarray:
+def _numbers(text: pa.Array, missing: np.ndarray) -> np.ndarray:
     if not _all_match(text, _NUMBER):
         raise NotExact
     try:
@@ -215,14 +304,12 @@ def _numbers(text: pa.ChunkedArray, missing: np.ndarray) -> np.ndarray:
     return numbers
 
 
-def _days(column: Column, text: pa.ChunkedArray, missing: np.ndarray, policy: Policy) -> np.ndarray:
-    pattern = _MONTH if column.kind == "month" else _DATE
+def _days(kind: str, text: pa.Array, missing: np.ndarray, policy: Policy) -> np.ndarray:
+    pattern = _MONTH if kind == "month" else _DATE
     if not _all_match(text, pattern):
         raise NotExact
-    if column.kind == "month":
-        text = pc.if_else(
-            pc.equal(pc.utf8_length(text), 7), pc.binary_join_element_wise(text, "-01", ""), text
-        )
+    if kind == "month":  # YYYY-MM or YYYY-MM-01 (above): the first day of the month
+        text = pc.binary_join_element_wise(pc.utf8_slice_codeunits(text, 0, 7), "-01", "")
     try:
         days = pc.cast(text, pa.date32()).to_numpy(zero_copy_only=False)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
@@ -236,23 +323,6 @@ def _days(column: Column, text: pa.ChunkedArray, missing: np.ndarray, policy: Po
 
 def _month_after(month: dt.date) -> dt.date:
     return (month.replace(day=28) + dt.timedelta(days=4)).replace(day=1)
-
-
-def _check_bounds(table: Table, column: Column, values: np.ndarray, policy: Policy) -> None:
-    name = column.name
-    if table.name == "income" and name == "amount":
-        return  # judged against the source in _check_cross_rules
-    if table.name == "loans" and name == "principal":
-        low_ok = np.all(values > 0)
-    elif name == "birth_year":
-        low_ok = np.all((values >= policy.data_end.year - MAX_AGE_YEARS) & (values <= policy.data_end.year))
-    elif name == "escape_year":
-        low_ok = np.all((values >= EARLIEST_ESCAPE_YEAR) & (values <= policy.data_end.year))
-    else:
-        low_ok = column.minimum is None or np.all(values >= column.minimum)
-        low_ok = low_ok and (column.maximum is None or np.all(values <= column.maximum))
-    if not low_ok:
-        raise NotExact
 
 
 # -- rules across columns, keys and references ---------------------------------------------------
@@ -287,20 +357,27 @@ def _check_keys(clean: CleanTables) -> None:
     for table in TABLES:
         columns = clean.columns[table.name]
         for key in table.unique:
-            rows = list(zip(*(columns[k].tolist() for k in key), strict=True))
+            rows = list(zip(*(_hashable(columns[k]) for k in key), strict=True))
             if len(set(rows)) != len(rows):
                 raise NotExact
         for foreign_key in table.foreign_keys:
             targets = set(clean.columns[foreign_key.table][foreign_key.target].tolist())
-            if not all(v is None or v in targets for v in columns[foreign_key.column].tolist()):
+            targets.add(None)  # a null reference is judged by the not_null rule
+            if not targets.issuperset(columns[foreign_key.column].tolist()):
                 raise NotExact
     members = clean.columns["members"]
-    household_of = dict(zip(members["member_id"].tolist(), members["household_id"].tolist(), strict=True))
+    # Member ids are unique and every reference names one (checked above): each pair must be a member's.
+    memberships = set(zip(members["member_id"].tolist(), members["household_id"].tolist(), strict=True))
     for name in ("expenses", "events"):
         rows = clean.columns[name]
-        for member, household in zip(rows["member_id"].tolist(), rows["household_id"].tolist(), strict=True):
-            if member is not None and household_of[member] != household:
-                raise NotExact
+        pairs = set(zip(rows["member_id"].tolist(), rows["household_id"].tolist(), strict=True))
+        if any(member is not None and (member, household) not in memberships for member, household in pairs):
+            raise NotExact
+
+
+def _hashable(values: np.ndarray) -> list[object]:
+    """Cells as Python values for sets; days as whole numbers (NaT as one), not date objects."""
+    return values.view(np.int64).tolist() if values.dtype.kind == "M" else values.tolist()
 
 
 # -- the rules panel and the feature parts -------------------------------------------------------

@@ -19,7 +19,9 @@ tables emptied or thinned by the mutations.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -35,7 +37,7 @@ from relapse_risk.features.loading import load_tables
 from relapse_risk.features.policy import Policy, read_policy
 from relapse_risk.serving.api_models import HouseholdInput
 from relapse_risk.serving.api_payloads import score_entries
-from relapse_risk.serving.api_scoring import policy_at, round_tables
+from relapse_risk.serving.api_scoring import cell_text, policy_at, round_tables
 
 Cells = dict[str, dict[str, list[str | None]]]
 
@@ -260,3 +262,155 @@ def test_a_rejected_cell_sends_the_round_to_the_loader(county: Path, household_i
         assert read_clean_tables(broken, policy) is None, (table, column, text)
         dataset = _loader(broken, policy)
         assert dataset is None or dataset.rejects, (table, column, text)
+
+
+# -- the text of JSON cells, and typing a round's columns a group at a time ---------------------
+
+# JSON scalars as a request may hold them: numbers as ints, floats (exponents, negative zero, beyond
+# int64, not finite), booleans and strings, padded or empty text, and nulls.
+_JSON_CELLS = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**70), 2**70),
+    st.sampled_from([0, -1, 1, 7, 1980, 2**63, -(2**63) - 1, 10**20]),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.sampled_from([0.0, -0.0, 1.0, 2.5, 1e-05, 1e16, 1e15, 123456789012345.6, 5e-324, 1e300, 330.0]),
+    st.text(max_size=6),
+    st.sampled_from(["", " ", " 1", "1 ", "1e3", "-0", "0012", "true", "2021-03", "\u3000x", "x\t"]),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    rows=st.lists(
+        st.dictionaries(st.sampled_from(["household_id", "month", "source", "amount", "x"]), _JSON_CELLS),
+        max_size=8,
+    ),
+    split=st.lists(st.integers(0, 8), max_size=3),
+)
+def test_round_tables_hold_the_csv_text_of_every_json_cell(
+    rows: list[dict[str, object]], split: list[int]
+) -> None:
+    """Any mix of JSON types in a column reads as cell_text's text, cell by cell; rows keep their origin."""
+    cuts = sorted([min(c, len(rows)) for c in split] + [0, len(rows)])  # households with no row too
+    parts = [rows[a:b] for a, b in zip(cuts, cuts[1:], strict=False)]
+    items = [
+        HouseholdInput.model_validate(
+            {"as_of": "2024-06", "tables": {"households": [{"household_id": "h"}], "income": part}}
+        )
+        for part in parts
+    ]
+    tables, origins = round_tables(items)
+    income = [row for item in items for row in item.tables.income]
+    assert tables["income"].column_names == list(TABLES_BY_NAME["income"].column_names)
+    for column in TABLES_BY_NAME["income"].column_names:
+        assert tables["income"][column].to_pylist() == [cell_text(r.get(column)) for r in income], column
+    expected = [
+        (position, n) for position, item in enumerate(items) for n in range(1, len(item.tables.income) + 1)
+    ]
+    assert list(origins["income"]) == expected
+    assert len(origins["income"]) == len(expected)
+    assert [origins["income"][i] for i in range(-len(expected), 0)] == expected
+    assert origins["income"][1:3] == expected[1:3]
+    with pytest.raises(IndexError):
+        origins["income"][len(expected)]
+    assert [tables[t.name].num_rows for t in TABLES if t.name not in ("households", "income")] == [0] * 8
+
+
+# Cells given as JSON values of another type than the export's: each must read as the loader reads its text.
+_RETYPED = (
+    ("households", "escape_year", lambda v: None if v is None else float(v)),
+    ("households", "escape_year", lambda v: -0.0 if v is None else v),
+    ("households", "cultivated_land_mu", lambda v: int(v) if v == int(v) else v),
+    ("households", "cultivated_land_mu", lambda v: f" {v}"),
+    ("households", "registered_poor", lambda v: int(v)),
+    ("households", "registered_poor", lambda v: "TRUE" if v else "0"),
+    ("households", "relocated", lambda v: str(v)),
+    ("members", "birth_year", lambda v: float(v)),
+    ("members", "birth_year", lambda v: f"{v}.0"),
+    ("members", "birth_year", lambda v: f"{v / 1000}e3"),
+    ("members", "disability_grade", lambda v: -0.0 if v == 0 else v),
+    ("members", "disability_grade", lambda v: "-0" if v == 0 else v),
+    ("members", "joined_month", lambda v: "" if v is None else v),
+    ("income", "amount", lambda v: int(v) if v == int(v) else v),
+    ("income", "amount", lambda v: f"{v:e}"),
+    ("income", "amount", lambda v: -0.0 if v == 0 else v),
+    ("income", "amount", lambda v: str(v)),
+    ("income", "amount", lambda v: 10**20),
+    ("income", "amount", lambda v: 2**64),
+    ("expenses", "reimbursed", lambda v: 0),
+    ("events", "value", lambda v: None),
+    ("events", "severity", lambda v: float(v)),
+    ("loans", "principal", lambda v: 5e-324),
+    ("loans", "principal", lambda v: 0),
+    ("loans", "term_months", lambda v: True),
+    ("loan_status", "overdue_days", lambda v: float(v)),
+    ("loan_status", "balance", lambda v: 1e-05),
+    ("assistance", "end_month", lambda v: "" if v is None else v),
+)
+
+
+@pytest.mark.parametrize("table,column,retype", _RETYPED)
+def test_json_numbers_booleans_and_strings_read_as_the_loader_reads_them(
+    county: Path, household_ids: list[str], table: str, column: str, retype: Callable[[Any], object]
+) -> None:
+    as_of = month_start(month_index(read_policy(county / "policy.json").data_end) - 1)
+    entries = score_entries(county, household_ids[:12], as_of)
+    for entry in entries:
+        for row in entry["tables"][table]:  # type: ignore[index]
+            row[column] = retype(row[column])
+    items = [HouseholdInput.model_validate(e) for e in entries]
+    tables, _ = round_tables(items)
+    _check(tables, policy_at(read_policy(county / "policy.json"), as_of), as_of)
+
+
+# Number texts at the edges of the spellings and bounds read in memory.
+_NUMBER_TEXTS = (
+    "0",
+    "-0",
+    "-0.0",
+    "0.0",
+    "1e3",
+    "1E3",
+    "1e-3",
+    "1e+03",
+    "1.5e2",
+    "1e1000",
+    "12345678901234567890",
+    "999999999999999",
+    "1000000000000000",
+    "0.5",
+    "5e-324",
+    "-5e-324",
+    ".5",
+    "5.",
+    "+1",
+    "1_000",
+    "0x10",
+)
+
+
+@pytest.mark.parametrize(
+    "table,column",
+    [
+        ("members", "birth_year"),
+        ("members", "disability_grade"),
+        ("loans", "principal"),
+        ("loans", "annual_rate"),
+        ("households", "escape_year"),
+        ("income", "amount"),
+        ("events", "value"),
+    ],
+)
+def test_number_spellings_and_bounds_read_as_the_loader_reads_them(
+    county: Path, household_ids: list[str], table: str, column: str
+) -> None:
+    as_of = month_start(month_index(read_policy(county / "policy.json").data_end) - 1)
+    tables, policy = _round(county, household_ids[:8], as_of)
+    year = str(policy.data_end.year)
+    for text in (*_NUMBER_TEXTS, year, str(policy.data_end.year + 1), "1900", "1926", "1949", "2000"):
+        cells = _cells(tables)
+        if not cells[table][column]:
+            continue
+        cells[table][column][0] = text
+        _check(_tables(cells), policy, as_of)
