@@ -29,8 +29,9 @@ import json
 import math
 import threading
 import weakref
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -81,6 +82,11 @@ DRIVER_FAMILIES: tuple[str, ...] = (
 
 def driver_family(feature: str) -> str:
     """The driver family a feature's contribution counts towards (``other`` if not catalogued)."""
+    known = _CATALOGUE_FAMILIES.get(feature)
+    return known if known is not None else _driver_family(feature)
+
+
+def _driver_family(feature: str) -> str:
     for source, family in _SOURCE_FAMILY.items():
         if feature.startswith(f"income_{source}_"):
             return family
@@ -89,6 +95,12 @@ def driver_family(feature: str) -> str:
             return family
     spec = FEATURES_BY_NAME.get(feature)
     return spec.family if spec is not None else OTHER_FAMILY
+
+
+_CATALOGUE_FAMILIES: Mapping[str, str] = MappingProxyType(
+    {name: _driver_family(name) for name in FEATURES_BY_NAME}
+)
+"""The family of every catalogued feature, worked out once: every explained round asks for all of them."""
 
 
 @dataclass(frozen=True)
@@ -197,15 +209,25 @@ def explain(
     :func:`contribution_tables`, so every caller gives a household the same
     reasons; LightGBM's only for boosters those do not handle.
     """
+    chosen = explain_reasons(model, X, top, tables=tables)
+    ids = X["household_id"].astype(str).to_numpy() if "household_id" in X.columns else X.index.to_numpy()
+    return reasons_frame(ids, chosen, top)
+
+
+def explain_reasons(
+    model: RiskModel, X: pd.DataFrame, top: int = 3, *, tables: TreeShapTables | None = None
+) -> list[list[Reason]]:
+    """The ``top`` reasons of each row of ``X``, in row order: :func:`explain` before its layout.
+
+    Scoring takes these straight into its own columns, without the frame of every reason field.
+    """
     if top < 1:
         raise ValueError("top must be at least 1")
     if tables is None:
         tables = contribution_tables(model)
     contributions = shap_contributions(model, X, tables)
     families = tuple(driver_family(f) for f in contributions.feature_names)
-    chosen = choose_reasons(contributions.values, contributions.feature_names, families, X, top)
-    ids = X["household_id"].astype(str).to_numpy() if "household_id" in X.columns else X.index.to_numpy()
-    return reasons_frame(ids, chosen, top)
+    return choose_reasons(contributions.values, contributions.feature_names, families, X, top)
 
 
 def explain_households(

@@ -403,15 +403,18 @@ def _feature_matrix(
         )
     # One look at the frame's dtypes, not a column object per feature: a few rows (the API) cost
     # milliseconds per hundred column look-ups.
-    dtypes = frame.dtypes
-    for name in names:
-        dtype = dtypes[name] if frame.columns.is_unique else frame[name].dtype
-        if isinstance(dtype, pd.CategoricalDtype):
-            raise FeatureMismatchError(
-                f"{what} column {name!r} has the pandas category dtype; pass integer codes instead"
-            )
-        if not (pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_bool_dtype(dtype)):
-            raise FeatureMismatchError(f"{what} column {name!r} is {dtype}, not numeric")
+    dtypes = frame.dtypes.to_dict() if frame.columns.is_unique else {n: frame[n].dtype for n in names}
+    # A feature table has two or three dtypes among hundreds of columns: each is judged once, and
+    # only a table that fails is searched for the first column to name.
+    if not all(_usable_dtype(dtype) for dtype in {dtypes[name] for name in names}):
+        for name in names:
+            dtype = dtypes[name]
+            if isinstance(dtype, pd.CategoricalDtype):
+                raise FeatureMismatchError(
+                    f"{what} column {name!r} has the pandas category dtype; pass integer codes instead"
+                )
+            if not _usable_dtype(dtype):
+                raise FeatureMismatchError(f"{what} column {name!r} is {dtype}, not numeric")
     matrix = frame.loc[:, list(names)].to_numpy(dtype=np.float64, na_value=np.nan)
     if np.isinf(matrix).any():
         rows, cols = np.nonzero(np.isinf(matrix))
@@ -427,6 +430,12 @@ def _feature_matrix(
                 f"{what} categorical column {name!r} must hold non-negative integer codes"
             )
     return matrix
+
+
+def _usable_dtype(dtype: Any) -> bool:
+    return not isinstance(dtype, pd.CategoricalDtype) and (
+        pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_bool_dtype(dtype)
+    )
 
 
 def _labels(y: Sequence[int] | np.ndarray | pd.Series, rows: int, what: str) -> np.ndarray:

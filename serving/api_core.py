@@ -36,7 +36,7 @@ from .api_settings import ApiSettings
 from .config import resolve_tracking_uri
 from .request_log import RequestLog, request_log_records
 from .scored_runs import RunCatalog, ScoredRun, household_row, reasons_of, visit_list
-from .village_context import VILLAGE_CONTEXT_FILE, read_village_context
+from .village_context import VILLAGE_CONTEXT_FILE, VillageFigures, read_village_context
 
 # Metrics a training run logs for its test months (averaged), as training/train.py names them;
 # timings, tuning and per-month series are left out.
@@ -69,7 +69,7 @@ class RiskApi:
         self.info = info
         self.loader = loader
         self.clock = clock
-        self._contexts: dict[tuple[Path, int], pd.DataFrame | None] = {}
+        self._contexts: dict[tuple[Path, int], VillageFigures | None] = {}
 
     @classmethod
     def start(cls, settings: ApiSettings) -> RiskApi:
@@ -142,8 +142,11 @@ class RiskApi:
         self.request_log.append(records)
         return batch.answers
 
-    def village_context(self, as_of: str) -> tuple[str, pd.DataFrame] | None:
-        """The village figures of the latest batch run at or before ``as_of`` that wrote them."""
+    def village_context(self, as_of: str) -> tuple[str, VillageFigures] | None:
+        """The village figures of the latest batch run at or before ``as_of`` that wrote them.
+
+        Each file is read and indexed once (again when it changes): every round of that month uses it.
+        """
         for run in self.runs.latest_up_to(as_of):
             path = run.folder / VILLAGE_CONTEXT_FILE
             try:
@@ -153,10 +156,13 @@ class RiskApi:
             if key not in self._contexts:
                 for stale in [k for k in self._contexts if k[0] == path]:
                     del self._contexts[stale]
-                self._contexts[key] = read_village_context(path)
-            context = self._contexts[key]
-            if context is not None and len(context):
-                return run.as_of, context
+                context = read_village_context(path)
+                self._contexts[key] = (
+                    VillageFigures.of(context) if context is not None and len(context) else None
+                )
+            figures = self._contexts[key]
+            if figures is not None:
+                return run.as_of, figures
         return None
 
     # -- POST /visit_list -----------------------------------------------------------------------

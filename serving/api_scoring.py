@@ -29,7 +29,8 @@ DuckDB costs milliseconds per statement however few rows it reads, so a round
 that keeps the contract skips it: :mod:`features.household_rows` types and
 checks the same text tables and computes the same features in numpy (tests
 prove both equal to the loader and ``build_features``), and
-:func:`serving.scoring.score_roster` scores them as ``score_dataset`` would.
+:func:`serving.scoring.roster_scores` scores them as ``score_dataset`` would (its
+figures are those of the scores table, read without building the table).
 A round with any row the loader would reject, or anything the in-memory path
 does not compute exactly, goes through the loader as above.
 """
@@ -39,8 +40,12 @@ from __future__ import annotations
 import datetime as dt
 import math
 import os
+from bisect import bisect_right
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import accumulate
+from operator import itemgetter
+from typing import overload
 
 import numpy as np
 import pandas as pd
@@ -59,18 +64,18 @@ from relapse_risk.features.loading import load_tables
 from relapse_risk.features.policy import Policy
 from relapse_risk.features.rules import build_panel, rule_state
 
-from .api_models import ContractProblem, HouseholdInput, HouseholdScore, Reason, Row
+from .api_models import ContractProblem, HouseholdInput, HouseholdScore, JsonScalar, Reason, Row
 from .config import DEFAULT_HORIZON_MONTHS
 from .outputs import RISK_SCORE_DECIMALS, RULE_MARGIN_DECIMALS
 from .scoring import (
     REASON_SLOTS,
+    RosterScores,
     ScoringModel,
-    rejects_to_frame,
+    roster_scores,
     rule_facts_at,
     score_dataset,
-    score_roster,
 )
-from .village_context import apply_village_context
+from .village_context import VillageFigures, apply_village_context
 
 EXPLAIN_THREADS = min(4, os.cpu_count() or 1)
 """Slices of a round explained at once, one per core (at most 4): LightGBM's TreeSHAP is most of a round."""
@@ -87,6 +92,19 @@ def load_request_tables(tables: Mapping[str, pa.Table], policy: Policy) -> Datas
 # Columns through which rows of other tables belong to a household.
 _MEMBER_REFERENCES = ("employment", "expenses", "events")
 _LOAN_REFERENCES = ("loan_status",)
+_REFERENCES = {
+    t.name: tuple(
+        column
+        for column, refers in (
+            ("household_id", "household_id" in t.column_names),
+            ("member_id", t.name in _MEMBER_REFERENCES),
+            ("loan_id", t.name in _LOAN_REFERENCES),
+        )
+        if refers
+    )
+    for t in TABLES
+}
+"""Per table, the columns through which its rows name a household, member or loan."""
 
 
 @dataclass(frozen=True)
@@ -114,8 +132,8 @@ class Answer:
     village_context_as_of: str | None = None
 
 
-VillageContextLookup = Callable[[str], tuple[str, pd.DataFrame] | None]
-"""as_of ``YYYY-MM`` -> (as_of of the run it comes from, village context frame), or None."""
+VillageContextLookup = Callable[[str], tuple[str, pd.DataFrame | VillageFigures] | None]
+"""as_of ``YYYY-MM`` -> (as_of of the run it comes from, village context frame or its figures), or None."""
 
 
 @dataclass(frozen=True)
@@ -149,8 +167,13 @@ def ownership_problems(item: HouseholdInput, household_id: str) -> list[Contract
     members = {t for r in tables["members"] if (t := _key(r, "member_id")) is not None}
     loans = {t for r in tables["loans"] if (t := _key(r, "loan_id")) is not None}
     problems: list[ContractProblem] = []
+    # Members and loans hold stripped ids and household_id is one: a cell equal to one is its own key.
+    ours = {"household_id": {None, household_id}, "member_id": {None, *members}, "loan_id": {None, *loans}}
     for table in TABLES:
         names_household = "household_id" in table.column_names
+        references = _REFERENCES[table.name]
+        if all(ours[c].issuperset(_cells(tables[table.name], c)) for c in references):
+            continue  # nearly every table of every household: no row to read one by one
         for number, row in enumerate(tables[table.name], start=1):
             if names_household:
                 named = _key(row, "household_id")
@@ -234,28 +257,73 @@ def policy_at(policy: Policy, as_of: dt.date) -> Policy:
 
 def round_tables(
     items: Sequence[HouseholdInput],
-) -> tuple[dict[str, pa.Table], dict[str, list[tuple[int, int]]]]:
+) -> tuple[dict[str, pa.Table], dict[str, RowOrigins]]:
     """The households' rows as one text table per contract table; per table, (item, row) of each row."""
     tables: dict[str, pa.Table] = {}
-    origins: dict[str, list[tuple[int, int]]] = {}
+    origins: dict[str, RowOrigins] = {}
     for table in TABLES:
         rows: list[Row] = []
-        origin: list[tuple[int, int]] = []
-        for position, item in enumerate(items):
+        counts: list[int] = []
+        for item in items:
             own = getattr(item.tables, table.name)
             rows += own
-            origin += [(position, number) for number in range(1, len(own) + 1)]
-        tables[table.name] = pa.table({c: _text_column(rows, c) for c in table.column_names})
-        origins[table.name] = origin
+            counts.append(len(own))
+        tables[table.name] = pa.table({c: _text_column(_cells(rows, c)) for c in table.column_names})
+        origins[table.name] = RowOrigins(counts)
     return tables, origins
 
 
-def _text_column(rows: Sequence[Row], column: str) -> pa.Array:
-    """One column of the rows as text cells (:func:`cell_text`), strings and nulls passed as they are."""
-    values = [r.get(column) for r in rows]
-    if not all(v is None or type(v) is str for v in values):
-        values = [cell_text(v) for v in values]
-    return pa.array(values, type=pa.string())
+class RowOrigins(Sequence[tuple[int, int]]):
+    """(position of the item, 1-based row in that item's table) of each row of one round table.
+
+    Kept as the items' row counts: only a round that the loader rejects rows of
+    looks rows up, and a round of 32 households has thousands of rows.
+    """
+
+    def __init__(self, counts: Sequence[int]) -> None:
+        self._ends = list(accumulate(counts))
+
+    def __len__(self) -> int:
+        return self._ends[-1] if self._ends else 0
+
+    @overload
+    def __getitem__(self, index: int) -> tuple[int, int]: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[tuple[int, int]]: ...
+
+    def __getitem__(self, index: int | slice) -> tuple[int, int] | list[tuple[int, int]]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        row = index + len(self) if index < 0 else index
+        if not 0 <= row < len(self):
+            raise IndexError(index)
+        position = bisect_right(self._ends, row)
+        return position, row - (self._ends[position - 1] if position else 0) + 1
+
+
+def _cells(rows: Sequence[Row], column: str) -> list[JsonScalar]:
+    """One column of the rows, None where a row lacks it."""
+    try:
+        return list(map(itemgetter(column), rows))  # a request's rows nearly always hold every column
+    except KeyError:
+        return [r.get(column) for r in rows]
+
+
+_AS_THEY_ARE = frozenset({str, type(None)})
+_STR_IS_CELL_TEXT = frozenset({str, int, float, type(None)})
+"""Exact types whose ``str`` is :func:`cell_text` (a float's ``str`` is its ``repr``, ``inf`` and ``nan``
+alike); booleans and anything else go through :func:`cell_text`."""
+
+
+def _text_column(values: Sequence[JsonScalar]) -> pa.Array:
+    """One column of cells as text (:func:`cell_text`), strings and nulls passed as they are."""
+    kinds = set(map(type, values))
+    if kinds <= _AS_THEY_ARE:
+        return pa.array(values, type=pa.string())
+    if type(None) not in kinds and kinds <= _STR_IS_CELL_TEXT:
+        return pa.array(list(map(str, values)), type=pa.string())  # numbers from JSON: no call per cell
+    return pa.array(list(map(cell_text, values)), type=pa.string())
 
 
 def load_round(
@@ -368,7 +436,7 @@ def _score_round(
     as_of: dt.date,
     policy: Policy,
     served: ServedModel,
-    context: tuple[str, pd.DataFrame] | None,
+    context: tuple[str, pd.DataFrame | VillageFigures] | None,
     loader: RoundLoader,
     in_memory: bool,
 ) -> list[pd.DataFrame]:
@@ -427,7 +495,8 @@ def _score_round(
         return alone(f"could not be scored: {exc}")
     finally:
         dataset.connection.close()
-    return [_answer_round(answers, features, from_run, scores, context)]
+    by_household = {row["household_id"]: row for row in scores.to_dict("records")}
+    return [_answer_round(answers, features, from_run, by_household, context)]
 
 
 def _score_in_memory(
@@ -436,11 +505,12 @@ def _score_in_memory(
     as_of: dt.date,
     policy: Policy,
     served: ServedModel,
-    context: tuple[str, pd.DataFrame] | None,
-) -> tuple[pd.DataFrame, np.ndarray, pd.DataFrame] | None:
+    context: tuple[str, pd.DataFrame | VillageFigures] | None,
+) -> tuple[pd.DataFrame, np.ndarray, dict[str, dict[str, object]]] | None:
     """A round that keeps the contract, checked and scored without DuckDB (see features.household_rows).
 
-    Returns (features, which rows took the batch run's village figures, scores),
+    Returns (features, which rows took the batch run's village figures, each
+    household's scores row as :func:`scores_by_household` gives it),
     or None when the round must go through the loader: a row the loader would
     reject (its report is the loader's), or anything computed here only
     approximately, or a refusal whose words are the DuckDB path's.
@@ -454,46 +524,71 @@ def _score_in_memory(
         features = household_features(clean, as_of, panel=panel, state=state)
     except (NotExact, ValueError):
         return None
-    households = clean.frame("households")
+    households = clean.columns["households"]
     from_run = np.zeros(len(features), dtype=bool)
     if context is not None:
-        features, from_run = apply_village_context(
-            features, households[["household_id", "village_code"]], context[1]
+        villages = pd.DataFrame(
+            {"household_id": households["household_id"], "village_code": households["village_code"]}
         )
-    roster = households[["household_id", "county_code", "township_code", "village_code"]]
+        features, from_run = apply_village_context(features, villages, context[1])
+    # The roster as household_roster gives it: area codes of every household, rows by household_id.
+    order = np.argsort(households["household_id"], kind="stable")
+    roster = pd.DataFrame(
+        {c: households[c][order] for c in ("household_id", "county_code", "township_code", "village_code")},
+        dtype=object,
+    )
     try:
-        scores = score_roster(
-            roster.sort_values("household_id", kind="stable", ignore_index=True).astype(object),
-            rejects_to_frame([]),
+        figures = roster_scores(
+            roster,
+            {},
             policy,
-            as_of,
             served.model,
             features=features,
             facts=rule_facts_at(None, as_of, state=state),
-            model_name=served.name,
-            model_version=served.version,
             explain="all",
             explain_threads=EXPLAIN_THREADS,
-            horizon_months=int(
-                served.horizon
-                if served.horizon is not None
-                else getattr(served.model, "horizon", DEFAULT_HORIZON_MONTHS)
-            ),
-        ).scores
+        )
     except ValueError:
         return None
-    return features, from_run, scores
+    horizon = served.horizon if served.horizon is not None else getattr(served.model, "horizon", None)
+    horizon_months = int(horizon if horizon is not None else DEFAULT_HORIZON_MONTHS)
+    return features, from_run, scores_by_household(roster["household_id"].to_numpy(), figures, horizon_months)
+
+
+def scores_by_household(
+    household_ids: np.ndarray, figures: RosterScores, horizon_months: int
+) -> dict[str, dict[str, object]]:
+    """What an answer reads of the scores table's row of each household, straight from the figures.
+
+    The same values as that row (:func:`serving.scoring.scores_table`), without
+    building the table: an answer needs a dozen of its thirty columns.
+    """
+    rows: dict[str, dict[str, object]] = {}
+    for i, household_id in enumerate(household_ids.tolist()):
+        row: dict[str, object] = {
+            "household_id": household_id,
+            "horizon_months": horizon_months,
+            "status": figures.status[i],
+            "risk_score": figures.risk_score[i],
+            "risk_band": figures.risk_band[i],
+            "rule_margin": figures.rule_margin[i],
+            "triggered_rule": figures.triggered_rule[i],
+            "reject_reason": figures.reject_reason[i],
+        }
+        for column, values in figures.reasons.items():
+            row[column] = values[i]
+        rows[household_id] = row
+    return rows
 
 
 def _answer_round(
     answers: list[Answer],
     features: pd.DataFrame,
     from_run: np.ndarray,
-    scores: pd.DataFrame,
-    context: tuple[str, pd.DataFrame] | None,
+    by_household: Mapping[str, dict[str, object]],
+    context: tuple[str, pd.DataFrame | VillageFigures] | None,
 ) -> pd.DataFrame:
-    """Fill the answers of a scored round; the feature rows of the households that were scored."""
-    by_household = {row["household_id"]: row for row in scores.to_dict("records")}
+    """Fill the answers of a scored round from each household's scores row; the feature rows scored."""
     context_households = set(features["household_id"].to_numpy()[from_run]) if context is not None else set()
     for answer in answers:
         if answer.problems or answer.household_id is None:

@@ -22,8 +22,8 @@ from relapse_risk.features.dataset import Dataset, Reject
 from relapse_risk.features.history import build_features
 from relapse_risk.features.policy import Policy
 from relapse_risk.features.rules import RISK_TYPE_NAMES, RuleState, build_panel, rule_state
-from relapse_risk.models.explain import contribution_tables
-from relapse_risk.models.explain import explain as explain_households
+from relapse_risk.models.explain import contribution_tables, explain_reasons
+from relapse_risk.models.reasons import Reason
 
 from .config import DEFAULT_HORIZON_MONTHS, RISK_BAND_CUTOFFS, RiskBandCutoffs
 
@@ -261,7 +261,89 @@ def score_roster(
 
     ``roster`` is :func:`household_roster`'s frame, ``rejects`` :func:`rejects_frame`'s,
     ``facts`` :func:`rule_facts_at`'s and ``features`` the feature table at ``as_of``.
-    The API's in-memory rounds call it with tables that never went through DuckDB.
+    The figures come from :func:`roster_scores`, laid out by :func:`scores_table`.
+    """
+    seconds = {} if seconds is None else seconds
+    figures = roster_scores(
+        roster,
+        rejected_household_reasons(rejects),
+        policy,
+        model,
+        features=features,
+        facts=facts,
+        explain=explain,
+        cutoffs=cutoffs,
+        progress=progress,
+        seconds=seconds,
+        started=started,
+        explain_threads=explain_threads,
+    )
+    scores = scores_table(
+        roster,
+        figures,
+        as_of=as_of,
+        horizon_months=horizon_months,
+        model_name=model_name,
+        model_version=model_version,
+    )
+    return ScoringResult(
+        scores=scores, seconds=seconds, explained=figures.explained, features=figures.features
+    )
+
+
+@dataclass(frozen=True)
+class RosterScores:
+    """The figures of the scores table, one array entry per roster row (see :func:`score_dataset`).
+
+    The API answers single households from these arrays; the batch lays them
+    out as the scores table with :func:`scores_table`. Both come from one call
+    of :func:`roster_scores`, so they cannot disagree.
+    """
+
+    status: np.ndarray
+    """One of :data:`STATUSES` (object array of str)."""
+    reject_reason: np.ndarray
+    """Object array: the reason of rejected households, else None."""
+    risk_score: np.ndarray
+    """Calibrated score (float64), NaN unless scored."""
+    risk_band: np.ndarray
+    """Object array: ``high`` / ``medium`` / ``low``, None unless scored."""
+    ranks: dict[str, np.ndarray]
+    """Per level of :data:`AREA_LEVELS`: rank among the scored households of the area, 0 unless scored."""
+    in_visit_list: np.ndarray
+    rule_margin: np.ndarray
+    """float64, NaN where the income is undefined and for rejected households."""
+    triggered_rule: np.ndarray
+    """Object array: the rule's name for ``triggered_now`` households, else None."""
+    reasons: dict[str, np.ndarray]
+    """Per column of :data:`REASON_COLUMNS`: object array of str, None where not explained."""
+    explained: int
+    """Households whose reasons were computed."""
+    features: pd.DataFrame
+    """The feature table given (household_id and feature columns)."""
+
+
+def roster_scores(
+    roster: pd.DataFrame,
+    rejected: Mapping[str, str],
+    policy: Policy,
+    model: ScoringModel,
+    *,
+    features: pd.DataFrame,
+    facts: pd.DataFrame,
+    explain: ExplainScope,
+    cutoffs: RiskBandCutoffs = RISK_BAND_CUTOFFS,
+    progress: ProgressCallback | None = None,
+    seconds: dict[str, float] | None = None,
+    started: float | None = None,
+    explain_threads: int = 1,
+) -> RosterScores:
+    """Status, score, band, ranks, visit flag, margin, rule and reasons of every roster household.
+
+    ``rejected`` is :func:`rejected_household_reasons` of the rejects (empty
+    when nothing was rejected). ``seconds``, when given, receives the wall
+    time of the stages of :data:`SCORING_STAGES` (a ``features`` entry already
+    in it is the time the caller spent building them).
 
     ``explain_threads`` > 1 explains that many slices of the rows at once when
     LightGBM computes the contributions (it releases the interpreter while it
@@ -273,9 +355,8 @@ def score_roster(
     started = time.perf_counter() if started is None else started
     built_features = seconds.pop("features", 0.0)
     total = len(roster)
-    status, reject_reason = household_status(
-        roster["household_id"], facts, rejected_household_reasons(rejects)
-    )
+    household_ids = roster["household_id"]
+    status, reject_reason = household_status(household_ids, facts, rejected)
     report("rules", total, total)
     seconds["rules"] = time.perf_counter() - started - built_features
 
@@ -283,9 +364,9 @@ def score_roster(
     report("features", 0, total)
     if "household_id" not in features.columns:
         features = features.reset_index()
+    ids = household_ids.to_numpy()
     scored_mask = status == "scored"
-    scored_ids = roster["household_id"].to_numpy()[scored_mask]
-    scored_features = _rows_for(features, scored_ids, "build_features")
+    scored_features = _rows_for(features, ids[scored_mask], "build_features")
     report("features", total, total)
     seconds["features"] = time.perf_counter() - started + built_features
 
@@ -318,23 +399,57 @@ def score_roster(
 
     started = time.perf_counter()
     explain_mask = {"visit_list": visit, "all": scored_mask, "none": np.zeros(n, dtype=bool)}[explain]
-    explain_ids = roster["household_id"].to_numpy()[explain_mask]
-    reasons = _explain_in_chunks(
-        explain_households,
-        model,
-        _rows_for(scored_features, explain_ids, "build_features"),
-        report,
-        threads=explain_threads,
+    # Explaining every scored household (the API) explains the rows just scored: no second look-up.
+    explained_features = (
+        scored_features
+        if explain == "all"
+        else _rows_for(scored_features, ids[explain_mask], "build_features")
     )
+    chosen = _explain_in_chunks(explain_reasons, model, explained_features, report, threads=explain_threads)
     seconds["explain"] = time.perf_counter() - started
 
     # Facts cover the households table; the roster adds households whose row was rejected.
-    aligned = facts.set_index("household_id").reindex(roster["household_id"].to_numpy())
-    margin = aligned["margin"].to_numpy(dtype=np.float64, na_value=np.nan)
+    fact_row = _positions(facts["household_id"].to_numpy(), ids)
+    known = fact_row >= 0
+    margin = np.full(n, np.nan)
+    margin[known] = facts["margin"].to_numpy(dtype=np.float64, na_value=np.nan)[fact_row[known]]
     margin = np.where(status == "rejected", np.nan, margin)
-    triggered_rule = np.where(
-        status == "triggered_now", aligned["triggered_rule"].to_numpy(dtype=object), None
+    rules = np.full(n, None, dtype=object)
+    rules[known] = facts["triggered_rule"].to_numpy(dtype=object)[fact_row[known]]
+    triggered_rule = np.where(status == "triggered_now", rules, None)
+    explained_rows = np.flatnonzero(explain_mask)
+    reasons: dict[str, np.ndarray] = {}
+    for slot in REASON_SLOTS:
+        for field_name in REASON_FIELDS:
+            values = np.full(n, None, dtype=object)
+            values[explained_rows] = [_reason_text(found, slot, field_name) for found in chosen]
+            reasons[f"reason_{slot}_{field_name}"] = values
+    return RosterScores(
+        status=status,
+        reject_reason=reject_reason,
+        risk_score=risk_score,
+        risk_band=risk_bands(risk_score, cutoffs),
+        ranks=ranks,
+        in_visit_list=visit,
+        rule_margin=margin,
+        triggered_rule=triggered_rule,
+        reasons=reasons,
+        explained=int(explain_mask.sum()),
+        features=features,
     )
+
+
+def scores_table(
+    roster: pd.DataFrame,
+    figures: RosterScores,
+    *,
+    as_of: dt.date,
+    horizon_months: int,
+    model_name: str,
+    model_version: str,
+) -> pd.DataFrame:
+    """The scores table of outputs.md (:data:`SCORE_COLUMNS`, pandas nullable dtypes) of the roster."""
+    n = len(roster)
     scores = pd.DataFrame(
         {
             "household_id": pd.array(roster["household_id"], dtype="string"),
@@ -343,34 +458,39 @@ def score_roster(
             "village_code": pd.array(roster["village_code"], dtype="string"),
             "as_of": pd.array([format_month(as_of)] * n, dtype="string"),
             "horizon_months": pd.array(np.full(n, horizon_months), dtype="Int64"),
-            "status": pd.array(status, dtype="string"),
-            "risk_score": pd.array(risk_score, dtype="Float64"),
-            "risk_band": pd.array(risk_bands(risk_score, cutoffs), dtype="string"),
-            "rank_county": _nullable_ints(ranks["county"]),
-            "rank_township": _nullable_ints(ranks["township"]),
-            "rank_village": _nullable_ints(ranks["village"]),
-            "in_visit_list": pd.array(visit, dtype="boolean"),
-            "rule_margin": pd.array(margin, dtype="Float64"),
-            "triggered_rule": pd.array(triggered_rule, dtype="string"),
-            "reject_reason": pd.array(reject_reason, dtype="string"),
+            "status": pd.array(figures.status, dtype="string"),
+            "risk_score": pd.array(figures.risk_score, dtype="Float64"),
+            "risk_band": pd.array(figures.risk_band, dtype="string"),
+            "rank_county": _nullable_ints(figures.ranks["county"]),
+            "rank_township": _nullable_ints(figures.ranks["township"]),
+            "rank_village": _nullable_ints(figures.ranks["village"]),
+            "in_visit_list": pd.array(figures.in_visit_list, dtype="boolean"),
+            "rule_margin": pd.array(figures.rule_margin, dtype="Float64"),
+            "triggered_rule": pd.array(figures.triggered_rule, dtype="string"),
+            "reject_reason": pd.array(figures.reject_reason, dtype="string"),
             "model_name": pd.array([model_name] * n, dtype="string"),
             "model_version": pd.array([str(model_version)] * n, dtype="string"),
         }
     )
-    # One look-up of every household among the explained ones serves all reason columns.
-    reason_row = (
-        pd.Index(reasons["household_id"]).get_indexer(roster["household_id"].to_numpy())
-        if len(reasons)
-        else np.full(n, -1)
-    )
-    explained = reason_row >= 0
     for column in REASON_COLUMNS:
-        values = np.full(n, None, dtype=object)
-        if column in reasons.columns:
-            values[explained] = reasons[column].to_numpy(dtype=object)[reason_row[explained]]
-        scores[column] = pd.array(values, dtype="string")
-    scores = scores.loc[:, list(SCORE_COLUMNS)]
-    return ScoringResult(scores=scores, seconds=seconds, explained=int(explain_mask.sum()), features=features)
+        scores[column] = pd.array(figures.reasons[column], dtype="string")
+    return scores.loc[:, list(SCORE_COLUMNS)]
+
+
+def _reason_text(reasons: Sequence[Reason], slot: int, field_name: str) -> str | None:
+    """One ``reason_{slot}_{field}`` cell: the measure by its stable code, None for an empty slot."""
+    if slot > len(reasons):
+        return None
+    reason = reasons[slot - 1]
+    return reason.measure.code if field_name == "measure" else getattr(reason, field_name)
+
+
+def _positions(index: np.ndarray, wanted: np.ndarray) -> np.ndarray:
+    """Position of each ``wanted`` value in ``index`` (-1 where absent); ``index`` must be unique."""
+    labels = pd.Index(index)
+    if not labels.is_unique:
+        raise ValueError("cannot reindex on an axis with duplicate labels")
+    return labels.get_indexer(wanted)
 
 
 # -- the pieces, each a pure function ----------------------------------------------------------
@@ -494,19 +614,26 @@ def household_status(
     scored. A household missing from ``facts`` (its households row was
     rejected) can only be rejected.
     """
-    aligned = facts.set_index("household_id").reindex(household_ids.to_numpy())
-    under_monitoring = aligned["under_monitoring"].eq(True).to_numpy(dtype=bool)
-    triggered_now = aligned["triggered_now"].eq(True).to_numpy(dtype=bool)
-    reason = household_ids.map(rejected).to_numpy(dtype=object)
+    ids = household_ids.to_numpy()
+    # Positions instead of a reindexed copy of the facts: the API calls this for every round of one household.
+    fact_row = _positions(facts["household_id"].to_numpy(), ids)
+    known = fact_row >= 0
+    under_monitoring = np.zeros(len(ids), dtype=bool)
+    under_monitoring[known] = facts["under_monitoring"].eq(True).to_numpy(dtype=bool)[fact_row[known]]
+    triggered_now = np.zeros(len(ids), dtype=bool)
+    triggered_now[known] = facts["triggered_now"].eq(True).to_numpy(dtype=bool)[fact_row[known]]
+    reason = np.array([rejected.get(h) for h in ids.tolist()], dtype=object)
     is_rejected = pd.notna(reason)
     status = np.select(
         [is_rejected, under_monitoring, triggered_now],
         ["rejected", "under_monitoring", "triggered_now"],
         default="scored",
     ).astype(object)
-    missing_facts = aligned["under_monitoring"].isna().to_numpy() & ~is_rejected
+    has_facts = known.copy()
+    has_facts[known] = facts["under_monitoring"].notna().to_numpy(dtype=bool)[fact_row[known]]
+    missing_facts = ~has_facts & ~is_rejected
     if missing_facts.any():
-        first = household_ids.to_numpy()[missing_facts][0]
+        first = ids[missing_facts][0]
         raise ValueError(f"household {first!r} has no rule facts although it was not rejected")
     return status, np.where(is_rejected, reason, None)
 
@@ -580,16 +707,17 @@ def _rows_for(features: pd.DataFrame, household_ids: np.ndarray, source: str) ->
 
 
 def _explain_in_chunks(
-    explain_households: Callable[..., pd.DataFrame],
+    explain_reasons: Callable[..., list[list[Reason]]],
     model: ScoringModel,
     features: pd.DataFrame,
     report: ProgressCallback,
     threads: int = 1,
-) -> pd.DataFrame:
+) -> list[list[Reason]]:
+    """The reasons of every row of ``features``, in row order."""
     total = len(features)
     report("explain", 0, total)
     if total == 0:
-        return pd.DataFrame(columns=["household_id", *REASON_COLUMNS])
+        return []
     # Prepared once for all chunks: building the tables takes seconds, each row then well under 1 ms.
     tables = contribution_tables(model) if hasattr(model, "booster_") else None  # type: ignore[arg-type]
     if tables is None and threads > 1 and total > 1:
@@ -597,17 +725,17 @@ def _explain_in_chunks(
         with ThreadPoolExecutor(max_workers=len(slices)) as pool:
             parts = list(
                 pool.map(
-                    lambda rows: explain_households(model, rows, top=len(REASON_SLOTS), tables=None), slices
+                    lambda rows: explain_reasons(model, rows, top=len(REASON_SLOTS), tables=None), slices
                 )
             )
         report("explain", total, total)
-        return pd.concat(parts, ignore_index=True)
-    parts = []
+        return [reasons for part in parts for reasons in part]
+    chosen: list[list[Reason]] = []
     for begin in range(0, total, EXPLAIN_CHUNK_ROWS):
         chunk = features.iloc[begin : begin + EXPLAIN_CHUNK_ROWS]
-        parts.append(explain_households(model, chunk, top=len(REASON_SLOTS), tables=tables))
+        chosen += explain_reasons(model, chunk, top=len(REASON_SLOTS), tables=tables)
         report("explain", begin + len(chunk), total)
-    return pd.concat(parts, ignore_index=True)
+    return chosen
 
 
 def _nullable_ints(ranks: np.ndarray) -> pd.arrays.IntegerArray:

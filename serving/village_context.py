@@ -17,8 +17,10 @@ village feature columns as float64.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 
 import numpy as np
 import pandas as pd
@@ -73,26 +75,59 @@ def read_village_context(path: Path) -> pd.DataFrame | None:
     return pq.read_table(path).to_pandas()
 
 
+@dataclass(frozen=True, eq=False)
+class VillageFigures:
+    """A run's village context indexed by village code: prepared once per file, used by every round.
+
+    ``codes`` holds each village once (its first row in the context);
+    ``columns`` maps each village feature of the context to its values in
+    the order of ``codes``.
+    """
+
+    codes: pd.Index
+    columns: Mapping[str, np.ndarray]
+
+    @classmethod
+    def of(cls, context: pd.DataFrame) -> VillageFigures:
+        first = context.drop_duplicates("village_code")
+        names = [n for n in village_feature_names(first.columns) if n != "village_code"]
+        return cls(
+            codes=pd.Index(first["village_code"].to_numpy()),
+            columns=MappingProxyType({name: first[name].to_numpy() for name in names}),
+        )
+
+
 def apply_village_context(
-    features: pd.DataFrame, villages: pd.DataFrame, context: pd.DataFrame
+    features: pd.DataFrame, villages: pd.DataFrame, context: pd.DataFrame | VillageFigures
 ) -> tuple[pd.DataFrame, np.ndarray]:
     """``features`` with the village figures of ``context`` for households whose village it has.
 
     Returns the new frame and a boolean array (aligned with ``features``) that
     is True where the figures came from ``context``; the other rows keep the
-    figures computed from the households at hand.
+    figures computed from the households at hand. ``context`` is a run's
+    context frame, or its :class:`VillageFigures` when the caller keeps them
+    for many rounds (the server does).
     """
-    names = [n for n in village_feature_names(features.columns) if n in context.columns]
-    codes = villages.drop_duplicates("household_id").set_index("household_id")["village_code"]
-    household_villages = codes.reindex(features["household_id"].to_numpy()).to_numpy(dtype=object)
-    indexed = context.drop_duplicates("village_code").set_index("village_code")
-    matched = pd.Index(indexed.index).get_indexer(household_villages) >= 0
+    figures = context if isinstance(context, VillageFigures) else VillageFigures.of(context)
+    names = [n for n in village_feature_names(features.columns) if n in figures.columns]
+    village_of = villages.drop_duplicates("household_id")
+    household_row = pd.Index(village_of["household_id"].to_numpy()).get_indexer(
+        features["household_id"].to_numpy()
+    )
+    household_villages = np.full(len(features), None, dtype=object)
+    placed = household_row >= 0
+    household_villages[placed] = village_of["village_code"].to_numpy(dtype=object)[household_row[placed]]
+    village_row = figures.codes.get_indexer(household_villages)
+    matched = village_row >= 0
     if not matched.any() or not names:
         return features, np.zeros(len(features), dtype=bool)
     updated = features.copy()
-    rows = indexed.loc[household_villages[matched], names].to_numpy()
-    for position, name in enumerate(names):
-        column = updated[name].to_numpy(copy=True)
-        column[matched] = rows[:, position].astype(column.dtype, copy=False)
-        updated[name] = column
+    rows = np.flatnonzero(matched)
+    dtypes = features.dtypes
+    # One assignment per dtype into the copy's own blocks: a column set one at a time becomes a block
+    # of its own, which costs every later step on the frame.
+    for dtype in dict.fromkeys(dtypes[name] for name in names):
+        group = [name for name in names if dtypes[name] == dtype]
+        values = np.column_stack([figures.columns[name][village_row[rows]] for name in group])
+        updated.iloc[rows, features.columns.get_indexer(group)] = values.astype(dtype, copy=False)
     return updated, matched

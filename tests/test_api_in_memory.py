@@ -16,14 +16,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from relapse_risk.features import loading
 from relapse_risk.features.catalogue import CATEGORICAL_FEATURES, FEATURE_NAMES
-from relapse_risk.features.contract import month_index, month_start
+from relapse_risk.features.contract import TABLES, month_index, month_start
 from relapse_risk.features.policy import read_policy
 from relapse_risk.models.model import RiskModel
 from relapse_risk.serving.api_models import HouseholdInput
 from relapse_risk.serving.api_payloads import score_entries
-from relapse_risk.serving.api_scoring import ServedModel, score_households
+from relapse_risk.serving.api_scoring import ServedModel, cell_text, ownership_problems, score_households
 from relapse_risk.serving.village_context import village_feature_names
 
 
@@ -121,3 +123,114 @@ def test_village_figures_of_a_batch_run_are_applied_alike(county: Path, served: 
     fast, slow = _both(items, served, county, lambda _: ("2023-03", context))
     _assert_same(fast, slow)
     assert any(a.village_context_as_of == "2023-03" for a in fast.answers)
+
+
+def test_in_memory_answers_read_the_rows_of_the_batch_scores_table(county: Path, served: ServedModel) -> None:
+    from relapse_risk.features.household_rows import household_features, household_panel, read_clean_tables
+    from relapse_risk.serving.api_scoring import _value, round_tables, scores_by_household
+    from relapse_risk.serving.scoring import rejects_to_frame, roster_scores, rule_facts_at, score_roster
+
+    items = _items(county, 24, 14, 7)
+    policy = read_policy(county / "policy.json")
+    as_of = items[0].as_of_month
+    clean = read_clean_tables(round_tables(items)[0], policy)
+    assert clean is not None
+    panel, state = household_panel(clean, as_of)
+    features = household_features(clean, as_of, panel=panel, state=state)
+    roster = (
+        clean.frame("households")[["household_id", "county_code", "township_code", "village_code"]]
+        .sort_values("household_id", kind="stable", ignore_index=True)
+        .astype(object)
+    )
+    facts = rule_facts_at(None, as_of, state=state)
+    table = score_roster(
+        roster,
+        rejects_to_frame([]),
+        policy,
+        as_of,
+        served.model,
+        features=features,
+        facts=facts,
+        model_name="relapse-risk",
+        model_version="3",
+        explain="all",
+        horizon_months=6,
+    ).scores
+    figures = roster_scores(roster, {}, policy, served.model, features=features, facts=facts, explain="all")
+    rows = scores_by_household(roster["household_id"].to_numpy(), figures, 6)
+
+    records = {r["household_id"]: r for r in table.to_dict("records")}
+    expected = {h: {c: _value(records[h], c) for c in row} for h, row in rows.items()}
+    assert list(records) == list(rows)
+    assert {h: {c: _value(row, c) for c in row} for h, row in rows.items()} == expected
+    assert len({row["status"] for row in rows.values()}) > 1
+    assert any(row["reason_1_code"] is not None for row in rows.values())
+
+
+# Reference cells for the ownership check: this household's ids, padded or not, others, and non-ids.
+_ID_CELLS = st.sampled_from(
+    [None, "", " ", "h1", " h1", "h1 ", "h2", "m1", " m1", "m2", "l1", "l1\t", "l2", 1, 1.0, True]
+)
+
+
+def _owned_row_by_row(item: HouseholdInput, household_id: str) -> list[tuple[str, int, str, str]]:
+    """The rule of ownership_problems read literally, one row at a time."""
+
+    def key(row: dict[str, object], column: str) -> str | None:
+        text = cell_text(row.get(column))
+        return text.strip() or None if text is not None else None
+
+    tables = item.tables.table_rows()
+    members = {k for r in tables["members"] if (k := key(r, "member_id"))}
+    loans = {k for r in tables["loans"] if (k := key(r, "loan_id"))}
+    found = []
+    for table in TABLES:
+        for number, row in enumerate(tables[table.name], start=1):
+            named = key(row, "household_id") if "household_id" in table.column_names else None
+            if named is not None and named != household_id:
+                found.append((table.name, number, "household_id", "other_household"))
+            member = key(row, "member_id") if table.name in ("employment", "expenses", "events") else None
+            if member is not None and member not in members:
+                found.append((table.name, number, "member_id", "foreign_key"))
+            loan = key(row, "loan_id") if table.name == "loan_status" else None
+            if loan is not None and loan not in loans:
+                found.append((table.name, number, "loan_id", "foreign_key"))
+    return found
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    cells=st.dictionaries(
+        st.sampled_from(
+            [
+                ("members", "household_id"),
+                ("members", "member_id"),
+                ("income", "household_id"),
+                ("employment", "member_id"),
+                ("expenses", "household_id"),
+                ("expenses", "member_id"),
+                ("loans", "loan_id"),
+                ("loans", "household_id"),
+                ("loan_status", "loan_id"),
+                ("assistance", "household_id"),
+            ]
+        ),
+        st.lists(_ID_CELLS, min_size=1, max_size=3),
+    )
+)
+def test_ownership_problems_are_those_of_reading_every_row(
+    cells: dict[tuple[str, str], list[object]],
+) -> None:
+    tables: dict[str, list[dict[str, object]]] = {
+        "households": [{"household_id": "h1"}],
+        "members": [{"household_id": "h1", "member_id": "m1"}],
+        "loans": [{"household_id": "h1", "loan_id": "l1"}],
+    }
+    for (table, column), values in cells.items():
+        rows = tables.setdefault(table, [])
+        rows += [{} for _ in range(len(values) - len(rows))]
+        for row, value in zip(rows, values, strict=False):
+            row[column] = value
+    item = HouseholdInput.model_validate({"as_of": "2024-06", "tables": tables})
+    problems = ownership_problems(item, "h1")
+    assert [(p.table, p.row, p.column, p.rule) for p in problems] == _owned_row_by_row(item, "h1")
