@@ -20,7 +20,17 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    model_validator,
+)
 from relapse_risk.features.contract import TABLES, format_month, parse_month
 
 MAX_HOUSEHOLDS_PER_REQUEST = 1000
@@ -30,7 +40,13 @@ MAX_ROWS_PER_TABLE = 5000
 ScoreStatus = Literal["scored", "under_monitoring", "triggered_now", "rejected"]
 RiskBand = Literal["high", "medium", "low"]
 
-JsonScalar = str | int | float | bool | None
+JsonScalar = Annotated[
+    StrictStr | StrictBool | StrictInt | StrictFloat | None, Field(union_mode="left_to_right")
+]
+"""A JSON scalar kept as the JSON type it arrived as (an int stays an int, true a bool).
+
+Strict members tried in order give what pydantic's "smart" union gives for JSON
+input at half the cost (the union is validated for every cell of every row)."""
 Row = dict[str, JsonScalar]
 """One table row as a JSON object: column name to value, as in a CSV export
 (months ``YYYY-MM``, dates ``YYYY-MM-DD``, booleans ``true``/``false``)."""

@@ -38,7 +38,7 @@ from relapse_risk.features.policy import Policy
 from relapse_risk.generator.config import CountyConfig
 from relapse_risk.generator.run import generate
 from relapse_risk.models.model import RiskModel
-from relapse_risk.serving.api_models import HouseholdInput, ScoreRequest, VisitListRequest
+from relapse_risk.serving.api_models import HouseholdInput, HouseholdTables, ScoreRequest, VisitListRequest
 from relapse_risk.serving.api_payloads import score_entries
 from relapse_risk.serving.api_scoring import (
     ServedModel,
@@ -299,6 +299,26 @@ def test_a_request_names_each_bad_field_and_never_echoes_household_data() -> Non
     assert ("households", 0, "as_of") in locations
     assert ("households", 0, "tables", "x") in locations
     assert secret not in str(raised.value)
+
+
+def test_cells_keep_the_json_type_they_arrived_as_and_nothing_else_is_a_cell() -> None:
+    cells = (
+        b'{"a": "1", "b": 1, "c": 1.0, "d": true, "e": null, "f": -0.0, "g": 123456789012345678901234567890}'
+    )
+    body = b'{"households": [{"household_id": "h1"}], "income": [' + cells + b"]}"
+    [row] = HouseholdTables.model_validate_json(body).income
+    assert [(k, type(v).__name__, repr(v)) for k, v in row.items()] == [
+        ("a", "str", "'1'"),
+        ("b", "int", "1"),
+        ("c", "float", "1.0"),
+        ("d", "bool", "True"),
+        ("e", "NoneType", "None"),
+        ("f", "float", "-0.0"),
+        ("g", "int", "123456789012345678901234567890"),
+    ]
+    for nested in (b"[1]", b'{"x": 1}'):
+        with pytest.raises(ValidationError):
+            HouseholdTables.model_validate_json(b'{"households": [{"household_id": ' + nested + b"}]}")
 
 
 def test_months_are_canonical_and_one_area_is_required() -> None:
