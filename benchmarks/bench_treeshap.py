@@ -6,7 +6,7 @@ Builds the features of ``--data`` at ``--as-of`` (a seeded sample of
 ``--sample`` households), loads the registry's champion, and reports: the
 time to build the tables and to compile or load the numba kernels, the
 largest difference from ``pred_contrib``, and CPU milliseconds a household
-for rounds of 1, 32 and 100 rows (one thread; the rows cycle through the
+for rounds of 1, 8, 16, 32 and 100 rows (one thread; the rows cycle through the
 sample). Run it alone: CPU per row is what the API pays per answer.
 """
 
@@ -81,7 +81,7 @@ def main() -> None:
     report = Table(title="TreeSHAP CPU ms a household (one thread)")
     for column in ("rows a round", "pred_contrib", "numba", "ratio"):
         report.add_column(column, justify="right")
-    for rows in (1, 32, 100):
+    for rows in (1, 8, 16, 32, 100):
         lightgbm = cpu_ms_per_row(
             lambda m: booster.predict(m, pred_contrib=True, num_threads=1), matrix, rows, args.rows_explained
         )

@@ -3,7 +3,7 @@
 LightGBM's ``pred_contrib`` runs path-dependent TreeSHAP row by row in
 O(leaves x depth^2) per tree: about 2.6 ms of CPU a row for 300 trees of 31
 leaves, so minutes of CPU for a visit list of 50,000 households. This module
-computes the same values with the work reordered, at about a quarter of the
+computes the same values with the work reordered, at a quarter to a third of the
 CPU per row.
 
 For one leaf, path-dependent TreeSHAP depends on a row only through which of
@@ -12,11 +12,13 @@ split on that feature along the path). With d such features there are 2^d
 patterns, and the leaf's contribution to each of its features is one number
 per pattern. Those numbers are tabulated once per booster for leaves with up
 to :data:`TABLE_MAX_FEATURES` path features; a row then costs its split
-decisions, one pattern and one table look-up per leaf, and d additions.
-Deeper leaves (rare) are computed per row from the same formula. The
-per-row loop is compiled with numba (a dependency of shap) and runs rows in
-parallel; each row's arithmetic is fixed, so results do not depend on the
-number of threads.
+decisions, one pass over the tree that hands every node and leaf the set of
+path features the row disagrees with (its parent's, plus the parent's feature
+if the row goes the other way), one table look-up per leaf, and d additions.
+Deeper leaves (a fifth of a large model's) are computed per row from the same
+formula. The per-row loop is compiled with numba (a dependency of shap) and
+runs rows in parallel; each row's arithmetic is fixed, so results do not
+depend on the number of threads.
 
 The algebra (Lundberg et al. 2020, Algorithm 2): with ``z_j`` the fraction of
 the node's training rows that follow the path at feature ``j`` (multiplied
@@ -77,10 +79,13 @@ class UnsupportedBooster(ValueError):
 class TreeShapTables:
     """A booster flattened for :meth:`contributions`; build once per model with :meth:`from_booster`.
 
-    Trees own consecutive ranges of nodes and leaves; a leaf owns a range of
-    columns (one per distinct path feature, in slot order), and a column a
-    range of path entries (the splits on that feature along the path). Node
-    numbers in ``entry_node`` are local to the tree.
+    Trees own consecutive ranges of nodes (numbered parent first) and leaves;
+    a leaf owns a range of columns, one per distinct path feature in slot
+    order (the order of the features' first splits on the path). Tree ``t``'s
+    positions (its nodes, then its leaves, so node k is position k) have one
+    step each, from ``tree_node_start[t] + tree_leaf_start[t]`` on, that
+    hands a position its parent's mask; the root's step (the tree's first)
+    does nothing.
     """
 
     n_features: int
@@ -97,15 +102,20 @@ class TreeShapTables:
     """Categorical nodes: their category set is ``bitset[start:start + 1 + ...]``, up to the next start."""
     bitset: np.ndarray
     """32-bit words; bit c of a node's words is set when category c goes left."""
+    step_target: np.ndarray
+    """The position (local to the tree) a step gives a mask; a tree's steps go root first, level by level."""
+    step_parent: np.ndarray
+    """The target's parent node (local to the tree)."""
+    step_left: np.ndarray
+    """Whether the target is its parent's left child."""
+    step_slot: np.ndarray
+    """The slot of the parent's feature among the path features of every leaf below it."""
     leaf_column_start: np.ndarray
     leaf_table_offset: np.ndarray
     """Offset of the leaf's table in ``table``; -1 for leaves computed per row."""
     leaf_value: np.ndarray
-    column_entry_start: np.ndarray
     column_feature: np.ndarray
     column_zero_fraction: np.ndarray
-    entry_node: np.ndarray
-    entry_left: np.ndarray
     table: np.ndarray
     """Per-leaf tables, flat: offset + pattern x d + slot -> contribution."""
     shapley_weights: np.ndarray
@@ -132,30 +142,37 @@ class TreeShapTables:
         _check_model(model)
         n_features = int(model["max_feature_idx"]) + 1
         trees = [_parse_tree(info["tree_structure"]) for info in model["tree_info"]]
-        table, offsets = _tabulate([leaves for _, leaves in trees], table_max_features)
+        table, offsets = _tabulate([tree.leaves for tree in trees], table_max_features)
         # The base value is whatever LightGBM reports for any row; one row is cheap.
         probe = np.zeros((1, n_features))
         base = float(np.asarray(booster.predict(probe, pred_contrib=True)).reshape(-1)[-1])
 
         tree_node_start, tree_leaf_start = [0], [0]
         nodes_flat: list[dict[str, Any]] = []
-        leaf_column_start, leaf_value, column_entry_start = [0], [], [0]
+        step_target: list[int] = []
+        step_parent: list[int] = []
+        step_left: list[bool] = []
+        step_slot: list[int] = []
+        leaf_column_start, leaf_value = [0], []
         column_feature: list[int] = []
         column_zero: list[float] = []
-        entry_node: list[int] = []
-        entry_left: list[bool] = []
         leaf_offsets: list[int] = []
-        for (nodes, leaves), tree_offsets in zip(trees, offsets, strict=True):
-            nodes_flat += nodes
-            for leaf, offset in zip(leaves, tree_offsets, strict=True):
-                for slot, feature in enumerate(leaf.features):
-                    column_feature.append(feature)
-                    column_zero.append(float(leaf.zero_fraction[slot]))
-                    for (node, left), entry_slot in zip(leaf.entries, leaf.entry_slot, strict=True):
-                        if entry_slot == slot:
-                            entry_node.append(node)
-                            entry_left.append(left)
-                    column_entry_start.append(len(entry_node))
+        for tree, tree_offsets in zip(trees, offsets, strict=True):
+            nodes_flat += tree.nodes
+            # Level by level, a step's parent was given its mask a whole level earlier: no chain
+            # of each store feeding the next load, as parent-first order would make.
+            depth: list[int] = []
+            for parent in tree.parent:
+                depth.append(0 if parent < 0 else depth[parent] + 1)
+            for position in sorted(range(len(depth)), key=depth.__getitem__):
+                parent = tree.parent[position]
+                step_target.append(position)
+                step_parent.append(max(parent, 0))
+                step_left.append(tree.left[position])
+                step_slot.append(0 if parent < 0 else tree.slot[parent])
+            for leaf, offset in zip(tree.leaves, tree_offsets, strict=True):
+                column_feature += leaf.features
+                column_zero += [float(z) for z in leaf.zero_fraction]
                 leaf_column_start.append(len(column_feature))
                 leaf_value.append(leaf.value)
                 leaf_offsets.append(int(offset))
@@ -169,7 +186,7 @@ class TreeShapTables:
             if is_categorical:
                 words.append(_category_bitset(str(node["threshold"])))
             bitset_start.append(bitset_start[-1] + (len(words[-1]) if is_categorical else 0))
-        widest = max((len(leaf.features) for _, leaves in trees for leaf in leaves), default=0)
+        widest = max((len(leaf.features) for tree in trees for leaf in tree.leaves), default=0)
         weights = np.zeros((widest + 1, max(widest, 1)))
         for d in range(1, widest + 1):
             for k in range(d):
@@ -191,14 +208,15 @@ class TreeShapTables:
             node_categorical=np.array(categorical, dtype=np.bool_),
             node_bitset_start=np.array(bitset_start, dtype=np.int64),
             bitset=np.concatenate(words) if words else np.zeros(1, dtype=np.uint32),
+            step_target=np.array(step_target, dtype=np.int32),
+            step_parent=np.array(step_parent, dtype=np.int32),
+            step_left=np.array(step_left, dtype=np.uint8),
+            step_slot=np.array(step_slot, dtype=np.uint8),
             leaf_column_start=np.array(leaf_column_start, dtype=np.int64),
             leaf_table_offset=np.array(leaf_offsets, dtype=np.int64),
             leaf_value=np.array(leaf_value, dtype=np.float64),
-            column_entry_start=np.array(column_entry_start, dtype=np.int64),
             column_feature=np.array(column_feature, dtype=np.int64),
             column_zero_fraction=np.array(column_zero, dtype=np.float64),
-            entry_node=np.array(entry_node, dtype=np.int64),
-            entry_left=np.array(entry_left, dtype=np.bool_),
             table=table,
             shapley_weights=weights,
         )
@@ -234,14 +252,15 @@ class TreeShapTables:
                 self.node_categorical,
                 self.node_bitset_start,
                 self.bitset,
+                self.step_target,
+                self.step_parent,
+                self.step_left,
+                self.step_slot,
                 self.leaf_column_start,
                 self.leaf_table_offset,
                 self.leaf_value,
-                self.column_entry_start,
                 self.column_feature,
                 self.column_zero_fraction,
-                self.entry_node,
-                self.entry_left,
                 self.table,
                 self.shapley_weights,
                 _ZERO_THRESHOLD,
@@ -269,14 +288,15 @@ def _contributions_serial(  # noqa: PLR0913 - flat arrays are how numba takes a 
     node_categorical: np.ndarray,
     node_bitset_start: np.ndarray,
     bitset: np.ndarray,
+    step_target: np.ndarray,
+    step_parent: np.ndarray,
+    step_left: np.ndarray,
+    step_slot: np.ndarray,
     leaf_column_start: np.ndarray,
     leaf_table_offset: np.ndarray,
     leaf_value: np.ndarray,
-    column_entry_start: np.ndarray,
     column_feature: np.ndarray,
     column_zero_fraction: np.ndarray,
-    entry_node: np.ndarray,
-    entry_left: np.ndarray,
     table: np.ndarray,
     shapley_weights: np.ndarray,
     zero_threshold: float,
@@ -286,8 +306,8 @@ def _contributions_serial(  # noqa: PLR0913 - flat arrays are how numba takes a 
         _explain_block(
             block, rows_per_block, matrix, out, tree_node_start, tree_leaf_start, node_feature,
             node_threshold, node_default_left, node_missing, node_categorical, node_bitset_start, bitset,
-            leaf_column_start, leaf_table_offset, leaf_value, column_entry_start, column_feature,
-            column_zero_fraction, entry_node, entry_left, table, shapley_weights, zero_threshold,
+            step_target, step_parent, step_left, step_slot, leaf_column_start, leaf_table_offset,
+            leaf_value, column_feature, column_zero_fraction, table, shapley_weights, zero_threshold,
         )  # fmt: skip
 
 
@@ -305,14 +325,15 @@ def _contributions_parallel(  # noqa: PLR0913 - flat arrays are how numba takes 
     node_categorical: np.ndarray,
     node_bitset_start: np.ndarray,
     bitset: np.ndarray,
+    step_target: np.ndarray,
+    step_parent: np.ndarray,
+    step_left: np.ndarray,
+    step_slot: np.ndarray,
     leaf_column_start: np.ndarray,
     leaf_table_offset: np.ndarray,
     leaf_value: np.ndarray,
-    column_entry_start: np.ndarray,
     column_feature: np.ndarray,
     column_zero_fraction: np.ndarray,
-    entry_node: np.ndarray,
-    entry_left: np.ndarray,
     table: np.ndarray,
     shapley_weights: np.ndarray,
     zero_threshold: float,
@@ -322,8 +343,8 @@ def _contributions_parallel(  # noqa: PLR0913 - flat arrays are how numba takes 
         _explain_block(
             block, rows_per_block, matrix, out, tree_node_start, tree_leaf_start, node_feature,
             node_threshold, node_default_left, node_missing, node_categorical, node_bitset_start, bitset,
-            leaf_column_start, leaf_table_offset, leaf_value, column_entry_start, column_feature,
-            column_zero_fraction, entry_node, entry_left, table, shapley_weights, zero_threshold,
+            step_target, step_parent, step_left, step_slot, leaf_column_start, leaf_table_offset,
+            leaf_value, column_feature, column_zero_fraction, table, shapley_weights, zero_threshold,
         )  # fmt: skip
 
 
@@ -342,14 +363,15 @@ def _explain_block(  # noqa: PLR0913 - flat arrays are how numba takes a structu
     node_categorical: np.ndarray,
     node_bitset_start: np.ndarray,
     bitset: np.ndarray,
+    step_target: np.ndarray,
+    step_parent: np.ndarray,
+    step_left: np.ndarray,
+    step_slot: np.ndarray,
     leaf_column_start: np.ndarray,
     leaf_table_offset: np.ndarray,
     leaf_value: np.ndarray,
-    column_entry_start: np.ndarray,
     column_feature: np.ndarray,
     column_zero_fraction: np.ndarray,
-    entry_node: np.ndarray,
-    entry_left: np.ndarray,
     table: np.ndarray,
     shapley_weights: np.ndarray,
     zero_threshold: float,
@@ -358,19 +380,28 @@ def _explain_block(  # noqa: PLR0913 - flat arrays are how numba takes a structu
     n_rows = matrix.shape[0]
     n_trees = len(tree_node_start) - 1
     widest = shapley_weights.shape[0] - 1
-    max_nodes = 1
+    largest, most_nodes = 1, 1
     for t in range(n_trees):
-        max_nodes = max(max_nodes, tree_node_start[t + 1] - tree_node_start[t])
-    goes_left = np.empty(max_nodes, dtype=np.bool_)
+        nodes = tree_node_start[t + 1] - tree_node_start[t]
+        largest = max(largest, nodes + tree_leaf_start[t + 1] - tree_leaf_start[t])
+        most_nodes = max(most_nodes, nodes)
+    goes_left = np.empty(most_nodes, dtype=np.uint8)
+    # Per position of one tree (nodes, then leaves): the path slots where the row disagrees.
+    disagrees = np.empty(largest, dtype=np.int64)
     poly = np.empty(widest + 2)
     quotient = np.empty(widest + 1)
+    slots = np.empty(2 * widest + 2, dtype=np.int64)
     # Tree by tree over a block of rows, so that one tree's tables stay in cache.
     for t in range(n_trees):
+        first_node = tree_node_start[t]
+        n_nodes = tree_node_start[t + 1] - first_node
+        first_step = first_node + tree_leaf_start[t]
+        n_positions = n_nodes + tree_leaf_start[t + 1] - tree_leaf_start[t]
         for i in range(block * rows_per_block, min(n_rows, (block + 1) * rows_per_block)):
             _decide(
                 matrix[i],
-                tree_node_start[t],
-                tree_node_start[t + 1],
+                first_node,
+                first_node + n_nodes,
                 node_feature,
                 node_threshold,
                 node_default_left,
@@ -381,19 +412,16 @@ def _explain_block(  # noqa: PLR0913 - flat arrays are how numba takes a structu
                 zero_threshold,
                 goes_left,
             )
-            for leaf in range(tree_leaf_start[t], tree_leaf_start[t + 1]):
+            disagrees[0] = 0
+            for step in range(first_step + 1, first_step + n_positions):
+                parent = step_parent[step]
+                off_path = np.int64(goes_left[parent] ^ step_left[step])
+                disagrees[step_target[step]] = disagrees[parent] | (off_path << step_slot[step])
+            for local_leaf in range(tree_leaf_start[t + 1] - tree_leaf_start[t]):
+                leaf = tree_leaf_start[t] + local_leaf
                 first_column = leaf_column_start[leaf]
                 width = leaf_column_start[leaf + 1] - first_column
-                pattern = 0
-                for s in range(width):
-                    column = first_column + s
-                    agrees = True
-                    for e in range(column_entry_start[column], column_entry_start[column + 1]):
-                        if goes_left[entry_node[e]] != entry_left[e]:
-                            agrees = False
-                            break
-                    if agrees:
-                        pattern |= 1 << s
+                pattern = ~disagrees[n_nodes + local_leaf] & ((np.int64(1) << width) - 1)
                 offset = leaf_table_offset[leaf]
                 if offset >= 0:
                     base = offset + pattern * width
@@ -411,6 +439,7 @@ def _explain_block(  # noqa: PLR0913 - flat arrays are how numba takes a structu
                         shapley_weights,
                         poly,
                         quotient,
+                        slots,
                     )
 
 
@@ -470,42 +499,49 @@ def _add_deep_leaf(
     shapley_weights: np.ndarray,
     poly: np.ndarray,
     quotient: np.ndarray,
+    slots: np.ndarray,
 ) -> None:
-    """A leaf without a table: the module docstring's formula for one row's pattern."""
-    # poly: coefficients of prod_j (z_j + o_j y)
+    """A leaf without a table: the module docstring's formula for one row's pattern.
+
+    Written without a branch on the pattern's bits (a row's pattern is as good as random, and
+    mispredicted branches were most of the time), with the same arithmetic as the branching form:
+    adding ``0.0 * poly[k - 1]`` or multiplying ``1.0 * poly[k - 1]`` changes no bit (every
+    coefficient is finite and non-negative), nor does updating zero coefficients above the degree.
+    """
+    # poly: coefficients of prod_j (z_j + o_j y). Meanwhile slots[0:degree] collects the agreeing
+    # slots and slots[width + 1:][0:width - degree] the others, each written whatever the bit.
     poly[0] = 1.0
     for k in range(1, width + 1):
         poly[k] = 0.0
     degree = 0
     for j in range(width):
         z = column_zero_fraction[first_column + j]
-        if (pattern >> j) & 1:
-            degree += 1
-            for k in range(degree, 0, -1):
-                poly[k] = poly[k] * z + poly[k - 1]
-        else:
-            for k in range(degree, 0, -1):
-                poly[k] = poly[k] * z
+        agrees = (pattern >> j) & 1
+        slots[degree] = j
+        slots[width + 1 + j - degree] = j
+        one = float(agrees)
+        for k in range(j + 1, 0, -1):
+            poly[k] = poly[k] * z + one * poly[k - 1]
         poly[0] = poly[0] * z
+        degree += agrees
     # Where o_i = 0 the quotient is poly / z_i, and (0 - z_i) cancels z_i: one sum serves them all.
     # poly has degree ``degree`` (the agreeing features): the coefficients above it are zero, and
     # leaving them out of the sums below changes no bit of the result, only the work.
     disagreeing = 0.0
     for k in range(min(degree + 1, width)):
         disagreeing += shapley_weights[width, k] * poly[k]
-    for s in range(width):
-        feature = column_feature[first_column + s]
-        if not (pattern >> s) & 1:
-            phi[feature] -= value * disagreeing
-            continue
-        z = column_zero_fraction[first_column + s]
+    for c in range(width - degree):
+        phi[column_feature[first_column + slots[width + 1 + c]]] -= value * disagreeing
+    for h in range(degree):
+        column = first_column + slots[h]
+        z = column_zero_fraction[column]
         quotient[degree - 1] = poly[degree]
         for k in range(degree - 1, 0, -1):
             quotient[k - 1] = poly[k] - z * quotient[k]
         total = 0.0
         for k in range(degree):
             total += shapley_weights[width, k] * quotient[k]
-        phi[feature] += value * (1.0 - z) * total
+        phi[column_feature[column]] += value * (1.0 - z) * total
 
 
 def _check_model(model: dict[str, Any]) -> None:
@@ -545,31 +581,49 @@ def _category_bitset(threshold: str) -> np.ndarray:
 @dataclass(frozen=True)
 class _Leaf:
     value: float
-    entries: list[tuple[int, bool]]  # (node, goes left), root first
     features: list[int]  # distinct path features, in order of first split
     zero_fraction: np.ndarray  # z per distinct feature
-    entry_slot: list[int]  # slot of each entry's feature
 
 
-def _parse_tree(root: dict[str, Any]) -> tuple[list[dict[str, Any]], list[_Leaf]]:
-    """Internal nodes (numbered in visiting order) and leaves with their paths."""
+@dataclass(frozen=True)
+class _Tree:
+    nodes: list[dict[str, Any]]  # internal nodes, numbered in visiting order (parent first)
+    slot: list[int]  # per node: the slot of its feature among the path features below it
+    leaves: list[_Leaf]
+    parent: list[int]  # per position (nodes, then leaves): its parent node, -1 for the root
+    left: list[bool]  # per position: whether it is its parent's left child
+
+
+def _parse_tree(root: dict[str, Any]) -> _Tree:
+    """Internal nodes with their feature slots, leaves with their path features, and who is whose child."""
     nodes: list[dict[str, Any]] = []
+    slots: list[int] = []
     leaves: list[_Leaf] = []
+    node_parent: list[tuple[int, bool]] = []
+    leaf_parent: list[tuple[int, bool]] = []
     if "split_index" not in root:
-        return nodes, leaves
+        return _Tree(nodes, slots, leaves, [], [])
+    # (node, (node, goes left) entries from the root, fractions of the parents' rows)
     stack: list[tuple[dict[str, Any], list[tuple[int, bool]], list[float]]] = [(root, [], [])]
     while stack:
         node, entries, fractions = stack.pop()
+        parent = entries[-1] if entries else (-1, False)
         if "split_index" not in node:
             leaves.append(_make_leaf(float(node["leaf_value"]), entries, fractions, nodes))
+            leaf_parent.append(parent)
             continue
         number = len(nodes)
         nodes.append(node)
+        node_parent.append(parent)
+        path_features = list(dict.fromkeys(int(nodes[n]["split_feature"]) for n, _ in entries))
+        feature = int(node["split_feature"])
+        slots.append(path_features.index(feature) if feature in path_features else len(path_features))
         count = float(node["internal_count"])
         for child, left in ((node["right_child"], False), (node["left_child"], True)):
             child_count = float(child["internal_count"] if "split_index" in child else child["leaf_count"])
             stack.append((child, [*entries, (number, left)], [*fractions, child_count / count]))
-    return nodes, leaves
+    positions = node_parent + leaf_parent
+    return _Tree(nodes, slots, leaves, [p for p, _ in positions], [left for _, left in positions])
 
 
 def _make_leaf(
@@ -577,18 +631,15 @@ def _make_leaf(
 ) -> _Leaf:
     features: list[int] = []
     zero: list[float] = []
-    slots: list[int] = []
     for (node, _), fraction in zip(entries, fractions, strict=True):
         feature = int(nodes[node]["split_feature"])
         if feature in features:
             slot = features.index(feature)
             zero[slot] = fraction * zero[slot]  # the order LightGBM multiplies repeated splits in
         else:
-            slot = len(features)
             features.append(feature)
             zero.append(fraction)
-        slots.append(slot)
-    return _Leaf(value, entries, features, np.array(zero), slots)
+    return _Leaf(value, features, np.array(zero))
 
 
 def _tabulate(trees: list[list[_Leaf]], max_features: int) -> tuple[np.ndarray, list[np.ndarray]]:

@@ -281,3 +281,57 @@ def test_explain_gives_the_same_reasons_with_and_without_tables():
     pd.testing.assert_frame_equal(
         explain(model, rows.iloc[[7]]), explain(model, rows).iloc[[7]].reset_index(drop=True)
     )
+
+
+def _deep_booster() -> lgb.Booster:
+    """Large trees over many features: 200 leaves a tree, some with a dozen distinct path features."""
+    rng = np.random.default_rng(21)
+    X = rng.normal(size=(4000, 24))
+    X[rng.random(X.shape) < 0.05] = np.nan
+    logit = np.nansum(X[:, :12] * rng.normal(size=12), axis=1) + np.sin(np.nan_to_num(X[:, 12] * X[:, 13]))
+    y = (rng.random(len(X)) < 1 / (1 + np.exp(-logit))).astype(int)
+    params = {
+        "objective": "binary",
+        "num_leaves": 200,
+        "min_data_in_leaf": 2,
+        "min_sum_hessian_in_leaf": 0.0,
+        "learning_rate": 0.3,
+        "seed": 3,
+        "deterministic": True,
+        "num_threads": 1,
+        "verbosity": -1,
+    }
+    return lgb.train(params, lgb.Dataset(X, y), num_boost_round=8)
+
+
+@pytest.mark.parametrize("table_max_features", [0, 8])
+def test_large_trees_equal_lightgbm_pred_contrib(table_max_features):
+    """Leaves deeper than any table, in trees of hundreds of nodes: the per-row formula and the masks."""
+    booster = _deep_booster()
+    tables = TreeShapTables.from_booster(booster, table_max_features=table_max_features)
+    assert np.diff(tables.leaf_column_start).max() >= 10
+    assert np.diff(tables.tree_node_start).max() > 150
+    rng = np.random.default_rng(5)
+    rows = rng.normal(size=(300, 24))
+    rows[rng.random(rows.shape) < 0.1] = np.nan
+    rows[:3] = np.nan
+    ours = tables.contributions(rows)
+    np.testing.assert_allclose(ours, booster.predict(rows, pred_contrib=True), rtol=0, atol=1e-12)
+    np.testing.assert_array_equal(ours[7:8], tables.contributions(rows[7:8]))
+
+
+def test_every_position_gets_its_mask_after_its_parent():
+    """The kernel's one pass over a tree's steps reads each parent's mask only once it is written."""
+    tables = TreeShapTables.from_booster(_deep_booster())
+    for t in range(len(tables.tree_node_start) - 1):
+        nodes = tables.tree_node_start[t + 1] - tables.tree_node_start[t]
+        positions = nodes + tables.tree_leaf_start[t + 1] - tables.tree_leaf_start[t]
+        first = tables.tree_node_start[t] + tables.tree_leaf_start[t]
+        targets = tables.step_target[first : first + positions]
+        parents = tables.step_parent[first : first + positions]
+        assert targets[0] == 0  # the root, whose mask is empty
+        assert sorted(targets) == list(range(positions))
+        written = {0}
+        for target, parent in zip(targets[1:], parents[1:], strict=True):
+            assert parent < nodes and parent in written
+            written.add(int(target))
