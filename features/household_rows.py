@@ -668,20 +668,32 @@ def _income_source_part(clean: CleanTables, rows: _Rows, clock: Clock) -> Column
     h = rows.household_of("income")[keep]
     k = (t - month)[keep]
     fen = _fen(income["amount"])[keep]
-    source = income["source"][keep]
+    source = np.asarray([_SOURCE_INDEX.get(v, -1) for v in income["source"][keep].tolist()], dtype=np.int64)
+    # Every (household, source) sum at once: whole fen in int64, exact in any order of addition.
+    statistics = (
+        ("s3", k < 3, fen),
+        ("s6", k < 6, fen),
+        ("s12", k < 12, fen),
+        ("sprev", k >= 12, fen),
+        ("sq12", k < 12, fen * fen),
+        ("kx12", k < 12, fen * k),
+    )
+    known = source >= 0
+    sums = np.zeros((len(statistics), n, len(INCOME_SOURCES)), dtype=np.int64)
+    for i, (_, where, values) in enumerate(statistics):
+        chosen = where & known
+        np.add.at(sums[i], (h[chosen], source[chosen]), values[chosen])
     out: Columns = {}
-    for name in INCOME_SOURCES:
-        of_source = source == name
-        sums = {
-            "s3": _yuan(_sum_by(h, fen, n, of_source & (k < 3))),
-            "s6": _yuan(_sum_by(h, fen, n, of_source & (k < 6))),
-            "s12": _yuan(_sum_by(h, fen, n, of_source & (k < 12))),
-            "sprev": _yuan(_sum_by(h, fen, n, of_source & (k >= 12))),
-            "sq12": _sum_by(h, fen * fen, n, of_source & (k < 12)).astype(np.float64) / 10000,
-            "kx12": _yuan(_sum_by(h, fen * k, n, of_source & (k < 12))),
-        }
-        out |= {f"{name}_{statistic}": values for statistic, values in sums.items()}
+    for j, name in enumerate(INCOME_SOURCES):
+        for i, (statistic, _, _) in enumerate(statistics):
+            column = sums[i, :, j]
+            out[f"{name}_{statistic}"] = (
+                column.astype(np.float64) / 10000 if statistic == "sq12" else _yuan(column)
+            )
     return out
+
+
+_SOURCE_INDEX = {name: j for j, name in enumerate(INCOME_SOURCES)}
 
 
 def _employment_part(clean: CleanTables, rows: _Rows, clock: Clock) -> Columns:

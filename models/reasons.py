@@ -1479,18 +1479,41 @@ def _evidence_values(frame: pd.DataFrame, names: set[str]) -> dict[str, np.ndarr
     # of an API round, pandas' per-column overhead would cost more than the reasons themselves.
     if not frame.columns.is_unique:
         raise ValueError("feature columns must have unique names")
-    dtypes = frame.dtypes.to_dict()
-    numeric = sorted(
-        name
-        for name in names
-        if name in dtypes
-        and (pd.api.types.is_numeric_dtype(dtypes[name]) or pd.api.types.is_bool_dtype(dtypes[name]))
-    )
-    matrix = frame[numeric].to_numpy(dtype=np.float64, na_value=np.nan)
+    dtypes = dict(zip(frame.columns.tolist(), frame.dtypes.tolist(), strict=True))
+    # Judged once per distinct dtype (a feature table has one or two), not once per name.
+    number_kinds = {
+        dtype: pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_bool_dtype(dtype)
+        for dtype in set(dtypes.values())
+    }
+    numeric = sorted(name for name in names if name in dtypes and number_kinds[dtypes[name]])
+    # By position: a list of labels makes pandas build and search an index of them.
+    position = {name: j for j, name in enumerate(dtypes)}
+    chosen = frame.iloc[:, np.asarray([position[name] for name in numeric], dtype=np.intp)]
+    matrix = chosen.to_numpy(dtype=np.float64, na_value=np.nan)
     values = {name: matrix[:, j] for j, name in enumerate(numeric)}
     missing = np.full(len(frame), np.nan)
     missing.flags.writeable = False
     return {name: values.get(name, missing) for name in names}
+
+
+def _sums_in_order(contributions: np.ndarray, groups: Sequence[Sequence[int]]) -> np.ndarray:
+    """Per group of columns, each row's sum of those columns added one at a time in the order given.
+
+    Sequential sums (np.add.accumulate), not .sum(axis=1): numpy's reduction order depends on the row
+    count, and a last-bit difference would break a tie (drivers the model never split on add exact
+    zeros) one way for a household explained alone and the other way in a batch. All groups at once,
+    shorter ones padded with zeros; the ``+ 0.0`` makes a sum of negative zeros the 0.0 that a sum
+    started at 0.0 gives, so the result is exactly that of ``0.0 + first + second ...`` per group.
+    """
+    rows, width = contributions.shape
+    depth = max(map(len, groups), default=0)
+    if depth == 0:
+        return np.zeros((rows, len(groups)))
+    padded = np.full((len(groups), depth), width, dtype=np.intp)  # ``width``: the zero column below
+    for g, columns in enumerate(groups):
+        padded[g, : len(columns)] = columns
+    extended = np.concatenate([contributions, np.zeros((rows, 1))], axis=1, dtype=np.float64)
+    return np.add.accumulate(extended[:, padded], axis=2)[:, :, -1] + 0.0
 
 
 def choose_reasons(
@@ -1515,40 +1538,45 @@ def choose_reasons(
         raise ValueError("contributions, feature_names and families must describe the same features")
     column_of = {name: j for j, name in enumerate(feature_names)}
     family_names = list(dict.fromkeys(families))
-    family_support = np.zeros((rows, len(family_names)))
-    for j, family in enumerate(families):
-        family_support[:, family_names.index(family)] += contributions[:, j]
+    family_support = _sums_in_order(
+        contributions, [[j for j, f in enumerate(families) if f == family] for family in family_names]
+    )
 
     usable = [t for t in templates if t.family in family_names]
     needed = {name for t in (*usable, NO_SINGLE_DRIVER) for name in (*t.drivers, *t.evidence)}
     values = _evidence_values(features, needed)
-    support = np.zeros((rows, len(usable)))
+    support = _sums_in_order(
+        contributions, [[column_of[d] for d in t.drivers if d in column_of] for t in usable]
+    )
     valid = np.zeros((rows, len(usable)), dtype=bool)
-    for k, template in enumerate(usable):
-        # Column by column, not .sum(axis=1): numpy's reduction order depends on the row count, and
-        # a last-bit difference would break a tie (drivers the model never split on add exact zeros)
-        # one way for a household explained alone and the other way in a batch.
-        for d in template.drivers:
-            if d in column_of:
-                support[:, k] += contributions[:, column_of[d]]
-        with np.errstate(invalid="ignore"):
-            valid[:, k] = np.asarray(template.applies(values), dtype=bool) & (support[:, k] > 0)
+    with np.errstate(invalid="ignore"):
+        for k, template in enumerate(usable):
+            valid[:, k] = np.asarray(template.applies(values), dtype=bool)
+    valid &= support > 0
     template_family = np.array([family_names.index(t.family) for t in usable], dtype=np.int64)
+
+    # Per row and family, the best candidate template: the largest own support among the templates of
+    # the family that hold for the row (valid implies support > 0); argmax keeps the first of ties.
+    of_family = template_family[None, :] == np.arange(len(family_names))[:, None]
+    candidates = valid[:, None, :] & of_family[None, :, :]
+    scores = np.where(candidates, support[:, None, :], -np.inf)
+    best = (
+        np.argmax(scores, axis=2).tolist() if usable else np.zeros(scores.shape[:2], dtype=np.intp).tolist()
+    )
+    has_candidate = candidates.any(axis=2).tolist()
+    # Families by descending support; ties by first appearance (stable sort).
+    family_order = np.argsort(-family_support, axis=1, kind="stable").tolist()
+    family_sums = family_support.tolist()
 
     chosen: list[list[Reason]] = []
     for i in range(rows):
         reasons: list[Reason] = []
-        # Families by descending support; ties by first appearance (stable sort).
-        for f in np.argsort(-family_support[i], kind="stable"):
-            if len(reasons) == top or family_support[i, f] <= 0:
+        for f in family_order[i]:
+            if len(reasons) == top or family_sums[i][f] <= 0:
                 break
-            candidates = np.flatnonzero((template_family == f) & valid[i])
-            if candidates.size == 0:
-                continue
-            best = candidates[np.argmax(support[i, candidates])]  # argmax keeps the first of ties
-            reasons.append(_reason(usable[best], values, i, float(family_support[i, f])))
-        total = float(contributions[i].sum())
-        if not reasons and total > 0:
+            if has_candidate[i][f]:
+                reasons.append(_reason(usable[best[i][f]], values, i, family_sums[i][f]))
+        if not reasons and (total := float(contributions[i].sum())) > 0:
             reasons.append(_reason(NO_SINGLE_DRIVER, values, i, total))
         chosen.append(reasons)
     return chosen

@@ -42,6 +42,17 @@ from .village_context import VILLAGE_CONTEXT_FILE, VillageFigures, read_village_
 # timings, tuning and per-month series are left out.
 TEST_METRIC_PREFIXES = ("model.", "rule_baseline.", "oracle.", "ratio.")
 FINGERPRINT_KEYS = ("data_fingerprint", "relapse.data_fingerprint")
+_LOGGED_ANSWER_FIELDS = (
+    "household_id",
+    "as_of",
+    "status",
+    "risk_score",
+    "risk_band",
+    "rule_margin",
+    "model_name",
+    "model_version",
+)
+"""The fields of a ``/score`` answer that the request log reads."""
 
 
 class ApiStartupError(RuntimeError):
@@ -119,22 +130,10 @@ class RiskApi:
             village_contexts=self.village_context,
             loader=self.loader,
         )
+        # Column by column from the answers' fields (what model_dump gives for these plain fields):
+        # a frame from one dict per answer costs pandas a look at every key of every row.
         answers = pd.DataFrame(
-            [
-                a.model_dump(
-                    include={
-                        "household_id",
-                        "as_of",
-                        "status",
-                        "risk_score",
-                        "risk_band",
-                        "rule_margin",
-                        "model_name",
-                        "model_version",
-                    }
-                )
-                for a in batch.answers
-            ]
+            {name: [getattr(a, name) for a in batch.answers] for name in _LOGGED_ANSWER_FIELDS}
         )
         records = request_log_records(
             answers, batch.features, self.served.model.feature_names_, time=self.clock()

@@ -425,7 +425,10 @@ def score_households(
                 in_memory=in_memory,
             )
 
-    features = pd.concat(feature_parts) if feature_parts else pd.DataFrame()
+    if len(feature_parts) == 1:
+        features = feature_parts[0]  # one round, nearly every batch: no concatenation copying its rows
+    else:
+        features = pd.concat(feature_parts) if feature_parts else pd.DataFrame()
     return ScoredBatch(answers=[_response(a, served) for a in answers], features=features)
 
 
@@ -589,7 +592,8 @@ def _answer_round(
     context: tuple[str, pd.DataFrame | VillageFigures] | None,
 ) -> pd.DataFrame:
     """Fill the answers of a scored round from each household's scores row; the feature rows scored."""
-    context_households = set(features["household_id"].to_numpy()[from_run]) if context is not None else set()
+    household_ids = features["household_id"].to_numpy()
+    context_households = set(household_ids[from_run]) if context is not None else set()
     for answer in answers:
         if answer.problems or answer.household_id is None:
             continue
@@ -601,7 +605,11 @@ def _answer_round(
         if answer.household_id in context_households and context is not None:
             answer.village_context_as_of = context[0]
     served_ids = {a.household_id for a in answers if a.scores is not None}
-    return features[features["household_id"].isin(served_ids)].set_index("household_id")
+    # A round's few ids looked up one by one; nearly always every row was served and none is dropped.
+    served = np.fromiter(
+        (h in served_ids for h in household_ids.tolist()), dtype=bool, count=len(household_ids)
+    )
+    return (features if served.all() else features[served]).set_index("household_id")
 
 
 def _value(row: Mapping[str, object], column: str) -> object:

@@ -110,24 +110,50 @@ def apply_village_context(
     """
     figures = context if isinstance(context, VillageFigures) else VillageFigures.of(context)
     names = [n for n in village_feature_names(features.columns) if n in figures.columns]
-    village_of = villages.drop_duplicates("household_id")
-    household_row = pd.Index(village_of["household_id"].to_numpy()).get_indexer(
-        features["household_id"].to_numpy()
-    )
-    household_villages = np.full(len(features), None, dtype=object)
-    placed = household_row >= 0
-    household_villages[placed] = village_of["village_code"].to_numpy(dtype=object)[household_row[placed]]
+    household_villages = _villages_of(features["household_id"].to_numpy(), villages)
     village_row = figures.codes.get_indexer(household_villages)
     matched = village_row >= 0
     if not matched.any() or not names:
         return features, np.zeros(len(features), dtype=bool)
-    updated = features.copy()
     rows = np.flatnonzero(matched)
-    dtypes = features.dtypes
+    dtypes = features.dtypes.tolist()
+    columns = features.columns
+    if columns[0] == "household_id" and columns.is_unique and len(set(dtypes[1:])) == 1:
+        # The feature table as build_features lays it out (one dtype after household_id): one copy of
+        # its matrix, written in place. pandas sets a 2-D block column by column, which costs more
+        # than the rest of this function for the handful of rows of an API round.
+        dtype = dtypes[1]
+        values_of = columns[1:]
+        matrix = features.iloc[:, 1:].to_numpy(dtype=dtype, copy=True)
+        values = np.column_stack([figures.columns[name][village_row[rows]] for name in names])
+        positions = [values_of.get_loc(name) for name in names]
+        matrix[np.ix_(rows, positions)] = values.astype(dtype, copy=False)
+        updated = pd.DataFrame(matrix, columns=values_of, index=features.index, copy=False)
+        updated.insert(0, "household_id", features["household_id"])
+        return updated, matched
+    updated = features.copy()
+    by_name = dict(zip(columns, dtypes, strict=True))
     # One assignment per dtype into the copy's own blocks: a column set one at a time becomes a block
     # of its own, which costs every later step on the frame.
-    for dtype in dict.fromkeys(dtypes[name] for name in names):
-        group = [name for name in names if dtypes[name] == dtype]
+    for dtype in dict.fromkeys(by_name[name] for name in names):
+        group = [name for name in names if by_name[name] == dtype]
         values = np.column_stack([figures.columns[name][village_row[rows]] for name in group])
-        updated.iloc[rows, features.columns.get_indexer(group)] = values.astype(dtype, copy=False)
+        updated.iloc[rows, columns.get_indexer(group)] = values.astype(dtype, copy=False)
     return updated, matched
+
+
+def _villages_of(household_ids: np.ndarray, villages: pd.DataFrame) -> np.ndarray:
+    """The village code of each household (object array, None where ``villages`` lacks it).
+
+    ``villages`` maps ``household_id`` to ``village_code``; a household listed twice takes its first row.
+    """
+    ids = pd.Index(villages["household_id"].to_numpy())
+    codes = villages["village_code"].to_numpy(dtype=object)
+    if not ids.is_unique:
+        first = ~ids.duplicated(keep="first")
+        ids, codes = ids[first], codes[first]
+    household_row = ids.get_indexer(household_ids)
+    household_villages = np.full(len(household_ids), None, dtype=object)
+    placed = household_row >= 0
+    household_villages[placed] = codes[household_row[placed]]
+    return household_villages

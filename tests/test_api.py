@@ -399,6 +399,29 @@ def test_village_context_round_trips_and_replaces_only_village_figures(tmp_path:
     assert "village_households" in village_feature_names(FEATURE_NAMES)
 
 
+def test_village_context_is_applied_alike_to_one_dtype_and_to_mixed_dtypes() -> None:
+    stored = village_context(
+        _feature_frame(["a", "b", "c"], [0.25, 0.25, 0.5]),
+        pd.DataFrame({"household_id": ["a", "b", "c"], "village_code": ["v1", "v1", "v2"]}),
+        "2024-06",
+    )
+    # "b" is listed twice: its first village counts. "x" has no village row at all.
+    mine = pd.DataFrame({"household_id": ["b", "b", "new", "c"], "village_code": ["v2", "v1", "v9", "v2"]})
+    alone = _feature_frame(["b", "new", "x", "c"], [0.0, 0.0, 0.0, 0.0])
+    mixed = alone.assign(village_households=alone["village_households"].astype(np.float64))
+    one_dtype, matched = apply_village_context(alone, mine, stored)
+    by_columns, matched_too = apply_village_context(mixed, mine, stored)
+
+    assert matched.tolist() == matched_too.tolist() == [True, False, False, True]
+    assert one_dtype["village_share_triggered"].tolist() == [0.5, 0.0, 0.0, 0.5]
+    assert one_dtype["village_households"].tolist() == [3.0, 4.0, 4.0, 3.0]
+    pd.testing.assert_frame_equal(one_dtype, by_columns.astype({"village_households": np.float32}))
+    assert list(one_dtype.columns) == list(alone.columns) and (one_dtype.dtypes.iloc[1:] == np.float32).all()
+    assert by_columns["village_households"].dtype == np.float64
+    # The input frames are left as they were.
+    assert alone["village_share_triggered"].tolist() == [0.0] * 4
+
+
 # -- batch runs ----------------------------------------------------------------------------------
 
 
@@ -441,6 +464,37 @@ def test_runs_are_read_latest_month_first_and_never_from_a_later_month(tmp_path:
 
 
 # -- request log ---------------------------------------------------------------------------------
+
+
+def test_request_log_records_of_no_answer_and_of_infinite_figures() -> None:
+    when = dt.datetime(2026, 11, 23, tzinfo=dt.UTC)
+    assert request_log_records(pd.DataFrame(), None, ["rule_margin"], time=when) == []
+    answers = pd.DataFrame(
+        {
+            "household_id": ["h1"],
+            "as_of": ["2024-06"],
+            "status": ["scored"],
+            "risk_score": [0.5],
+            "risk_band": ["high"],
+            "rule_margin": [np.inf],
+            "model_name": ["relapse-risk"],
+            "model_version": ["3"],
+        }
+    )
+    features = pd.DataFrame(
+        {
+            "other": ["text"],
+            "rule_margin": [-np.inf],
+            "income_per_capita_12m": np.array([2.5], dtype=np.float32),
+        },
+        index=["h1"],
+    )
+    [record] = request_log_records(
+        answers, features, ["income_per_capita_12m", "rule_margin", "absent"], time=when
+    )
+    assert record["rule_margin"] is None and record["risk_score"] == 0.5
+    assert record["features"] == {"income_per_capita_12m": 2.5, "rule_margin": None}
+    assert all(type(v) is float for v in record["features"].values() if v is not None)
 
 
 def test_the_request_log_holds_features_score_model_and_time_and_no_other_identifier(tmp_path: Path) -> None:

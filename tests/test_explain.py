@@ -301,6 +301,81 @@ def test_a_household_gets_the_same_reasons_alone_as_among_others():
     assert [r.code for r in alone] == ["migrant_work_down"]
 
 
+def _reasons_one_at_a_time(
+    contributions: np.ndarray, features: pd.DataFrame, top: int
+) -> list[list[tuple[str, float]]]:
+    """choose_reasons written plainly: every sum one column at a time, every row on its own."""
+    families = list(dict.fromkeys(FAMILIES))
+    columns = {name: j for j, name in enumerate(FEATURE_NAMES)}
+    values = {
+        name: features[name].to_numpy(dtype=np.float64)
+        if name in features
+        else np.full(len(features), np.nan)
+        for t in (*TEMPLATES, NO_SINGLE_DRIVER)
+        for name in (*t.drivers, *t.evidence)
+    }
+    with np.errstate(invalid="ignore"):
+        holds = {t.code: np.asarray(t.applies(values), dtype=bool) for t in TEMPLATES}
+    chosen = []
+    for i in range(len(features)):
+        family_sum = [0.0] * len(families)
+        for j, family in enumerate(FAMILIES):
+            family_sum[families.index(family)] += float(contributions[i, j])
+        reasons = []
+        for f in sorted(range(len(families)), key=lambda f: -family_sum[f]):
+            if len(reasons) == top or family_sum[f] <= 0:
+                break
+            best, best_support = None, 0.0
+            for template in TEMPLATES:
+                support = 0.0
+                for d in template.drivers:
+                    if d in columns:
+                        support += float(contributions[i, columns[d]])
+                candidate = template.family == families[f] and holds[template.code][i] and support > 0
+                if candidate and (best is None or support > best_support):
+                    best, best_support = template.code, support
+            if best is not None:
+                reasons.append((best, family_sum[f]))
+        if not reasons and float(contributions[i].sum()) > 0:
+            reasons.append((NO_SINGLE_DRIVER.code, float(contributions[i].sum())))
+        chosen.append(reasons)
+    return chosen
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_reasons_equal_the_plain_one_column_at_a_time_rule(seed):
+    # Sparse contributions with exact zeros, negative zeros and repeated values, so that sums tie
+    # and templates tie within a family: the vectorised sums must break every tie as the plain rule.
+    rng = np.random.default_rng(seed)
+    rows = 40
+    contributions = rng.choice([0.0, -0.0, 0.1, -0.1, 0.25, 0.3, 1e-17], size=(rows, len(FEATURE_NAMES)))
+    contributions[rng.random(contributions.shape) < 0.7] = 0.0
+    frame = pd.DataFrame(
+        rng.choice([0.0, 1.0, 2.0, 3.0, 0.5, np.nan], size=(rows, len(FEATURE_NAMES))),
+        columns=list(FEATURE_NAMES),
+    )
+    for top in (1, 3):
+        got = choose_reasons(contributions, FEATURE_NAMES, FAMILIES, frame, top=top)
+        expected = _reasons_one_at_a_time(contributions, frame, top)
+        assert [[(r.code, r.contribution) for r in row] for row in got] == expected
+        # float32 contributions are summed in float64 alike.
+        single = contributions.astype(np.float32)
+        got32 = choose_reasons(single, FEATURE_NAMES, FAMILIES, frame, top=top)
+        assert [[(r.code, r.contribution) for r in row] for row in got32] == _reasons_one_at_a_time(
+            single, frame, top
+        )
+
+
+def test_features_of_no_template_family_still_get_the_general_reason():
+    # Only features outside every template's family: nothing to choose among but the general reason.
+    names = ["not_a_catalogue_feature", "another_one"]
+    household = pd.DataFrame({"income_line_ratio": [1.25, 2.0], "household_id": ["a", "b"]})
+    contributions = np.array([[0.3, 0.1], [-0.5, 0.1]])
+    chosen = choose_reasons(contributions, names, ("other", "other"), household, top=3)
+    assert [[r.code for r in row] for row in chosen] == [["no_single_driver"], []]
+    assert chosen[0][0].contribution == pytest.approx(0.4)
+
+
 # -- explain() on real feature rows ----------------------------------------------------------------
 
 POLICY = Policy.model_validate(
