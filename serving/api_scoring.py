@@ -132,8 +132,8 @@ class Answer:
     village_context_as_of: str | None = None
 
 
-VillageContextLookup = Callable[[str], tuple[str, pd.DataFrame | VillageFigures] | None]
-"""as_of ``YYYY-MM`` -> (as_of of the run it comes from, village context frame or its figures), or None."""
+VillageContextLookup = Callable[[str], tuple[str, VillageFigures] | None]
+"""as_of ``YYYY-MM`` -> (as_of of the run it comes from, that run's village figures), or None."""
 
 
 @dataclass(frozen=True)
@@ -439,7 +439,7 @@ def _score_round(
     as_of: dt.date,
     policy: Policy,
     served: ServedModel,
-    context: tuple[str, pd.DataFrame | VillageFigures] | None,
+    context: tuple[str, VillageFigures] | None,
     loader: RoundLoader,
     in_memory: bool,
 ) -> list[pd.DataFrame]:
@@ -508,7 +508,7 @@ def _score_in_memory(
     as_of: dt.date,
     policy: Policy,
     served: ServedModel,
-    context: tuple[str, pd.DataFrame | VillageFigures] | None,
+    context: tuple[str, VillageFigures] | None,
 ) -> tuple[pd.DataFrame, np.ndarray, dict[str, dict[str, object]]] | None:
     """A round that keeps the contract, checked and scored without DuckDB (see features.household_rows).
 
@@ -589,7 +589,7 @@ def _answer_round(
     features: pd.DataFrame,
     from_run: np.ndarray,
     by_household: Mapping[str, dict[str, object]],
-    context: tuple[str, pd.DataFrame | VillageFigures] | None,
+    context: tuple[str, VillageFigures] | None,
 ) -> pd.DataFrame:
     """Fill the answers of a scored round from each household's scores row; the feature rows scored."""
     household_ids = features["household_id"].to_numpy()

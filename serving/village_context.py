@@ -98,17 +98,14 @@ class VillageFigures:
 
 
 def apply_village_context(
-    features: pd.DataFrame, villages: pd.DataFrame, context: pd.DataFrame | VillageFigures
+    features: pd.DataFrame, villages: pd.DataFrame, figures: VillageFigures
 ) -> tuple[pd.DataFrame, np.ndarray]:
-    """``features`` with the village figures of ``context`` for households whose village it has.
+    """``features`` with the run's village ``figures`` for households whose village they have.
 
     Returns the new frame and a boolean array (aligned with ``features``) that
-    is True where the figures came from ``context``; the other rows keep the
-    figures computed from the households at hand. ``context`` is a run's
-    context frame, or its :class:`VillageFigures` when the caller keeps them
-    for many rounds (the server does).
+    is True where the figures came from the run; the other rows keep the
+    figures computed from the households at hand.
     """
-    figures = context if isinstance(context, VillageFigures) else VillageFigures.of(context)
     names = [n for n in village_feature_names(features.columns) if n in figures.columns]
     household_villages = _villages_of(features["household_id"].to_numpy(), villages)
     village_row = figures.codes.get_indexer(household_villages)

@@ -61,6 +61,7 @@ from relapse_risk.serving.launch import ServeOptions, server_environment
 from relapse_risk.serving.request_log import RequestLog, read_request_log, request_log_records
 from relapse_risk.serving.scored_runs import RunCatalog, household_row, reasons_of, visit_list
 from relapse_risk.serving.village_context import (
+    VillageFigures,
     apply_village_context,
     read_village_context,
     village_context,
@@ -389,7 +390,7 @@ def test_village_context_round_trips_and_replaces_only_village_figures(tmp_path:
     alone = _feature_frame(["b", "new"], [0.0, 0.0])
     alone["income_per_capita_12m"] = np.float32(7.0)
     mine = pd.DataFrame({"household_id": ["b", "new"], "village_code": ["v1", "v9"]})
-    patched, matched = apply_village_context(alone, mine, stored)
+    patched, matched = apply_village_context(alone, mine, VillageFigures.of(stored))
 
     assert matched.tolist() == [True, False]
     assert patched["village_households"].tolist() == [3.0, 2.0]
@@ -409,8 +410,8 @@ def test_village_context_is_applied_alike_to_one_dtype_and_to_mixed_dtypes() -> 
     mine = pd.DataFrame({"household_id": ["b", "b", "new", "c"], "village_code": ["v2", "v1", "v9", "v2"]})
     alone = _feature_frame(["b", "new", "x", "c"], [0.0, 0.0, 0.0, 0.0])
     mixed = alone.assign(village_households=alone["village_households"].astype(np.float64))
-    one_dtype, matched = apply_village_context(alone, mine, stored)
-    by_columns, matched_too = apply_village_context(mixed, mine, stored)
+    one_dtype, matched = apply_village_context(alone, mine, VillageFigures.of(stored))
+    by_columns, matched_too = apply_village_context(mixed, mine, VillageFigures.of(stored))
 
     assert matched.tolist() == matched_too.tolist() == [True, False, False, True]
     assert one_dtype["village_share_triggered"].tolist() == [0.5, 0.0, 0.0, 0.5]
@@ -641,7 +642,10 @@ def test_village_figures_of_a_batch_run_replace_those_of_a_lone_household(small_
         request.households, served=small_model, policy=POLICY, village_contexts=lambda _: None
     )
     with_run = score_households(
-        request.households, served=small_model, policy=POLICY, village_contexts=lambda _: ("2024-03", context)
+        request.households,
+        served=small_model,
+        policy=POLICY,
+        village_contexts=lambda _: ("2024-03", VillageFigures.of(context)),
     )
 
     assert alone.answers[0].village_context_as_of is None

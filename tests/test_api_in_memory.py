@@ -26,7 +26,7 @@ from relapse_risk.models.model import RiskModel
 from relapse_risk.serving.api_models import HouseholdInput
 from relapse_risk.serving.api_payloads import score_entries
 from relapse_risk.serving.api_scoring import ServedModel, cell_text, ownership_problems, score_households
-from relapse_risk.serving.village_context import village_feature_names
+from relapse_risk.serving.village_context import VillageFigures, village_feature_names
 
 
 @pytest.fixture(scope="module")
@@ -120,7 +120,7 @@ def test_village_figures_of_a_batch_run_are_applied_alike(county: Path, served: 
         {"village_code": villages[:-1], **{n: [0.25] * (len(villages) - 1) for n in names}}
     )
     context["village_households"] = 180.0
-    fast, slow = _both(items, served, county, lambda _: ("2023-03", context))
+    fast, slow = _both(items, served, county, lambda _: ("2023-03", VillageFigures.of(context)))
     _assert_same(fast, slow)
     assert any(a.village_context_as_of == "2023-03" for a in fast.answers)
 
