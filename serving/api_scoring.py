@@ -157,8 +157,7 @@ def cell_text(value: object) -> str | None:
 
 
 def household_id_of(item: HouseholdInput) -> str | None:
-    text = cell_text(item.tables.households[0].get("household_id"))
-    return text.strip() if text is not None and text.strip() else None
+    return _key(item.tables.households[0], "household_id")
 
 
 def ownership_problems(item: HouseholdInput, household_id: str) -> list[ContractProblem]:
