@@ -17,6 +17,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from relapse_risk.features.catalogue import FEATURES_BY_NAME
 from relapse_risk.features.policy import Policy, PolicyError, read_policy
+from relapse_risk.models.explain import warm_up_explainer
 
 from .api_models import (
     FeatureInfo,
@@ -100,8 +101,6 @@ class RiskApi:
             raise ApiStartupError(str(exc)) from None
         if hasattr(resolved.model, "booster_"):
             # The TreeSHAP tables and kernels every answer's reasons use: built before the first request.
-            from relapse_risk.models.explain import warm_up_explainer
-
             warm_up_explainer(resolved.model)  # type: ignore[arg-type]
         served = ServedModel(
             model=resolved.model,

@@ -78,7 +78,8 @@ from .scoring import (
 from .village_context import VillageFigures, apply_village_context
 
 EXPLAIN_THREADS = min(4, os.cpu_count() or 1)
-"""Slices of a round explained at once, one per core (at most 4): LightGBM's TreeSHAP is most of a round."""
+"""Slices of a round explained at once when LightGBM explains it (a booster the numba TreeSHAP cannot
+hold; that one shares a round among numba's threads itself)."""
 
 RoundLoader = Callable[[Mapping[str, pa.Table], Policy], Dataset]
 """Checks and loads one round's tables (text cells) under the round's policy."""
