@@ -9,14 +9,25 @@
   nothing of the bearer keys: :class:`OpenApiMiddleware` serves ``/docs.json``
   from :func:`api_openapi_document`, which states 401, 415, 422 and the
   security scheme, so generated clients and contract tests see what the server does.
+- BentoML bounds every request with a timer that it never cancels: each
+  answered request leaves a timer, holding the request's context (its
+  tracing span among it), alive for the whole traffic timeout. Under steady
+  load tens of thousands pile up, and the collector's full passes over them
+  stall whole batching rounds longer the longer the server runs.
+  :class:`RequestTimeoutMiddleware` answers 504 exactly as BentoML's does and
+  cancels its timer; :func:`use_request_timeout_middleware` puts it in
+  BentoML's place.
 """
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import json
 from collections.abc import Callable, Collection
 from typing import Any
+
+from bentoml._internal.server.http import traffic
 
 Scope = dict[str, Any]
 Message = dict[str, Any]
@@ -78,6 +89,64 @@ class ValidationStatusMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_with_status)
+
+
+BENTOML_TIMEOUT_MIDDLEWARE = traffic.TimeoutMiddleware
+"""BentoML's own, kept so a test can tell when an upgrade makes the replacement unnecessary."""
+
+
+class RequestTimeoutMiddleware:
+    """Answer 504 when a request has not started its answer within ``timeout`` seconds.
+
+    BentoML's ``TimeoutMiddleware`` with its timer cancelled once the request
+    is answered: same constructor, same 504 error, nothing left behind.
+    """
+
+    def __init__(self, app: Any, timeout: float) -> None:
+        self.app = app
+        self.timeout = timeout
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        loop = asyncio.get_running_loop()
+        started: asyncio.Future[None] = loop.create_future()
+        timer = loop.call_later(self.timeout, _time_out, started)
+
+        async def send_and_mark_started(message: Message) -> None:
+            if not started.done():
+                started.set_result(None)
+            await send(message)
+
+        answering = asyncio.ensure_future(self.app(scope, receive, send_and_mark_started))
+        try:
+            await started
+        except asyncio.TimeoutError:
+            if answering.cancel():
+                await _send_json(
+                    send, 504, {"error": f"Not able to process the request in {self.timeout} seconds"}
+                )
+        else:
+            await answering
+        finally:
+            timer.cancel()
+
+
+def _time_out(started: asyncio.Future[None]) -> None:
+    if not started.done():
+        started.set_exception(asyncio.TimeoutError)
+
+
+def use_request_timeout_middleware() -> None:
+    """Make BentoML build :class:`RequestTimeoutMiddleware` where it would build its own.
+
+    BentoML looks the class up in its traffic module each time it assembles a
+    service's middleware, and offers no setting to leave it out (the traffic
+    timeout must be positive), so the module's name is pointed at ours. Call it
+    before the server builds its app: at the service module's import.
+    """
+    traffic.TimeoutMiddleware = RequestTimeoutMiddleware  # type: ignore[misc]
 
 
 def is_json_media_type(content_type: bytes) -> bool:

@@ -50,7 +50,12 @@ from .api_models import (
 )
 from .api_settings import SERVICE_NAME, ApiSettings
 from .auth import BearerAuthMiddleware
-from .http_middleware import OpenApiMiddleware, ValidationStatusMiddleware, api_openapi_document
+from .http_middleware import (
+    OpenApiMiddleware,
+    ValidationStatusMiddleware,
+    api_openapi_document,
+    use_request_timeout_middleware,
+)
 
 API_PATHS = ("/score", "/visit_list", "/household", "/model_info")
 
@@ -146,6 +151,7 @@ RelapseRiskApi.apis["score"].output_spec.media_type = "application/json"
 
 # Wired once, here: middleware belongs to the service class for the whole
 # process. Listed outermost first: keys are checked before anything else.
+use_request_timeout_middleware()
 RelapseRiskApi.add_asgi_middleware(BearerAuthMiddleware)
 RelapseRiskApi.add_asgi_middleware(OpenApiMiddleware, document=_openapi_document)
 RelapseRiskApi.add_asgi_middleware(ValidationStatusMiddleware, paths=API_PATHS)
