@@ -205,17 +205,18 @@ async def benchmark(
                 max_seconds=args.max_seconds,
             )  # fmt: skip
         )
-    results.append(
-        await run_level(
-            url,
-            key,
-            batches,
-            scenario=f"batch of {args.batch_size}",
-            concurrency=1,
-            requests=args.batches,
-            max_seconds=args.max_seconds,
-        )  # fmt: skip
-    )
+    if batches:
+        results.append(
+            await run_level(
+                url,
+                key,
+                batches,
+                scenario=f"batch of {args.batch_size}",
+                concurrency=1,
+                requests=args.batches,
+                max_seconds=args.max_seconds,
+            )  # fmt: skip
+        )
     return results
 
 
@@ -236,7 +237,7 @@ def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--single-households", type=int, default=200, help="distinct single-household bodies")
     parser.add_argument("--batch-size", type=int, default=100)
-    parser.add_argument("--batches", type=int, default=5)
+    parser.add_argument("--batches", type=int, default=5, help="0 skips the batch level")
     parser.add_argument("--max-seconds", type=float, default=180, help="time bound of each level")
     parser.add_argument("--seed", type=int, default=20241123)
     parser.add_argument("--json-out", type=Path, help="also write the results here as JSON")
