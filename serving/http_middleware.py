@@ -122,7 +122,7 @@ class RequestTimeoutMiddleware:
         answering = asyncio.ensure_future(self.app(scope, receive, send_and_mark_started))
         try:
             await started
-        except asyncio.TimeoutError:
+        except TimeoutError:
             if answering.cancel():
                 await _send_json(
                     send, 504, {"error": f"Not able to process the request in {self.timeout} seconds"}
@@ -135,7 +135,7 @@ class RequestTimeoutMiddleware:
 
 def _time_out(started: asyncio.Future[None]) -> None:
     if not started.done():
-        started.set_exception(asyncio.TimeoutError)
+        started.set_exception(TimeoutError)
 
 
 def use_request_timeout_middleware() -> None:

@@ -12,7 +12,6 @@ from typing import Any
 
 import uvloop
 from bentoml._internal.server.http import traffic
-
 from relapse_risk.serving.http_middleware import BENTOML_TIMEOUT_MIDDLEWARE, RequestTimeoutMiddleware
 
 Message = dict[str, Any]
@@ -36,8 +35,8 @@ def _serve_one(middleware: type, timeout: float, app_seconds: float) -> tuple[li
     """One request through ``middleware`` on the server's event loop: its messages, and whether
     anything still holds the request's context once it is answered."""
     sent: list[Message] = []
-    state = RequestState()
-    held = weakref.ref(state)
+    unserved = [RequestState()]
+    held = weakref.ref(unserved[0])
 
     async def send(message: Message) -> None:
         sent.append(message)
@@ -46,7 +45,7 @@ def _serve_one(middleware: type, timeout: float, app_seconds: float) -> tuple[li
         return {"type": "http.request", "body": b"", "more_body": False}
 
     async def request() -> None:
-        REQUEST_CONTEXT.set(state)
+        REQUEST_CONTEXT.set(unserved.pop())  # from here on, only the request's context holds it
         await middleware(_answer_after(app_seconds), timeout)({"type": "http"}, receive, send)
 
     async def serve() -> None:
@@ -56,7 +55,6 @@ def _serve_one(middleware: type, timeout: float, app_seconds: float) -> tuple[li
 
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         runner.run(serve())
-        del state
         gc.collect()
         still_held = held() is not None
     return sent, still_held
