@@ -282,6 +282,13 @@ def test_serve_options_become_the_servers_environment_without_keys_on_the_comman
     assert environment["RELAPSE_MODEL_URI"] == "models:/relapse-risk/3"
     assert environment["BENTOML_CONFIG_OPTIONS"] == "a=1 services.relapse_risk_api.workers=2"
     assert environment["RELAPSE_API_KEYS"] == KEY
+    assert environment["OTEL_SDK_DISABLED"] == "true"
+
+
+def test_tracing_stays_as_the_operator_set_it() -> None:
+    environment = server_environment({"OTEL_SDK_DISABLED": "false"}, ServeOptions())
+
+    assert environment["OTEL_SDK_DISABLED"] == "false"
 
 
 # -- request shapes ------------------------------------------------------------------------------
