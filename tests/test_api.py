@@ -280,15 +280,20 @@ def test_serve_options_become_the_servers_environment_without_keys_on_the_comman
 
     assert environment["RELAPSE_POLICY_FILE"] == str((tmp_path / "p.json").resolve())
     assert environment["RELAPSE_MODEL_URI"] == "models:/relapse-risk/3"
-    assert environment["BENTOML_CONFIG_OPTIONS"] == "a=1 services.relapse_risk_api.workers=2"
+    assert environment["BENTOML_CONFIG_OPTIONS"] == (
+        "a=1 services.relapse_risk_api.workers=2 tracing.excluded_urls=."
+    )
     assert environment["RELAPSE_API_KEYS"] == KEY
     assert environment["OTEL_SDK_DISABLED"] == "true"
 
 
-def test_tracing_stays_as_the_operator_set_it() -> None:
-    environment = server_environment({"OTEL_SDK_DISABLED": "false"}, ServeOptions())
+def test_tracing_is_left_to_an_operator_who_turns_the_sdk_on() -> None:
+    environment = server_environment(
+        {"OTEL_SDK_DISABLED": "false", "BENTOML_CONFIG_OPTIONS": "tracing.sample_rate=1.0"}, ServeOptions()
+    )
 
     assert environment["OTEL_SDK_DISABLED"] == "false"
+    assert environment["BENTOML_CONFIG_OPTIONS"] == "tracing.sample_rate=1.0"
 
 
 # -- request shapes ------------------------------------------------------------------------------
