@@ -31,9 +31,12 @@ import httpx
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from mlflow.tracking import MlflowClient
 from pydantic import ValidationError
 from relapse_risk.features.catalogue import CATEGORICAL_FEATURES, FEATURE_NAMES
+from relapse_risk.features.contract import format_month, parse_month
 from relapse_risk.features.policy import Policy
 from relapse_risk.generator.config import CountyConfig
 from relapse_risk.generator.run import generate
@@ -336,10 +339,25 @@ def test_cells_keep_the_json_type_they_arrived_as_and_nothing_else_is_a_cell() -
 
 def test_months_are_canonical_and_one_area_is_required() -> None:
     assert HouseholdInput.model_validate(entry(household_tables("h1"), "2024-06-01")).as_of == "2024-06"
+    with pytest.raises(ValidationError, match="as_of"):
+        HouseholdInput.model_validate(entry(household_tables("h1"), "202٤-06"))  # an Arabic-Indic four
     with pytest.raises(ValidationError, match="exactly one of county_code and township_code"):
         VisitListRequest(as_of="2024-06", capacity=5, county_code="530101", township_code="530101001")
     with pytest.raises(ValidationError, match="exactly one"):
         VisitListRequest(as_of="2024-06", capacity=5)
+
+
+@given(st.from_regex(r"(19|20)[0-9]{2}-(0[1-9]|1[0-2])(-(0[1-9]|[12][0-9]|3[01]))?", fullmatch=True))
+def test_an_as_of_month_is_read_as_the_loader_reads_it(text: str) -> None:
+    try:
+        expected: str | None = format_month(parse_month(text))
+    except ValueError:
+        expected = None  # a day the calendar lacks, such as 2023-02-29
+    try:
+        as_of: str | None = HouseholdInput.model_validate(entry(household_tables("h1"), text)).as_of
+    except ValidationError:
+        as_of = None
+    assert as_of == expected
 
 
 def test_json_values_become_the_text_a_csv_export_would_hold() -> None:
