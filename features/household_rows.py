@@ -35,6 +35,7 @@ import datetime as dt
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from itertools import repeat
 
 import numpy as np
 import pandas as pd
@@ -45,6 +46,7 @@ from .catalogue import EDUCATION_CODES, RISK_TYPE_CODES, SHOCK_KINDS, TERRAIN_CO
 from .contract import (
     ASSISTANCE_MEASURES,
     EMPLOYED_STATUSES,
+    EMPLOYMENT_STATUSES,
     EVENT_KINDS,
     INCOME_SOURCES,
     NET_INCOME_SOURCES,
@@ -100,6 +102,8 @@ class CleanTables:
 
     policy: Policy
     columns: dict[str, dict[str, np.ndarray]]
+    owners: RowOwners
+    """The household of every row, read once for the rules panel and the features."""
 
     def rows(self, table: str) -> int:
         return len(next(iter(self.columns[table].values())))
@@ -118,18 +122,21 @@ def read_clean_tables(tables: Mapping[str, pa.Table], policy: Policy) -> CleanTa
     if set(tables) != {t.name for t in TABLES}:
         return None
     try:
-        clean = CleanTables(policy, _typed_tables(tables, policy))
-        _check_keys(clean)
-        _check_cross_rules(clean)
+        columns, codes = _typed_tables(tables, policy)
+        _check_keys(columns, codes)
+        _check_cross_rules(columns)
     except NotExact:
         return None
-    if clean.rows("households") == 0 or clean.rows("members") == 0:
+    if any(len(columns[name]["household_id"]) == 0 for name in ("households", "members")):
         return None  # the loader refuses the round as a whole
-    return clean
+    return CleanTables(policy, columns, RowOwners.of(columns))
 
 
 # -- typing and the rules of one cell -----------------------------------------------------------
 
+
+_Tables = dict[str, dict[str, np.ndarray]]
+"""Arrays by table and column."""
 
 _EMPTY = {
     "str": np.zeros(0, dtype=object),
@@ -164,9 +171,13 @@ class _Span:
     stop: int
 
 
-def _typed_tables(tables: Mapping[str, pa.Table], policy: Policy) -> dict[str, dict[str, np.ndarray]]:
-    """Every contract table typed as the loader types text cells; NotExact for a cell it would not load."""
-    typed: dict[str, dict[str, np.ndarray]] = {table.name: {} for table in TABLES}
+def _typed_tables(tables: Mapping[str, pa.Table], policy: Policy) -> tuple[_Tables, _Tables]:
+    """Every contract table typed as the loader types text cells; NotExact for a cell it would not load.
+
+    Also the code of every cell of the text kinds: cells of equal value have equal codes, others not.
+    """
+    typed: _Tables = {table.name: {} for table in TABLES}
+    codes: _Tables = {table.name: {} for table in TABLES}
     spans: dict[str, list[_Span]] = {group: [] for group in _GROUPS}
     chunks: dict[str, list[pa.Array]] = {group: [] for group in _GROUPS}
     for table in TABLES:
@@ -185,12 +196,9 @@ def _typed_tables(tables: Mapping[str, pa.Table], policy: Policy) -> dict[str, d
             spans[group].append(_Span(table, column, start, start + rows.num_rows))
             chunks[group] += (text if pa.types.is_string(text.type) else text.cast(pa.string())).chunks
     if not any(chunks.values()):
-        return typed
+        return typed, codes
     # Every cell of the round in one array, group after group.
     every = pa.concat_arrays([chunk for group in _GROUPS for chunk in chunks[group]])
-    # The loader trims every cell; a padded one is read here only if it is not padded at all.
-    if pc.any(pc.not_equal(pc.utf8_trim_whitespace(every), every)).as_py():
-        raise NotExact
     every = pc.if_else(pc.equal(every, ""), pa.scalar(None, pa.string()), every)
     missing = np.asarray(pc.is_null(every).to_numpy(zero_copy_only=False), dtype=bool)
     start = 0
@@ -204,9 +212,10 @@ def _typed_tables(tables: Mapping[str, pa.Table], policy: Policy) -> dict[str, d
         if np.any(absent & ~nullable):
             raise NotExact
         if group == "text":
-            values = np.asarray(text.to_numpy(zero_copy_only=False), dtype=object)
+            values, where = _texts(text)
             for span in spans[group]:
                 typed[span.table.name][span.column.name] = _text_rules(span, values[span.start : span.stop])
+                codes[span.table.name][span.column.name] = where[span.start : span.stop]
             continue
         if group == "number":
             values = _numbers(text, absent)
@@ -215,7 +224,28 @@ def _typed_tables(tables: Mapping[str, pa.Table], policy: Policy) -> dict[str, d
             values = _days(group, text, absent, policy)
         for span in spans[group]:
             typed[span.table.name][span.column.name] = values[span.start : span.stop]
-    return {table.name: {c.name: typed[table.name][c.name] for c in table.columns} for table in TABLES}
+    return {table.name: {c.name: typed[table.name][c.name] for c in table.columns} for table in TABLES}, codes
+
+
+def _distinct(cells: pa.Array) -> tuple[pa.Array, np.ndarray]:
+    """The distinct values of ``cells`` (null too if a cell is null), and per cell its value's position.
+
+    Ids, codes and months repeat a few values over thousands of cells: each
+    value is read once and its cells take the result. That is the same as
+    reading every cell, as every rule and conversion here reads a cell on its own.
+    """
+    encoded = pc.dictionary_encode(cells, null_encoding="encode")
+    return encoded.dictionary, encoded.indices.to_numpy()
+
+
+def _texts(text: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """Text cells as str (None for null) once none is padded, and their codes (:func:`_distinct`)."""
+    distinct, where = _distinct(text)
+    # The loader trims every cell; a padded one is read here only if it is not padded at all. Cells
+    # of other groups are read only when they match a pattern, which has no space at either end.
+    if pc.any(pc.not_equal(pc.utf8_trim_whitespace(distinct), distinct)).as_py():
+        raise NotExact
+    return np.asarray(distinct.to_numpy(zero_copy_only=False), dtype=object)[where], where
 
 
 def _per_cell(spans: list[_Span], values: list[float] | list[bool]) -> np.ndarray:
@@ -305,6 +335,14 @@ def _numbers(text: pa.Array, missing: np.ndarray) -> np.ndarray:
 
 
 def _days(kind: str, text: pa.Array, missing: np.ndarray, policy: Policy) -> np.ndarray:
+    if kind == "month":  # a few dozen months over thousands of cells
+        distinct, where = _distinct(text)
+        absent = np.asarray(distinct.is_null().to_numpy(zero_copy_only=False), dtype=bool)
+        return _days_of(kind, distinct, absent, policy)[where]
+    return _days_of(kind, text, missing, policy)
+
+
+def _days_of(kind: str, text: pa.Array, missing: np.ndarray, policy: Policy) -> np.ndarray:
     pattern = _MONTH if kind == "month" else _DATE
     if not _all_match(text, pattern):
         raise NotExact
@@ -328,8 +366,8 @@ def _month_after(month: dt.date) -> dt.date:
 # -- rules across columns, keys and references ---------------------------------------------------
 
 
-def _check_cross_rules(clean: CleanTables) -> None:
-    households = clean.columns["households"]
+def _check_cross_rules(columns: _Tables) -> None:
+    households = columns["households"]
     for child, parent in (("township_code", "county_code"), ("village_code", "township_code")):
         if not all(c.startswith(p) for c, p in zip(households[child], households[parent], strict=True)):
             raise NotExact
@@ -339,45 +377,53 @@ def _check_cross_rules(clean: CleanTables) -> None:
         ("monitoring", "eliminated_month", "identified_month", False),
     )
     for table, later, earlier, equal_is_broken in orders:
-        late, early = clean.columns[table][later], clean.columns[table][earlier]
+        late, early = columns[table][later], columns[table][earlier]
         both = ~np.isnat(late) & ~np.isnat(early)
         broken = late[both] <= early[both] if equal_is_broken else late[both] < early[both]
         if broken.any():
             raise NotExact
-    income = clean.columns["income"]
+    income = columns["income"]
     gross = ~np.isin(income["source"], NET_INCOME_SOURCES)
     if np.any(gross & (income["amount"] < 0)):
         raise NotExact
-    expenses = clean.columns["expenses"]
+    expenses = columns["expenses"]
     if np.any(expenses["reimbursed"] > expenses["amount"]):
         raise NotExact
 
 
-def _check_keys(clean: CleanTables) -> None:
+def _check_keys(tables: _Tables, codes: _Tables) -> None:
+    """Unique keys, references that name a row, and members named with their own household.
+
+    ``codes`` are :func:`_typed_tables`' codes of the text cells.
+    """
     for table in TABLES:
-        columns = clean.columns[table.name]
+        columns = tables[table.name]
         for key in table.unique:
-            rows = list(zip(*(_hashable(columns[k]) for k in key), strict=True))
-            if len(set(rows)) != len(rows):
+            if len(columns[key[0]]) < 2:
+                continue
+            # Rows sorted by their key: a key twice over is two equal neighbours.
+            parts = [codes[table.name].get(k, _hashable(columns[k])) for k in key]
+            order = np.lexsort(parts)
+            if np.logical_and.reduce([part[order][1:] == part[order][:-1] for part in parts]).any():
                 raise NotExact
         for foreign_key in table.foreign_keys:
-            targets = set(clean.columns[foreign_key.table][foreign_key.target].tolist())
+            targets = set(tables[foreign_key.table][foreign_key.target].tolist())
             targets.add(None)  # a null reference is judged by the not_null rule
             if not targets.issuperset(columns[foreign_key.column].tolist()):
                 raise NotExact
-    members = clean.columns["members"]
+    members = tables["members"]
     # Member ids are unique and every reference names one (checked above): each pair must be a member's.
     memberships = set(zip(members["member_id"].tolist(), members["household_id"].tolist(), strict=True))
     for name in ("expenses", "events"):
-        rows = clean.columns[name]
+        rows = tables[name]
         pairs = set(zip(rows["member_id"].tolist(), rows["household_id"].tolist(), strict=True))
         if any(member is not None and (member, household) not in memberships for member, household in pairs):
             raise NotExact
 
 
-def _hashable(values: np.ndarray) -> list[object]:
-    """Cells as Python values for sets; days as whole numbers (NaT as one), not date objects."""
-    return values.view(np.int64).tolist() if values.dtype.kind == "M" else values.tolist()
+def _hashable(values: np.ndarray) -> np.ndarray:
+    """Cells of a kind that is not text as numbers to sort and compare; days as whole numbers (NaT as one)."""
+    return values.view(np.int64) if values.dtype.kind == "M" else values
 
 
 # -- the rules panel and the feature parts -------------------------------------------------------
@@ -411,7 +457,7 @@ def household_panel(clean: CleanTables, as_of: dt.date) -> tuple[MonthlyPanel, R
             f"as_of {format_month(as_of)} is outside the data "
             f"({format_month(policy.data_start)} .. {format_month(policy.data_end)})"
         )
-    rows = _Rows(clean)
+    rows = clean.owners
     first = policy.first_month_index
     n_months = month_index(as_of) - first + 1
     n = len(rows.household_ids)
@@ -496,36 +542,50 @@ def _fen(yuan: np.ndarray) -> np.ndarray:
     return np.where(np.isfinite(fen), fen, 0).astype(np.int64)
 
 
-class _Rows:
-    """Household positions (sorted ids, as build_panel orders them) of each table's rows."""
+@dataclass(frozen=True, eq=False)
+class RowOwners:
+    """Household positions (sorted ids, as build_panel orders them) of each table's rows.
 
-    def __init__(self, clean: CleanTables) -> None:
-        self.clean = clean
-        ids = clean.columns["households"]["household_id"]
-        self.household_ids = np.asarray(sorted(set(ids.tolist())), dtype=object)
-        self.position = {h: i for i, h in enumerate(self.household_ids.tolist())}
-        members = clean.columns["members"]
-        self.member_household = dict(
-            zip(members["member_id"].tolist(), members["household_id"].tolist(), strict=True)
-        )
-        loans = clean.columns["loans"]
-        self.loan_household = dict(
-            zip(loans["loan_id"].tolist(), loans["household_id"].tolist(), strict=True)
-        )
+    Only for tables whose keys and references keep the contract: every id looked up is there.
+    """
+
+    household_ids: np.ndarray
+    households: dict[str, np.ndarray]
+    """Per table, the household position of each row."""
+    employment_members: np.ndarray
+    """The members row of each employment row."""
+    status_loans: np.ndarray
+    """The loans row of each loan_status row."""
+
+    @classmethod
+    def of(cls, tables: Mapping[str, Mapping[str, np.ndarray]]) -> RowOwners:
+        household_ids = np.asarray(sorted(set(tables["households"]["household_id"].tolist())), dtype=object)
+        households = {
+            name: _positions(household_ids, columns["household_id"])
+            for name, columns in tables.items()
+            if "household_id" in columns
+        }
+        # employment and loan_status rows belong to the household of their member and loan
+        members = _positions(tables["members"]["member_id"], tables["employment"]["member_id"])
+        loans = _positions(tables["loans"]["loan_id"], tables["loan_status"]["loan_id"])
+        households["employment"] = households["members"][members]
+        households["loan_status"] = households["loans"][loans]
+        for positions in (*households.values(), members, loans):
+            positions.flags.writeable = False  # shared by the panel and every feature part
+        return cls(household_ids, households, members, loans)
 
     def household_of(self, table: str) -> np.ndarray:
-        columns = self.clean.columns[table]
-        if "household_id" in columns:
-            ids = columns["household_id"].tolist()
-        elif table == "employment":
-            ids = [self.member_household[m] for m in columns["member_id"].tolist()]
-        else:
-            ids = [self.loan_household[loan] for loan in columns["loan_id"].tolist()]
-        return np.asarray([self.position[h] for h in ids], dtype=np.int64)
+        return self.households[table]
+
+
+def _positions(keys: np.ndarray, cells: np.ndarray) -> np.ndarray:
+    """The position in ``keys`` (distinct) of each cell's key."""
+    position = {key: i for i, key in enumerate(keys.tolist())}
+    return np.fromiter(map(position.__getitem__, cells.tolist()), dtype=np.int64, count=len(cells))
 
 
 def _parts(clean: CleanTables, clock: Clock) -> Iterator[tuple[str, Columns]]:
-    rows = _Rows(clean)
+    rows = clean.owners
     parts = (
         _household_part,
         _member_part,
@@ -572,7 +632,7 @@ def _yuan(fen: np.ndarray) -> np.ndarray:
     return fen.astype(np.float64) / 100
 
 
-def _household_part(clean: CleanTables, rows: _Rows, clock: Clock) -> Columns:
+def _household_part(clean: CleanTables, rows: RowOwners, clock: Clock) -> Columns:
     table = clean.columns["households"]
     order = np.argsort(rows.household_of("households"), kind="stable")
     year = clock.as_of.year
@@ -592,7 +652,7 @@ def _household_part(clean: CleanTables, rows: _Rows, clock: Clock) -> Columns:
     }
 
 
-def _member_part(clean: CleanTables, rows: _Rows, clock: Clock) -> Columns:
+def _member_part(clean: CleanTables, rows: RowOwners, clock: Clock) -> Columns:
     n, t = clock.households, clock.t
     members = clean.columns["members"]
     member_ids = members["member_id"].tolist()
@@ -659,7 +719,7 @@ def _member_part(clean: CleanTables, rows: _Rows, clock: Clock) -> Columns:
     }
 
 
-def _income_source_part(clean: CleanTables, rows: _Rows, clock: Clock) -> Columns:
+def _income_source_part(clean: CleanTables, rows: RowOwners, clock: Clock) -> Columns:
     n, t = clock.households, clock.t
     income = clean.columns["income"]
     month = _month_of(income["month"])
@@ -668,7 +728,7 @@ def _income_source_part(clean: CleanTables, rows: _Rows, clock: Clock) -> Column
     h = rows.household_of("income")[keep]
     k = (t - month)[keep]
     fen = _fen(income["amount"])[keep]
-    source = np.asarray([_SOURCE_INDEX.get(v, -1) for v in income["source"][keep].tolist()], dtype=np.int64)
+    source = _codes(_SOURCE_INDEX, income["source"][keep])
     # Every (household, source) sum at once: whole fen in int64, exact in any order of addition.
     statistics = (
         ("s3", k < 3, fen),
@@ -694,15 +754,21 @@ def _income_source_part(clean: CleanTables, rows: _Rows, clock: Clock) -> Column
 
 
 _SOURCE_INDEX = {name: j for j, name in enumerate(INCOME_SOURCES)}
+_STATUS_INDEX = {name: j for j, name in enumerate(EMPLOYMENT_STATUSES)}
+_KIND_INDEX = {name: j for j, name in enumerate(EVENT_KINDS)}
 
 
-def _employment_part(clean: CleanTables, rows: _Rows, clock: Clock) -> Columns:
+def _codes(index: Mapping[str, int], values: np.ndarray) -> np.ndarray:
+    """The code of each value (-1 for one without): one compare per row and code, not per row and string."""
+    return np.fromiter(map(index.get, values.tolist(), repeat(-1)), dtype=np.int64, count=len(values))
+
+
+def _employment_part(clean: CleanTables, rows: RowOwners, clock: Clock) -> Columns:
     n, t = clock.households, clock.t
     employment = clean.columns["employment"]
     members = clean.columns["members"]
     month = _month_of(employment["month"])
-    member_position = {m: i for i, m in enumerate(members["member_id"].tolist())}
-    member = np.asarray([member_position[m] for m in employment["member_id"].tolist()], dtype=np.int64)
+    member = rows.employment_members
     joined, left = members["joined_month"][member], members["left_month"][member]
     joined_month = np.where(np.isnat(joined), 0, _month_of(joined))
     left_month = np.where(np.isnat(left), 0, _month_of(left))
@@ -712,11 +778,13 @@ def _employment_part(clean: CleanTables, rows: _Rows, clock: Clock) -> Columns:
     keep = (month <= t) & (month >= window_start) & (~mover | member_then)
     h = rows.household_of("employment")[keep]
     k = (t - month)[keep]
-    status = employment["status"][keep]
+    status = _codes(_STATUS_INDEX, employment["status"][keep])
     age = clock.as_of.year - members["birth_year"][member][keep]
 
     def status_is(*statuses: str) -> np.ndarray:
-        return np.isin(status, statuses)
+        chosen = np.zeros(len(EMPLOYMENT_STATUSES) + 1, dtype=bool)  # the last for code -1: no status
+        chosen[[_STATUS_INDEX[s] for s in statuses]] = True
+        return chosen[status]
 
     employed, wage_work = status_is(*EMPLOYED_STATUSES), status_is(*WAGE_STATUSES)
     lo_work, hi_work = WORKING_AGE
@@ -744,7 +812,7 @@ def _employment_part(clean: CleanTables, rows: _Rows, clock: Clock) -> Columns:
     return columns
 
 
-def _expense_part(clean: CleanTables, rows: _Rows, clock: Clock) -> Columns:
+def _expense_part(clean: CleanTables, rows: RowOwners, clock: Clock) -> Columns:
     n, t = clock.households, clock.t
     expenses = clean.columns["expenses"]
     month = _month_of(expenses["date"])
@@ -778,7 +846,7 @@ def _expense_part(clean: CleanTables, rows: _Rows, clock: Clock) -> Columns:
     return out
 
 
-def _event_part(clean: CleanTables, rows: _Rows, clock: Clock) -> Columns:
+def _event_part(clean: CleanTables, rows: RowOwners, clock: Clock) -> Columns:
     n, t = clock.households, clock.t
     events = clean.columns["events"]
     month = _month_of(events["date"])
@@ -790,15 +858,20 @@ def _event_part(clean: CleanTables, rows: _Rows, clock: Clock) -> Columns:
     value = events["value"][keep]
     value_fen = _fen(value)
     has_value = ~np.isnan(value)
+    # Every (household, kind) count and latest month at once, not kind by kind.
+    code = _codes(_KIND_INDEX, kind)
+    known = code >= 0
     n3 = np.zeros((n, len(EVENT_KINDS)))
     n12 = np.zeros((n, len(EVENT_KINDS)))
+    np.add.at(n3, (h[known & (k < 3)], code[known & (k < 3)]), 1.0)
+    np.add.at(n12, (h[known & (k < 12)], code[known & (k < 12)]), 1.0)
+    since = np.full((n, len(EVENT_KINDS)), np.inf)
+    np.minimum.at(since, (h[known], code[known]), k[known].astype(np.float64))
+    since[np.isposinf(since)] = np.nan
     out: Columns = {}
     for i, name in enumerate(EVENT_KINDS):
-        of_kind = kind == name
-        n3[:, i] = _count_by(h, of_kind & (k < 3), n)
-        n12[:, i] = _count_by(h, of_kind & (k < 12), n)
         out[f"events_{name}_12m"] = n12[:, i]
-        out[f"months_since_{name}"] = _min_by(h, k, n, of_kind, np.nan)
+        out[f"months_since_{name}"] = since[:, i]
     out["events_total_3m"] = n3.sum(axis=1)
     out["events_total_12m"] = n12.sum(axis=1)
     out["event_max_severity_12m"] = _max_by(h, severity, n, k < 12, 0.0)
@@ -813,7 +886,7 @@ def _event_part(clean: CleanTables, rows: _Rows, clock: Clock) -> Columns:
     return out
 
 
-def _loan_part(clean: CleanTables, rows: _Rows, clock: Clock) -> Columns:
+def _loan_part(clean: CleanTables, rows: RowOwners, clock: Clock) -> Columns:
     n, t = clock.households, clock.t
     loans = clean.columns["loans"]
     issued = _month_of(loans["issued_month"])
@@ -821,9 +894,8 @@ def _loan_part(clean: CleanTables, rows: _Rows, clock: Clock) -> Columns:
     loan_h = rows.household_of("loans")
     due = issued + loans["term_months"].astype(np.int64)
     issued_k = t - issued
-    loan_position = {loan: i for i, loan in enumerate(loans["loan_id"].tolist())}
     status = clean.columns["loan_status"]
-    loan = np.asarray([loan_position[x] for x in status["loan_id"].tolist()], dtype=np.int64)
+    loan = rows.status_loans
     month = _month_of(status["month"])
     keep = exists[loan] & (month <= t) & (month >= t - 11)
     loan = loan[keep]
@@ -862,7 +934,7 @@ def _loan_part(clean: CleanTables, rows: _Rows, clock: Clock) -> Columns:
     return out
 
 
-def _assistance_part(clean: CleanTables, rows: _Rows, clock: Clock) -> Columns:
+def _assistance_part(clean: CleanTables, rows: RowOwners, clock: Clock) -> Columns:
     n, t = clock.households, clock.t
     assistance = clean.columns["assistance"]
     start = _month_of(assistance["start_month"])
@@ -890,7 +962,7 @@ def _assistance_part(clean: CleanTables, rows: _Rows, clock: Clock) -> Columns:
     return out
 
 
-def _monitoring_part(clean: CleanTables, rows: _Rows, clock: Clock) -> Columns:
+def _monitoring_part(clean: CleanTables, rows: RowOwners, clock: Clock) -> Columns:
     n, t = clock.households, clock.t
     monitoring = clean.columns["monitoring"]
     identified = _month_of(monitoring["identified_month"])

@@ -414,3 +414,83 @@ def test_number_spellings_and_bounds_read_as_the_loader_reads_them(
             continue
         cells[table][column][0] = text
         _check(_tables(cells), policy, as_of)
+
+
+# A space, tab, line break or ideographic space at an edge of a cell of each kind: text kinds are
+# checked for padding, the others are read only when they match their spelling.
+_PADDINGS = (" {}", "{} ", "{}\n", "\t{}", "{}\u3000")
+
+
+@pytest.mark.parametrize(
+    "table,column",
+    [
+        ("households", "household_id"),
+        ("households", "county_code"),
+        ("households", "registered_poor"),
+        ("members", "member_id"),
+        ("members", "sex"),
+        ("members", "birth_year"),
+        ("income", "month"),
+        ("income", "source"),
+        ("income", "amount"),
+        ("employment", "month"),
+        ("expenses", "date"),
+        ("loans", "loan_id"),
+    ],
+)
+def test_padded_cells_of_every_kind_read_as_the_loader_reads_them(
+    county: Path, household_ids: list[str], table: str, column: str
+) -> None:
+    as_of = month_start(month_index(read_policy(county / "policy.json").data_end) - 1)
+    tables, policy = _round(county, household_ids[:8], as_of)
+    for padding in _PADDINGS:
+        cells = _cells(tables)
+        present = [i for i, v in enumerate(cells[table][column]) if v is not None]
+        if not present:
+            continue
+        cells[table][column][present[0]] = padding.format(cells[table][column][present[0]])
+        assert read_clean_tables(_tables(cells), policy) is None
+        _check(_tables(cells), policy, as_of)
+
+
+def test_a_key_repeated_in_another_month_spelling_is_a_duplicate(
+    county: Path, household_ids: list[str]
+) -> None:
+    as_of = month_start(month_index(read_policy(county / "policy.json").data_end) - 1)
+    tables, policy = _round(county, household_ids[:5], as_of)
+    for table in ("income", "employment", "loan_status"):
+        cells = _cells(tables)
+        rows = cells[table]
+        if not rows["month"]:
+            continue
+        for values in rows.values():
+            values.append(values[0])
+        month = rows["month"][0]
+        assert month is not None
+        rows["month"][-1] = month[:7] if len(month) == 10 else f"{month}-01"  # the same month
+        assert read_clean_tables(_tables(cells), policy) is None, table
+        _check(_tables(cells), policy, as_of)
+
+
+def test_every_row_belongs_to_the_household_its_ids_name(county: Path, household_ids: list[str]) -> None:
+    as_of = month_start(month_index(read_policy(county / "policy.json").data_end) - 1)
+    tables, policy = _round(county, household_ids[20:31], as_of)
+    clean = read_clean_tables(tables, policy)
+    assert clean is not None
+    owners, columns = clean.owners, clean.columns
+    ids = owners.household_ids.tolist()
+    assert ids == sorted(set(columns["households"]["household_id"].tolist()))
+    of_member = dict(zip(columns["members"]["member_id"], columns["members"]["household_id"], strict=True))
+    of_loan = dict(zip(columns["loans"]["loan_id"], columns["loans"]["household_id"], strict=True))
+    for table in TABLES:
+        rows = columns[table.name]
+        if "household_id" in rows:
+            named = rows["household_id"].tolist()
+        elif table.name == "employment":
+            named = [of_member[m] for m in rows["member_id"]]
+        else:
+            named = [of_loan[loan] for loan in rows["loan_id"]]
+        assert [ids[i] for i in owners.household_of(table.name)] == named, table.name
+    member_ids, loan_ids = columns["members"]["member_id"], columns["loans"]["loan_id"]
+    assert member_ids[owners.employment_members].tolist() == columns["employment"]["member_id"].tolist()
+    assert loan_ids[owners.status_loans].tolist() == columns["loan_status"]["loan_id"].tolist()
