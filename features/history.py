@@ -706,9 +706,10 @@ def _projected_rule_features(
     wage_now = np.where(wages["_wage_workers_now"] > 0, pay_per_month * wages["_wage_workers_now"], 0.0)
     at_current_work = recent - history.window(0, 3).mean(wages["_wage_3m"]) + wage_now
     flat = np.repeat(recent[:, None], PROJECTION_MONTHS, axis=1)
-    out = _projection(history, rules, params, flat, detailed=True)
+    ahead = _WindowAhead.of(history, rules)
+    out = _projection(ahead, rules, params, flat, detailed=True)
     at_work = _projection(
-        history, rules, params, np.repeat(at_current_work[:, None], PROJECTION_MONTHS, axis=1), detailed=False
+        ahead, rules, params, np.repeat(at_current_work[:, None], PROJECTION_MONTHS, axis=1), detailed=False
     )
     out["work_projected_rule_margin_min_6m"] = at_work["projected_rule_margin_min_6m"]
     out["work_projected_rule_months_6m"] = at_work["projected_rule_months_6m"]
@@ -718,58 +719,85 @@ def _projected_rule_features(
     known = history.reported[:, WINDOW_MONTHS - PROJECTION_MONTHS : WINDOW_MONTHS][:, ::-1]
     seasonal = np.where(known & np.isfinite(growth)[:, None], last_year * growth[:, None], flat)
     out["seasonal_projected_rule_margin_min_6m"] = _projection(
-        history, rules, params, seasonal, detailed=False
+        ahead, rules, params, seasonal, detailed=False
     )["projected_rule_margin_min_6m"]
     return out
 
 
+@dataclass(frozen=True, eq=False)
+class _WindowAhead:
+    """What the records up to t hold of the rules' 12-month window at t+h, a row per h = 1 .. 6.
+
+    The same for every run rate: each projection reads these sums instead of summing them again.
+    """
+
+    reported: np.ndarray
+    """Reported months of t-11+h .. t."""
+    income: np.ndarray
+    rigid: np.ndarray
+    previous: np.ndarray
+    """I(t+h-12), last year's income as the rules will see it."""
+    rigid_run_rate: np.ndarray
+    """Rigid expenditure per month over the last 3 months (one value per household)."""
+
+    @classmethod
+    def of(cls, history: _IncomeHistory, rules: Columns) -> _WindowAhead:
+        known = [WINDOW_MONTHS - h for h in range(1, PROJECTION_MONTHS + 1)]
+        return cls(
+            reported=np.stack([history.reported[:, :k].sum(axis=1) for k in known]),
+            income=np.stack([history.total(0, k) for k in known]),
+            rigid=np.stack([history.rigid[:, :k].sum(axis=1) for k in known]),
+            previous=np.stack([rules[f"I_prev_in_{h}m"] for h in range(1, PROJECTION_MONTHS + 1)]),
+            rigid_run_rate=history.rigid[:, :3].sum(axis=1) / 3.0,
+        )
+
+
 def _projection(
-    history: _IncomeHistory, rules: Columns, params: RuleParameters, future: np.ndarray, detailed: bool
+    ahead: _WindowAhead, rules: Columns, params: RuleParameters, future: np.ndarray, detailed: bool
 ) -> Columns:
     """See :func:`_projected_rule_features`: ``future`` holds the income of months t+1 .. t+6 (a column
-    each); ``detailed`` adds the per-rule distances."""
-    future_sum = np.cumsum(future, axis=1)
+    each); ``detailed`` adds the per-rule distances.
+
+    Every quantity is a (month ahead, household) array: each cell is computed as it would be month
+    by month, and the minimum over the months is taken in month order.
+    """
+    h = np.arange(1, PROJECTION_MONTHS + 1)[:, None]
+    future_sum = np.cumsum(future, axis=1).T
     n, line = rules["n"], rules["L"]
-    rigid_run_rate = history.rigid[:, :3].sum(axis=1) / 3.0
-    income_margin, rule_margin, to_previous, fires = [], [], [], np.zeros(len(n))
-    with_new_bills, bill_to_trigger, loss_to_trigger = [], [], []
-    for h in range(1, PROJECTION_MONTHS + 1):
-        known = WINDOW_MONTHS - h
-        reported = history.reported[:, :known].sum(axis=1) + h
-        income = (history.total(0, known) + future_sum[:, h - 1]) * WINDOW_MONTHS / reported
-        income[reported < params.min_reported_months] = np.nan
-        expense = history.rigid[:, :known].sum(axis=1)
-        previous = rules[f"I_prev_in_{h}m"]
-        per_capita = income / n / line
-        after_expense = (income - expense) / n / line
-        with np.errstate(invalid="ignore"):
-            r1 = per_capita < 1
-            r2 = (expense > params.rigid_expense_ratio * previous) & (after_expense < 1)
-            r3 = (income < (1 - params.income_drop_share) * previous) & (per_capita < params.income_drop_band)
-        fires += r1 | r2 | r3
-        rule_margin.append(np.fmin(per_capita, after_expense))
-        if not detailed:
-            continue
-        income_margin.append(per_capita)
-        with_new_bills.append((income - expense - h * rigid_run_rate) / n / line)
-        # R2 fires once rigid expenditure passes both last year's income and what income can spare
-        # above the line; new bills of this many yuan would do it.
-        bill_to_trigger.append(np.maximum(params.rigid_expense_ratio * previous, income - n * line) - expense)
-        # R1 fires below the line; R3 below both the halved prior income and the band.
-        drop_floor = np.minimum((1 - params.income_drop_share) * previous, params.income_drop_band * n * line)
-        floor = np.fmax(n * line, drop_floor)  # fmax: with I_prev unknown only R1 can fire
-        loss_to_trigger.append(1.0 - _ratio(floor, income))
-        to_previous.append(_ratio(income, previous))
+    reported = ahead.reported + h
+    income = (ahead.income + future_sum) * WINDOW_MONTHS / reported
+    income[reported < params.min_reported_months] = np.nan
+    expense, previous = ahead.rigid, ahead.previous
+    per_capita = income / n / line
+    after_expense = (income - expense) / n / line
+    with np.errstate(invalid="ignore"):
+        r1 = per_capita < 1
+        r2 = (expense > params.rigid_expense_ratio * previous) & (after_expense < 1)
+        r3 = (income < (1 - params.income_drop_share) * previous) & (per_capita < params.income_drop_band)
+    fires = (r1 | r2 | r3).sum(axis=0).astype(np.float64)
     # fmin ignores NaN: the lowest margin among the months where it is defined
-    out = {"projected_rule_margin_min_6m": np.fmin.reduce(rule_margin), "projected_rule_months_6m": fires}
-    if detailed:
-        out |= {
-            "projected_income_line_ratio_min_6m": np.fmin.reduce(income_margin),
-            "projected_income_to_prev_min_6m": np.fmin.reduce(to_previous),
-            "projected_rigid_margin_run_rate_min_6m": np.fmin.reduce(with_new_bills),
-            "rigid_bill_to_trigger_6m": np.fmin.reduce(bill_to_trigger),
-            "income_loss_to_trigger_6m": np.fmin.reduce(loss_to_trigger),
-        }
+    out = {
+        "projected_rule_margin_min_6m": np.fmin.reduce(np.fmin(per_capita, after_expense)),
+        "projected_rule_months_6m": fires,
+    }
+    if not detailed:
+        return out
+    # Each (month ahead, household) array is reduced as soon as it is made: a million households
+    # hold six columns of each.
+    out["projected_income_line_ratio_min_6m"] = np.fmin.reduce(per_capita)
+    out["projected_income_to_prev_min_6m"] = np.fmin.reduce(_ratio(income, previous))
+    out["projected_rigid_margin_run_rate_min_6m"] = np.fmin.reduce(
+        (income - expense - h * ahead.rigid_run_rate) / n / line
+    )
+    # R2 fires once rigid expenditure passes both last year's income and what income can spare
+    # above the line; new bills of this many yuan would do it.
+    out["rigid_bill_to_trigger_6m"] = np.fmin.reduce(
+        np.maximum(params.rigid_expense_ratio * previous, income - n * line) - expense
+    )
+    # R1 fires below the line; R3 below both the halved prior income and the band.
+    drop_floor = np.minimum((1 - params.income_drop_share) * previous, params.income_drop_band * n * line)
+    floor = np.fmax(n * line, drop_floor)  # fmax: with I_prev unknown only R1 can fire
+    out["income_loss_to_trigger_6m"] = np.fmin.reduce(1.0 - _ratio(floor, income))
     return out
 
 
