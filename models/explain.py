@@ -154,7 +154,11 @@ def shap_contributions(
     model: RiskModel, X: pd.DataFrame, tables: TreeShapTables | None = None
 ) -> Contributions:
     """TreeSHAP of every row of ``X`` (log-odds): by ``tables`` when given, else by LightGBM."""
-    matrix = model.feature_matrix(X)
+    return _contributions(model, model.feature_matrix(X), tables)
+
+
+def _contributions(model: RiskModel, matrix: np.ndarray, tables: TreeShapTables | None) -> Contributions:
+    """:func:`shap_contributions` of the model's feature matrix of the rows."""
     width = len(model.feature_names_)
     if matrix.shape[0] == 0:
         return Contributions(model.feature_names_, np.zeros((0, width)), np.zeros(0))
@@ -225,9 +229,13 @@ def explain_reasons(
         raise ValueError("top must be at least 1")
     if tables is None:
         tables = contribution_tables(model)
-    contributions = shap_contributions(model, X, tables)
+    # One conversion of X's features serves the contributions and the evidence the reasons quote.
+    matrix = model.feature_matrix(X)
+    contributions = _contributions(model, matrix, tables)
     families = tuple(driver_family(f) for f in contributions.feature_names)
-    return choose_reasons(contributions.values, contributions.feature_names, families, X, top)
+    return choose_reasons(
+        contributions.values, contributions.feature_names, families, X, top, feature_values=matrix
+    )
 
 
 def explain_households(

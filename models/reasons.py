@@ -1473,24 +1473,35 @@ TEMPLATES_BY_CODE: dict[str, ReasonTemplate] = {t.code: t for t in (*TEMPLATES, 
 # -- choosing ---------------------------------------------------------------------------------------
 
 
-def _evidence_values(frame: pd.DataFrame, names: set[str]) -> dict[str, np.ndarray]:
-    """Every name as a float array over the frame's rows; NaN where the column is absent or not numeric."""
+def _evidence_values(
+    frame: pd.DataFrame, names: set[str], given: Mapping[str, np.ndarray] | None = None
+) -> dict[str, np.ndarray]:
+    """Every name as a float array over the frame's rows; NaN where the column is absent or not numeric.
+
+    ``given``: float64 values of some of the frame's numeric columns, already converted by the caller
+    (the model's feature matrix); only the other names are converted here.
+    """
     # One look at the dtypes and one conversion, not a column object per name: for the few rows
     # of an API round, pandas' per-column overhead would cost more than the reasons themselves.
     if not frame.columns.is_unique:
         raise ValueError("feature columns must have unique names")
+    given = {} if given is None else given
     dtypes = dict(zip(frame.columns.tolist(), frame.dtypes.tolist(), strict=True))
     # Judged once per distinct dtype (a feature table has one or two), not once per name.
     number_kinds = {
         dtype: pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_bool_dtype(dtype)
         for dtype in set(dtypes.values())
     }
-    numeric = sorted(name for name in names if name in dtypes and number_kinds[dtypes[name]])
-    # By position: a list of labels makes pandas build and search an index of them.
-    position = {name: j for j, name in enumerate(dtypes)}
-    chosen = frame.iloc[:, np.asarray([position[name] for name in numeric], dtype=np.intp)]
-    matrix = chosen.to_numpy(dtype=np.float64, na_value=np.nan)
-    values = {name: matrix[:, j] for j, name in enumerate(numeric)}
+    numeric = sorted(
+        name for name in names if name not in given and name in dtypes and number_kinds[dtypes[name]]
+    )
+    values = {name: given[name] for name in names if name in given}
+    if numeric:
+        # By position: a list of labels makes pandas build and search an index of them.
+        position = {name: j for j, name in enumerate(dtypes)}
+        chosen = frame.iloc[:, np.asarray([position[name] for name in numeric], dtype=np.intp)]
+        matrix = chosen.to_numpy(dtype=np.float64, na_value=np.nan)
+        values.update((name, matrix[:, j]) for j, name in enumerate(numeric))
     missing = np.full(len(frame), np.nan)
     missing.flags.writeable = False
     return {name: values.get(name, missing) for name in names}
@@ -1523,13 +1534,18 @@ def choose_reasons(
     features: pd.DataFrame,
     top: int = 3,
     templates: Sequence[ReasonTemplate] = TEMPLATES,
+    *,
+    feature_values: np.ndarray | None = None,
 ) -> list[list[Reason]]:
     """Up to ``top`` reasons per row (see the module docstring for the rules).
 
     ``contributions`` has one row per row of ``features`` and one column per
     entry of ``feature_names`` (log-odds), ``families`` gives each feature's
     driver family, and ``features`` holds the households' feature values the
-    guards test and the sentences quote.
+    guards test and the sentences quote. ``feature_values``, when given, is
+    ``features``' columns of ``feature_names`` as float64 (the matrix the
+    contributions were computed from): the values are read from it, not
+    converted from ``features`` once more.
     """
     rows = contributions.shape[0]
     if rows != len(features):
@@ -1537,14 +1553,21 @@ def choose_reasons(
     if contributions.shape[1] != len(feature_names) or len(families) != len(feature_names):
         raise ValueError("contributions, feature_names and families must describe the same features")
     column_of = {name: j for j, name in enumerate(feature_names)}
-    family_names = list(dict.fromkeys(families))
-    family_support = _sums_in_order(
-        contributions, [[j for j, f in enumerate(families) if f == family] for family in family_names]
-    )
+    # Each family's columns in feature order, families in order of first appearance: one pass.
+    family_columns: dict[str, list[int]] = {}
+    for j, family in enumerate(families):
+        family_columns.setdefault(family, []).append(j)
+    family_names = list(family_columns)
+    family_support = _sums_in_order(contributions, list(family_columns.values()))
 
     usable = [t for t in templates if t.family in family_names]
     needed = {name for t in (*usable, NO_SINGLE_DRIVER) for name in (*t.drivers, *t.evidence)}
-    values = _evidence_values(features, needed)
+    given = None
+    if feature_values is not None:
+        if feature_values.shape != (rows, len(feature_names)):
+            raise ValueError("feature_values must have one row per row and one column per feature name")
+        given = {name: feature_values[:, j] for name, j in column_of.items() if name in needed}
+    values = _evidence_values(features, needed, given)
     support = _sums_in_order(
         contributions, [[column_of[d] for d in t.drivers if d in column_of] for t in usable]
     )

@@ -22,8 +22,10 @@ from relapse_risk.features.history import build_features
 from relapse_risk.features.policy import Policy
 from relapse_risk.models.explain import (
     DRIVER_FAMILIES,
+    contribution_tables,
     driver_family,
     explain,
+    explain_reasons,
     family_contributions,
     global_importance,
     shap_contributions,
@@ -364,6 +366,23 @@ def test_reasons_equal_the_plain_one_column_at_a_time_rule(seed):
         assert [[(r.code, r.contribution) for r in row] for row in got32] == _reasons_one_at_a_time(
             single, frame, top
         )
+
+
+def test_reasons_read_from_the_model_matrix_equal_those_read_from_the_frame(model, held_out):
+    # explain_reasons hands choose_reasons the matrix the contributions came from: the evidence read
+    # from it must be the frame's, down to the sentences, with extra frame columns still quoted.
+    frame = held_out.head(60).assign(
+        migrants_now=lambda f: f["migrants_now"].astype(np.float32), not_a_model_column=1.5
+    )
+    contributions = shap_contributions(model, frame, contribution_tables(model)).values
+    matrix = model.feature_matrix(frame)
+    for top in (1, 3):
+        assert choose_reasons(
+            contributions, FEATURE_NAMES, FAMILIES, frame, top=top, feature_values=matrix
+        ) == choose_reasons(contributions, FEATURE_NAMES, FAMILIES, frame, top=top)
+    assert explain_reasons(model, frame) == choose_reasons(contributions, FEATURE_NAMES, FAMILIES, frame)
+    with pytest.raises(ValueError, match="feature_values"):
+        choose_reasons(contributions, FEATURE_NAMES, FAMILIES, frame, feature_values=matrix[:1])
 
 
 def test_features_of_no_template_family_still_get_the_general_reason():
