@@ -355,8 +355,10 @@ def roster_scores(
     started = time.perf_counter() if started is None else started
     built_features = seconds.pop("features", 0.0)
     total = len(roster)
-    household_ids = roster["household_id"]
-    status, reject_reason = household_status(household_ids, facts, rejected)
+    ids = roster["household_id"].to_numpy()
+    # Facts cover the households table; the roster adds households whose row was rejected.
+    fact_row = _positions(facts["household_id"].to_numpy(), ids)
+    status, reject_reason = _household_status(ids, facts, fact_row, rejected)
     report("rules", total, total)
     seconds["rules"] = time.perf_counter() - started - built_features
 
@@ -364,7 +366,6 @@ def roster_scores(
     report("features", 0, total)
     if "household_id" not in features.columns:
         features = features.reset_index()
-    ids = household_ids.to_numpy()
     scored_mask = status == "scored"
     scored_features = _rows_for(features, ids[scored_mask], "build_features")
     report("features", total, total)
@@ -374,7 +375,7 @@ def roster_scores(
     report("score", 0, len(scored_features))
     raw = np.empty(len(scored_features), dtype=np.float64)
     for begin in range(0, len(scored_features), PREDICT_CHUNK_ROWS):
-        chunk = scored_features.iloc[begin : begin + PREDICT_CHUNK_ROWS]
+        chunk = _rows_from(scored_features, begin, PREDICT_CHUNK_ROWS)
         raw[begin : begin + len(chunk)] = model.raw_score(chunk)
         report("score", begin + len(chunk), len(scored_features))
     probability = model.calibrate(raw) if len(raw) else np.zeros(0)
@@ -408,8 +409,6 @@ def roster_scores(
     chosen = _explain_in_chunks(explain_reasons, model, explained_features, report, threads=explain_threads)
     seconds["explain"] = time.perf_counter() - started
 
-    # Facts cover the households table; the roster adds households whose row was rejected.
-    fact_row = _positions(facts["household_id"].to_numpy(), ids)
     known = fact_row >= 0
     margin = np.full(n, np.nan)
     margin[known] = facts["margin"].to_numpy(dtype=np.float64, na_value=np.nan)[fact_row[known]]
@@ -616,12 +615,18 @@ def household_status(
     """
     ids = household_ids.to_numpy()
     # Positions instead of a reindexed copy of the facts: the API calls this for every round of one household.
-    fact_row = _positions(facts["household_id"].to_numpy(), ids)
+    return _household_status(ids, facts, _positions(facts["household_id"].to_numpy(), ids), rejected)
+
+
+def _household_status(
+    ids: np.ndarray, facts: pd.DataFrame, fact_row: np.ndarray, rejected: Mapping[str, str]
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`household_status` once the facts row of each household (-1: none) is known."""
     known = fact_row >= 0
     under_monitoring = np.zeros(len(ids), dtype=bool)
-    under_monitoring[known] = facts["under_monitoring"].eq(True).to_numpy(dtype=bool)[fact_row[known]]
+    under_monitoring[known] = _is_true(facts["under_monitoring"])[fact_row[known]]
     triggered_now = np.zeros(len(ids), dtype=bool)
-    triggered_now[known] = facts["triggered_now"].eq(True).to_numpy(dtype=bool)[fact_row[known]]
+    triggered_now[known] = _is_true(facts["triggered_now"])[fact_row[known]]
     reason = np.array([rejected.get(h) for h in ids.tolist()], dtype=object)
     is_rejected = pd.notna(reason)
     status = np.select(
@@ -630,12 +635,22 @@ def household_status(
         default="scored",
     ).astype(object)
     has_facts = known.copy()
-    has_facts[known] = facts["under_monitoring"].notna().to_numpy(dtype=bool)[fact_row[known]]
+    monitored = facts["under_monitoring"]
+    # A numpy boolean column (rule_facts_at's) has no missing value: no pandas pass to find none.
+    if monitored.dtype != np.bool_:
+        has_facts[known] = monitored.notna().to_numpy(dtype=bool)[fact_row[known]]
     missing_facts = ~has_facts & ~is_rejected
     if missing_facts.any():
         first = ids[missing_facts][0]
         raise ValueError(f"household {first!r} has no rule facts although it was not rejected")
     return status, np.where(is_rejected, reason, None)
+
+
+def _is_true(column: pd.Series) -> np.ndarray:
+    """``column.eq(True)`` as a numpy array; a numpy boolean column (rule_facts_at's) as it is."""
+    if column.dtype == np.bool_:
+        return column.to_numpy()
+    return column.eq(True).to_numpy(dtype=bool)
 
 
 def risk_bands(risk_score: np.ndarray, cutoffs: RiskBandCutoffs = RISK_BAND_CUTOFFS) -> np.ndarray:
@@ -732,10 +747,17 @@ def _explain_in_chunks(
         return [reasons for part in parts for reasons in part]
     chosen: list[list[Reason]] = []
     for begin in range(0, total, EXPLAIN_CHUNK_ROWS):
-        chunk = features.iloc[begin : begin + EXPLAIN_CHUNK_ROWS]
+        chunk = _rows_from(features, begin, EXPLAIN_CHUNK_ROWS)
         chosen += explain_reasons(model, chunk, top=len(REASON_SLOTS), tables=tables)
         report("explain", begin + len(chunk), total)
     return chosen
+
+
+def _rows_from(frame: pd.DataFrame, begin: int, rows: int) -> pd.DataFrame:
+    """``frame.iloc[begin : begin + rows]``; the frame itself when that is all of it (an API round)."""
+    if begin == 0 and len(frame) <= rows:
+        return frame
+    return frame.iloc[begin : begin + rows]
 
 
 def _nullable_ints(ranks: np.ndarray) -> pd.arrays.IntegerArray:

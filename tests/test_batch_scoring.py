@@ -137,6 +137,27 @@ def test_status_precedence_is_rejected_then_monitoring_then_triggered_then_score
     assert reason.tolist() == [rejected["h1"], None, None, None, rejected["h5"]]
 
 
+def test_status_is_the_same_from_numpy_nullable_and_object_facts():
+    # rule_facts_at gives numpy booleans, read as they are; other columns go through eq(True), and a
+    # missing fact in an object column still stops a household that was not rejected.
+    ids = pd.Series(["h1", "h2", "h3", "h4"])
+    monitoring, triggered = [False, True, False, False], [True, True, False, False]
+    numpy_facts = pd.DataFrame(
+        {"household_id": ["h4", "h3", "h2", "h1"], "under_monitoring": monitoring, "triggered_now": triggered}
+    )
+    rejected = {"h2": "income row 1, amount: not a number (type)"}
+    expected = household_status(ids, numpy_facts, rejected)
+    assert expected[0].tolist() == ["scored", "rejected", "under_monitoring", "triggered_now"]
+    for dtype in ("boolean", object):
+        facts = numpy_facts.astype({"under_monitoring": dtype, "triggered_now": dtype})
+        status, reason = household_status(ids, facts, rejected)
+        assert status.tolist() == expected[0].tolist() and reason.tolist() == expected[1].tolist()
+    facts = numpy_facts.astype({"under_monitoring": object})
+    facts.loc[0, "under_monitoring"] = None
+    with pytest.raises(ValueError, match="'h4' has no rule facts"):
+        household_status(ids, facts, rejected)
+
+
 def test_reject_reason_names_table_row_column_and_rule_and_counts_the_rest():
     rejects = [
         Reject("income", 12, "amount", "type", "not a number", household_id="h1", value="abc"),
