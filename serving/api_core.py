@@ -35,7 +35,7 @@ from .api_models import (
 from .api_scoring import RoundLoader, ServedModel, load_request_tables, score_households
 from .api_settings import ApiSettings
 from .config import resolve_tracking_uri
-from .request_log import RequestLog, request_log_records
+from .request_log import LOGGED_ANSWER_FIELDS, RequestLog, request_log_records
 from .scored_runs import RunCatalog, ScoredRun, household_row, reasons_of, visit_list
 from .village_context import VILLAGE_CONTEXT_FILE, VillageFigures, read_village_context
 
@@ -43,17 +43,6 @@ from .village_context import VILLAGE_CONTEXT_FILE, VillageFigures, read_village_
 # timings, tuning and per-month series are left out.
 TEST_METRIC_PREFIXES = ("model.", "rule_baseline.", "oracle.", "ratio.")
 FINGERPRINT_KEYS = ("data_fingerprint", "relapse.data_fingerprint")
-_LOGGED_ANSWER_FIELDS = (
-    "household_id",
-    "as_of",
-    "status",
-    "risk_score",
-    "risk_band",
-    "rule_margin",
-    "model_name",
-    "model_version",
-)
-"""The fields of a ``/score`` answer that the request log reads."""
 
 
 class ApiStartupError(RuntimeError):
@@ -129,11 +118,9 @@ class RiskApi:
             village_contexts=self.village_context,
             loader=self.loader,
         )
-        # Column by column from the answers' fields (what model_dump gives for these plain fields):
+        # Field by field from the answers (what model_dump gives for these plain fields), with no frame:
         # a frame from one dict per answer costs pandas a look at every key of every row.
-        answers = pd.DataFrame(
-            {name: [getattr(a, name) for a in batch.answers] for name in _LOGGED_ANSWER_FIELDS}
-        )
+        answers = {name: [getattr(a, name) for a in batch.answers] for name in LOGGED_ANSWER_FIELDS}
         records = request_log_records(
             answers, batch.features, self.served.model.feature_names_, time=self.clock()
         )

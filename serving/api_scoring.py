@@ -43,7 +43,7 @@ import os
 from bisect import bisect_right
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from itertools import accumulate
+from itertools import accumulate, repeat
 from operator import itemgetter
 from typing import overload
 
@@ -163,38 +163,39 @@ def household_id_of(item: HouseholdInput) -> str | None:
 
 def ownership_problems(item: HouseholdInput, household_id: str) -> list[ContractProblem]:
     """Rows that name another household, or a member or loan this household does not have."""
-    tables = item.tables.table_rows()
-    members = {t for r in tables["members"] if (t := _key(r, "member_id")) is not None}
-    loans = {t for r in tables["loans"] if (t := _key(r, "loan_id")) is not None}
+    tables = item.tables
+    members = {t for r in tables.members if (t := _key(r, "member_id")) is not None}
+    loans = {t for r in tables.loans if (t := _key(r, "loan_id")) is not None}
     problems: list[ContractProblem] = []
     # Members and loans hold stripped ids and household_id is one: a cell equal to one is its own key.
     ours = {"household_id": {None, household_id}, "member_id": {None, *members}, "loan_id": {None, *loans}}
-    for table in TABLES:
-        names_household = "household_id" in table.column_names
-        references = _REFERENCES[table.name]
-        if all(ours[c].issuperset(_cells(tables[table.name], c)) for c in references):
+    for name, references in _REFERENCES.items():  # the contract's table order
+        rows = getattr(tables, name)
+        # The cells straight into the set test (a missing column reads None, as _cells gives it): no list.
+        if all(ours[c].issuperset(map(dict.get, rows, repeat(c))) for c in references):
             continue  # nearly every table of every household: no row to read one by one
-        for number, row in enumerate(tables[table.name], start=1):
+        names_household = "household_id" in references
+        for number, row in enumerate(rows, start=1):
             if names_household:
                 named = _key(row, "household_id")
                 if named is not None and named != household_id:
                     problems.append(
                         ContractProblem(
-                            table=table.name,
+                            table=name,
                             row=number,
                             column="household_id",
                             rule="other_household",
                             reason=f"names household {named!r}, not {household_id!r} of this entry",
                         )
                     )
-            if table.name in _MEMBER_REFERENCES:
+            if name in _MEMBER_REFERENCES:
                 member = _key(row, "member_id")
                 if member is not None and member not in members:
-                    problems.append(_not_ours(table.name, number, "member_id", member, "member"))
-            if table.name in _LOAN_REFERENCES:
+                    problems.append(_not_ours(name, number, "member_id", member, "member"))
+            if name in _LOAN_REFERENCES:
                 loan = _key(row, "loan_id")
                 if loan is not None and loan not in loans:
-                    problems.append(_not_ours(table.name, number, "loan_id", loan, "loan"))
+                    problems.append(_not_ours(name, number, "loan_id", loan, "loan"))
     return problems
 
 
@@ -318,6 +319,13 @@ alike); booleans and anything else go through :func:`cell_text`."""
 
 def _text_column(values: Sequence[JsonScalar]) -> pa.Array:
     """One column of cells as text (:func:`cell_text`), strings and nulls passed as they are."""
+    if values and type(values[0]) is str:
+        # Most columns hold only strings (and nulls): pyarrow checks each cell's type as it copies it and
+        # refuses any other JSON scalar, which saves a pass over the cells to collect their types.
+        try:
+            return pa.array(values, type=pa.string())
+        except pa.ArrowTypeError:
+            pass
     kinds = set(map(type, values))
     if kinds <= _AS_THEY_ARE:
         return pa.array(values, type=pa.string())

@@ -28,7 +28,7 @@ import json
 import math
 import os
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -50,8 +50,21 @@ def _text_or_none(value: object) -> str | None:
     return str(value)
 
 
+LOGGED_ANSWER_FIELDS = (
+    "household_id",
+    "model_name",
+    "model_version",
+    "as_of",
+    "status",
+    "risk_score",
+    "risk_band",
+    "rule_margin",
+)
+"""The fields of an answer that the request log reads."""
+
+
 def request_log_records(
-    answers: pd.DataFrame,
+    answers: Mapping[str, Sequence[object]],
     features: pd.DataFrame | None,
     feature_names: Iterable[str],
     *,
@@ -59,12 +72,12 @@ def request_log_records(
 ) -> list[dict[str, object]]:
     """Log records for scored answers.
 
-    ``answers`` has one row per household answer with the columns
-    ``household_id``, ``as_of``, ``status``, ``risk_score``, ``risk_band``,
-    ``rule_margin``, ``model_name`` and ``model_version`` (extra columns are
-    ignored, never logged). ``features`` is indexed by ``household_id`` and
-    holds the model's feature columns; households missing from it get
-    ``features: null``.
+    ``answers`` holds one list per field of :data:`LOGGED_ANSWER_FIELDS`, an
+    entry per household answer (other fields are ignored, never logged): the
+    API takes them straight from its response models, with no frame built only
+    to be read back. NaN and None are both logged as null. ``features`` is
+    indexed by ``household_id`` and holds the model's feature columns;
+    households missing from it get ``features: null``.
     """
     names = list(feature_names)
     stamp = time.astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
@@ -79,36 +92,21 @@ def request_log_records(
         cells[~np.isfinite(values)] = None
         for household_id, row in zip(features.index.astype(str), cells.tolist(), strict=True):
             feature_rows[household_id] = dict(zip(present, row, strict=True))
-    if len(answers) == 0:
-        return []  # an empty frame may have no columns at all
-    columns = {
-        c: answers[c].tolist()
-        for c in (
-            "household_id",
-            "model_name",
-            "model_version",
-            "as_of",
-            "status",
-            "risk_score",
-            "risk_band",
-            "rule_margin",
-        )
-    }
     records: list[dict[str, object]] = []
-    for i in range(len(answers)):
-        household_id = _text_or_none(columns["household_id"][i])
+    for i in range(len(answers["household_id"])):
+        household_id = _text_or_none(answers["household_id"][i])
         records.append(
             {
                 "v": REQUEST_LOG_VERSION,
                 "time": stamp,
-                "model_name": _text_or_none(columns["model_name"][i]),
-                "model_version": _text_or_none(columns["model_version"][i]),
-                "as_of": _text_or_none(columns["as_of"][i]),
+                "model_name": _text_or_none(answers["model_name"][i]),
+                "model_version": _text_or_none(answers["model_version"][i]),
+                "as_of": _text_or_none(answers["as_of"][i]),
                 "household_id": household_id,
-                "status": _text_or_none(columns["status"][i]),
-                "risk_score": _number_or_none(columns["risk_score"][i]),
-                "risk_band": _text_or_none(columns["risk_band"][i]),
-                "rule_margin": _number_or_none(columns["rule_margin"][i]),
+                "status": _text_or_none(answers["status"][i]),
+                "risk_score": _number_or_none(answers["risk_score"][i]),
+                "risk_band": _text_or_none(answers["risk_band"][i]),
+                "rule_margin": _number_or_none(answers["rule_margin"][i]),
                 "features": feature_rows.get(household_id) if household_id is not None else None,
             }
         )

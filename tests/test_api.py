@@ -30,6 +30,7 @@ from typing import Any
 import httpx
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -45,6 +46,7 @@ from relapse_risk.serving.api_models import HouseholdInput, HouseholdTables, Sco
 from relapse_risk.serving.api_payloads import score_entries
 from relapse_risk.serving.api_scoring import (
     ServedModel,
+    _text_column,
     cell_text,
     loading_rounds,
     ownership_problems,
@@ -61,7 +63,12 @@ from relapse_risk.serving.auth import (
 from relapse_risk.serving.batch import resolve_model, score_folder
 from relapse_risk.serving.http_middleware import api_openapi_document
 from relapse_risk.serving.launch import ServeOptions, server_environment
-from relapse_risk.serving.request_log import RequestLog, read_request_log, request_log_records
+from relapse_risk.serving.request_log import (
+    LOGGED_ANSWER_FIELDS,
+    RequestLog,
+    read_request_log,
+    request_log_records,
+)
 from relapse_risk.serving.scored_runs import RunCatalog, household_row, reasons_of, visit_list
 from relapse_risk.serving.village_context import (
     VillageFigures,
@@ -372,6 +379,26 @@ def test_json_values_become_the_text_a_csv_export_would_hold() -> None:
     ]
 
 
+def test_a_round_column_holds_each_cell_as_its_csv_text_whatever_the_mix_of_json_types() -> None:
+    # Columns of strings take pyarrow's checked copy; any other JSON scalar among them, first or
+    # later, sends the column through cell_text.
+    columns = [
+        ["a", None, "b"],
+        [None, "a"],
+        ["a", 1],
+        ["a", None, True],
+        ["a", 2.5, float("inf")],
+        [1, 2],
+        [2.5, None],
+        [True, "x"],
+        [None, None],
+        [],
+    ]
+    for values in columns:
+        assert _text_column(values).to_pylist() == [cell_text(v) for v in values], values
+        assert _text_column(values).type == pa.string()
+
+
 def test_rows_naming_another_household_member_or_loan_are_problems_of_this_entry() -> None:
     tables = household_tables("h1")
     tables["income"][4]["household_id"] = "h2"
@@ -499,19 +526,18 @@ def test_runs_are_read_latest_month_first_and_never_from_a_later_month(tmp_path:
 
 def test_request_log_records_of_no_answer_and_of_infinite_figures() -> None:
     when = dt.datetime(2026, 11, 23, tzinfo=dt.UTC)
-    assert request_log_records(pd.DataFrame(), None, ["rule_margin"], time=when) == []
-    answers = pd.DataFrame(
-        {
-            "household_id": ["h1"],
-            "as_of": ["2024-06"],
-            "status": ["scored"],
-            "risk_score": [0.5],
-            "risk_band": ["high"],
-            "rule_margin": [np.inf],
-            "model_name": ["relapse-risk"],
-            "model_version": ["3"],
-        }
-    )
+    nothing = {name: [] for name in LOGGED_ANSWER_FIELDS}
+    assert request_log_records(nothing, None, ["rule_margin"], time=when) == []
+    answers = {
+        "household_id": ["h1"],
+        "as_of": ["2024-06"],
+        "status": ["scored"],
+        "risk_score": [0.5],
+        "risk_band": ["high"],
+        "rule_margin": [np.inf],
+        "model_name": ["relapse-risk"],
+        "model_version": ["3"],
+    }
     features = pd.DataFrame(
         {
             "other": ["text"],
@@ -528,20 +554,40 @@ def test_request_log_records_of_no_answer_and_of_infinite_figures() -> None:
     assert all(type(v) is float for v in record["features"].values() if v is not None)
 
 
-def test_the_request_log_holds_features_score_model_and_time_and_no_other_identifier(tmp_path: Path) -> None:
-    answers = pd.DataFrame(
-        {
-            "household_id": ["h1", "h2"],
-            "as_of": ["2024-06", "2024-06"],
-            "status": ["scored", "rejected"],
-            "risk_score": [0.12, None],
-            "risk_band": ["medium", None],
-            "rule_margin": [1.5, None],
-            "model_name": ["relapse-risk"] * 2,
-            "model_version": ["3"] * 2,
-            "village_code": ["530101001001"] * 2,
-        }
+def test_request_log_records_of_missing_answers_and_features_are_null() -> None:
+    when = dt.datetime(2026, 11, 23, 13, 44, 4, 123000, tzinfo=dt.UTC)
+    answers = {
+        "household_id": ["h1", "h2", None, "h3"],
+        "as_of": ["2024-06"] * 4,
+        "status": ["scored", "rejected", "rejected", "triggered_now"],
+        "risk_score": [0.12, None, np.nan, None],
+        "risk_band": ["medium", None, None, None],
+        "rule_margin": [1.5, None, None, -0.25],
+        "model_name": ["relapse-risk"] * 4,
+        "model_version": ["3"] * 4,
+    }
+    features = pd.DataFrame(
+        {"income_per_capita_12m": [9000.0, 4000.5], "rule_margin": [np.nan, -0.25]}, index=["h1", "h3"]
     )
+    records = request_log_records(answers, features, ["income_per_capita_12m", "rule_margin"], time=when)
+    assert [r["features"] is None for r in records] == [False, True, True, False]
+    assert [r["risk_score"] for r in records] == [0.12, None, None, None]
+    assert [r["household_id"] for r in records] == ["h1", "h2", None, "h3"]
+    assert records[3]["features"] == {"income_per_capita_12m": 4000.5, "rule_margin": -0.25}
+
+
+def test_the_request_log_holds_features_score_model_and_time_and_no_other_identifier(tmp_path: Path) -> None:
+    answers = {
+        "household_id": ["h1", "h2"],
+        "as_of": ["2024-06", "2024-06"],
+        "status": ["scored", "rejected"],
+        "risk_score": [0.12, None],
+        "risk_band": ["medium", None],
+        "rule_margin": [1.5, None],
+        "model_name": ["relapse-risk"] * 2,
+        "model_version": ["3"] * 2,
+        "village_code": ["530101001001"] * 2,
+    }
     features = pd.DataFrame({"income_per_capita_12m": [9000.0], "rule_margin": [np.nan]}, index=["h1"])
     log = RequestLog(tmp_path / "log" / "requests.jsonl")
     when = dt.datetime(2026, 11, 23, 13, 44, 4, 123000, tzinfo=dt.UTC)
