@@ -33,8 +33,9 @@ from .config import TRACKING_URI_VARIABLE
 SERVICE_IMPORT = "relapse_risk.serving.service:RelapseRiskApi"
 CONFIG_OVERRIDE_VARIABLE = "BENTOML_CONFIG_OPTIONS"
 TRACING_OFF_VARIABLE = "OTEL_SDK_DISABLED"
-TRACE_NO_URL_OPTION = "tracing.excluded_urls=."
-"""Regular expressions of URLs not to trace; ``.`` matches every URL."""
+TRACE_NO_URL_OPTION = f"services.{SERVICE_NAME}.tracing.excluded_urls=."
+"""Regular expressions of URLs not to trace; ``.`` matches every URL. Under the service's own key:
+BentoML 1.4 merges the served service's configuration over the root's ``tracing``."""
 
 
 class ServeSettingsError(ValueError):

@@ -291,10 +291,33 @@ def test_serve_options_become_the_servers_environment_without_keys_on_the_comman
     assert environment["RELAPSE_POLICY_FILE"] == str((tmp_path / "p.json").resolve())
     assert environment["RELAPSE_MODEL_URI"] == "models:/relapse-risk/3"
     assert environment["BENTOML_CONFIG_OPTIONS"] == (
-        "a=1 services.relapse_risk_api.workers=2 tracing.excluded_urls=."
+        "a=1 services.relapse_risk_api.workers=2 services.relapse_risk_api.tracing.excluded_urls=."
     )
     assert environment["RELAPSE_API_KEYS"] == KEY
     assert environment["OTEL_SDK_DISABLED"] == "true"
+
+
+_TRACED_URLS_PROBE = """
+from bentoml._internal.configuration.containers import BentoMLContainer
+from relapse_risk.serving.service import RelapseRiskApi
+RelapseRiskApi.inject_config()  # what each worker does before it builds its app
+print(BentoMLContainer.tracing_excluded_urls.get().url_disabled("http://127.0.0.1:3000/score"))
+"""
+
+
+@pytest.mark.parametrize("sdk_disabled", [None, "false"])
+def test_with_tracing_off_the_server_traces_no_url(sdk_disabled: str | None) -> None:
+    base = {} if sdk_disabled is None else {"OTEL_SDK_DISABLED": sdk_disabled}
+    options = server_environment(base, ServeOptions()).get("BENTOML_CONFIG_OPTIONS", "")
+    # BentoML's configuration is process-wide: read it in a process of its own.
+    probe = subprocess.run(
+        [sys.executable, "-c", _TRACED_URLS_PROBE],
+        env={**os.environ, "BENTOML_CONFIG_OPTIONS": options},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert probe.stdout.strip().splitlines()[-1] == ("True" if sdk_disabled is None else "False")
 
 
 def test_tracing_is_left_to_an_operator_who_turns_the_sdk_on() -> None:
