@@ -275,14 +275,18 @@ def reasons_frame(
         for i in range(1, top + 1):
             reason = reasons[i - 1] if i <= len(reasons) else None
             for field in REASON_COLUMNS:
-                columns[f"reason_{i}_{field}"].append(_reason_field(reason, field))
+                columns[f"reason_{i}_{field}"].append(reason_field(reason, field))
     frame = pd.DataFrame(columns)
     for i in range(1, top + 1):
         frame[f"reason_{i}_contribution"] = frame[f"reason_{i}_contribution"].astype("float64")
     return frame
 
 
-def _reason_field(reason: Reason | None, field: str) -> object:
+def reason_field(reason: Reason | None, field: str) -> object:
+    """One ``reason_{i}_{field}`` cell of a reason (None, or NaN for ``contribution``, for an empty slot).
+
+    ``measure`` is the measure's stable code; ``evidence`` its JSON.
+    """
     if reason is None:
         return math.nan if field == "contribution" else None
     if field == "evidence":

@@ -22,7 +22,7 @@ from relapse_risk.features.dataset import Dataset, Reject
 from relapse_risk.features.history import build_features
 from relapse_risk.features.policy import Policy
 from relapse_risk.features.rules import RISK_TYPE_NAMES, RuleState, build_panel, rule_state
-from relapse_risk.models.explain import contribution_tables, explain_reasons
+from relapse_risk.models.explain import contribution_tables, explain_reasons, reason_field
 from relapse_risk.models.reasons import Reason
 
 from .config import DEFAULT_HORIZON_MONTHS, RISK_BAND_CUTOFFS, RiskBandCutoffs
@@ -421,7 +421,9 @@ def roster_scores(
     for slot in REASON_SLOTS:
         for field_name in REASON_FIELDS:
             values = np.full(n, None, dtype=object)
-            values[explained_rows] = [_reason_text(found, slot, field_name) for found in chosen]
+            values[explained_rows] = [
+                reason_field(found[slot - 1] if slot <= len(found) else None, field_name) for found in chosen
+            ]
             reasons[f"reason_{slot}_{field_name}"] = values
     return RosterScores(
         status=status,
@@ -474,14 +476,6 @@ def scores_table(
     for column in REASON_COLUMNS:
         scores[column] = pd.array(figures.reasons[column], dtype="string")
     return scores.loc[:, list(SCORE_COLUMNS)]
-
-
-def _reason_text(reasons: Sequence[Reason], slot: int, field_name: str) -> str | None:
-    """One ``reason_{slot}_{field}`` cell: the measure by its stable code, None for an empty slot."""
-    if slot > len(reasons):
-        return None
-    reason = reasons[slot - 1]
-    return reason.measure.code if field_name == "measure" else getattr(reason, field_name)
 
 
 def _positions(index: np.ndarray, wanted: np.ndarray) -> np.ndarray:
