@@ -4,14 +4,17 @@ Start it with ``relapse serve`` (loopback, port 3000 by default) or
 ``bentoml serve relapse_risk.serving.service:RelapseRiskApi --host 127.0.0.1``,
 or build it as a Bento from ``bentofile.yaml``. Settings come from environment
 variables (serving/api_settings.py; keys: serving/auth.py). At start-up each
-worker loads the champion from the MLflow registry; ``/readyz`` answers 200
-only once that is done.
+worker starts its scoring process, which loads the champion from the MLflow
+registry (serving/scoring_process.py); ``/readyz`` answers 200 only once that
+is done.
 
 Endpoints (all POST with a JSON body, all behind ``Authorization: Bearer``):
 
 - ``/score``: households as their rows in the contract's tables, each with an
   as-of month; one answer per household in request order. Adaptive batching
-  merges concurrent requests into one loader and scoring pass.
+  merges concurrent requests into one batch for the scoring process, which
+  scores it while the worker reads the next requests. 503 if the scoring
+  process died during the batch (the next one starts a new process).
 - ``/visit_list``: the ranked list of a county or township from the latest
   batch-scored run of that month, cut at the staff's capacity.
 - ``/household``: a household's latest batch score and reasons.
@@ -32,6 +35,7 @@ from typing import Any
 
 import anyio
 import bentoml
+from bentoml.exceptions import ServiceUnavailable
 from starlette.responses import JSONResponse
 
 from relapse_risk import __version__
@@ -56,6 +60,7 @@ from .http_middleware import (
     api_openapi_document,
     use_request_timeout_middleware,
 )
+from .scoring_process import ScoringUnavailable
 
 API_PATHS = ("/score", "/visit_list", "/household", "/model_info")
 
@@ -84,11 +89,14 @@ class RelapseRiskApi:
 
     def __init__(self) -> None:
         self.api = RiskApi.start(ApiSettings.from_environment(os.environ))
-        # The model, its TreeSHAP tables and the libraries are hundreds of thousands of objects
-        # that live as long as the worker: out of the collector's sight, a full collection no
-        # longer stalls every request of the round it falls in.
+        # The libraries are hundreds of thousands of objects that live as long as the worker:
+        # out of the collector's sight, a full collection no longer stalls the requests it falls in.
         gc.collect()
         gc.freeze()
+
+    @bentoml.on_shutdown
+    def stop_scoring(self) -> None:
+        self.api.stop()
 
     @bentoml.api(
         route="/score",
@@ -97,9 +105,12 @@ class RelapseRiskApi:
         max_batch_size=MAX_BATCH_HOUSEHOLDS,
         max_latency_ms=MAX_LATENCY_MS,
     )
-    def score(self, households: list[HouseholdInput]) -> list[HouseholdScore]:
+    async def score(self, households: list[HouseholdInput]) -> list[HouseholdScore]:
         """Score households at their as-of months: status, score, band, rule margin and three reasons."""
-        return self.api.score(households)
+        try:
+            return await self.api.score(households)
+        except ScoringUnavailable as exc:
+            raise ServiceUnavailable(str(exc)) from None
 
     @bentoml.api(route="/visit_list", input_spec=VisitListRequest)
     async def visit_list(

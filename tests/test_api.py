@@ -11,6 +11,7 @@ free loopback port and talks to it over HTTP only.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 import os
@@ -30,6 +31,7 @@ from typing import Any
 import httpx
 import numpy as np
 import pandas as pd
+import psutil
 import pyarrow as pa
 import pytest
 from hypothesis import given
@@ -44,7 +46,9 @@ from relapse_risk.generator.run import generate
 from relapse_risk.models.model import RiskModel
 from relapse_risk.serving.api_models import HouseholdInput, HouseholdTables, ScoreRequest, VisitListRequest
 from relapse_risk.serving.api_payloads import score_entries
+from relapse_risk.serving.api_scorer import ApiStartupError
 from relapse_risk.serving.api_scoring import (
+    ScoredBatch,
     ServedModel,
     _text_column,
     cell_text,
@@ -70,6 +74,7 @@ from relapse_risk.serving.request_log import (
     request_log_records,
 )
 from relapse_risk.serving.scored_runs import RunCatalog, household_row, reasons_of, visit_list
+from relapse_risk.serving.scoring_process import ScoringProcess
 from relapse_risk.serving.village_context import (
     VillageFigures,
     apply_village_context,
@@ -770,6 +775,19 @@ def test_serve_refuses_to_start_without_keys_and_names_the_setting(tmp_path: Pat
     assert "RELAPSE_API_KEYS" in finished.stderr
 
 
+def test_a_scoring_process_that_cannot_load_the_model_stops_the_start_with_its_reason(tmp_path: Path) -> None:
+    policy = tmp_path / "policy.json"
+    policy.write_text(json.dumps(POLICY.to_json_dict()), encoding="utf-8")
+    settings = ApiSettings(
+        policy_file=policy,
+        tracking_uri=f"sqlite:///{tmp_path / 'empty.db'}",
+        model_uri="models:/relapse-risk@champion",
+    )
+
+    with pytest.raises(ApiStartupError, match="relapse-risk"):
+        ScoringProcess.start(settings)
+
+
 # -- a real server -------------------------------------------------------------------------------
 
 AS_OF = dt.date(2024, 6, 1)
@@ -792,6 +810,7 @@ class Server:
     request_log: Path
     server_log: Path
     registry: Registry
+    pid: int
 
     def post(self, path: str, body: object, key: str | None = None, timeout: float = 120) -> httpx.Response:
         headers = {"Authorization": f"Bearer {key or self.key}"}
@@ -885,6 +904,7 @@ def server(county: Path, champion: Registry) -> Iterator[Server]:
             request_log=work / "request-log" / "requests.jsonl",
             server_log=server_log,
             registry=champion,
+            pid=process.pid,
         )
     finally:
         os.killpg(process.pid, signal.SIGTERM)
@@ -1108,6 +1128,56 @@ def test_scored_requests_are_logged_for_monitoring_and_household_data_stays_out_
     assert mine[-1]["model_version"] == server.registry.version
     assert all("county_code" not in r and "village_code" not in r for r in logged)
     assert marker not in server.server_log.read_text(encoding="utf-8", errors="replace")
+
+
+@pytest.mark.slow
+def test_the_scoring_process_answers_batches_and_exits_when_the_worker_stops_it(
+    county: Path, champion: Registry, batch_scores: pd.DataFrame, tmp_path: Path
+) -> None:
+    settings = ApiSettings(
+        policy_file=county / "policy.json", tracking_uri=champion.tracking_uri, request_log=tmp_path / "log"
+    )
+    household_ids = batch_scores["household_id"].iloc[:2].tolist()
+    batch = score_entries(county, household_ids, AS_OF)
+    scoring = ScoringProcess.start(settings)
+
+    async def two_batches_then_stop() -> tuple[list[ScoredBatch], int | None]:
+        batches = [await scoring.score([HouseholdInput.model_validate(e) for e in batch]) for _ in range(2)]
+        return batches, scoring.stop()  # as the service's shutdown hook does, in the server's event loop
+
+    (first, second), exit_code = asyncio.run(two_batches_then_stop())
+
+    assert [a.household_id for a in first.answers] == household_ids
+    assert first.answers == second.answers
+    assert list(first.features.columns) == [f.name for f in scoring.info.features]
+    assert scoring.info.model_version == champion.version
+    assert exit_code == 0  # it read the closed socket and returned: not terminated
+
+
+def _scoring_processes(server: Server) -> list[psutil.Process]:
+    return [
+        child
+        for child in psutil.Process(server.pid).children(recursive=True)
+        if any("spawn_main" in part for part in child.cmdline())
+    ]
+
+
+@pytest.mark.slow
+def test_a_batch_whose_scoring_process_dies_is_503_and_the_next_batch_gets_a_new_one(
+    server: Server, batch_scores: pd.DataFrame
+) -> None:
+    household_id = batch_scores[batch_scores["status"] == "scored"]["household_id"].iloc[0]
+    body = {"households": score_entries(server.county, [household_id], AS_OF)}
+    [scoring] = _scoring_processes(server)
+
+    scoring.kill()  # the worker reaps it: its socket is closed at once
+    lost = server.post("/score", body)
+    again = server.post("/score", body)
+
+    assert lost.status_code == 503
+    assert "the scoring process stopped (killed by SIGKILL)" in server.server_log.read_text(errors="replace")
+    assert again.status_code == 200 and again.json()[0]["status"] == "scored"
+    assert [p.pid for p in _scoring_processes(server)] != [scoring.pid]
 
 
 @pytest.mark.slow
