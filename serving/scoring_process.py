@@ -66,7 +66,7 @@ def _frame(message: object) -> bytes:
     return _HEADER.pack(len(payload)) + payload
 
 
-def _receive_exactly(connection: socket.socket, size: int) -> bytes:
+def _receive_exactly(connection: socket.socket, size: int) -> bytearray:
     buffer = bytearray(size)
     view = memoryview(buffer)
     received = 0
@@ -75,7 +75,7 @@ def _receive_exactly(connection: socket.socket, size: int) -> bytes:
         if count == 0:
             raise EOFError("the other end closed the socket")
         received += count
-    return bytes(buffer)
+    return buffer
 
 
 def _receive_frame(connection: socket.socket) -> object:
@@ -134,25 +134,28 @@ class _Child:
         (size,) = _HEADER.unpack(await reader.readexactly(_HEADER.size))
         return pickle.loads(await reader.readexactly(size))
 
-    def exit_text(self) -> str:
-        self.process.join(timeout=1.0)
-        code = self.process.exitcode
-        if code is None:
-            return "still running"
-        if code < 0:
-            return f"killed by {signal.Signals(-code).name}"
-        return f"exit code {code}"
-
-    def stop(self) -> int | None:
+    def close(self) -> None:
+        """Close the worker's end: the child reads EOF and returns (in the event loop's thread)."""
         if self._streams is not None:
             with contextlib.suppress(RuntimeError):  # the loop that made the streams is already closed
                 self._streams[1].close()
-        self.connection.close()  # the child reads EOF and returns
+        self.connection.close()
+
+    def wait(self) -> int | None:
+        """Wait for the child to exit, terminating it if it does not; its exit code (blocks)."""
         self.process.join(timeout=STOP_SECONDS)
         if self.process.is_alive():
             self.process.terminate()
             self.process.join(timeout=STOP_SECONDS)
         return self.process.exitcode
+
+
+def _exit_text(code: int | None) -> str:
+    if code is None:
+        return "still running"
+    if code < 0:
+        return f"killed by {signal.Signals(-code).name}"
+    return f"exit code {code}"
 
 
 def _start_child(settings: ApiSettings) -> _Child:
@@ -197,16 +200,20 @@ class ScoringProcess:
         """The scoring process's answers for ``items``, in order, and the feature rows it used."""
         async with self._lock:
             if self._child is None:
-                self._child = await anyio.to_thread.run_sync(_start_child, self._settings)
+                try:
+                    self._child = await anyio.to_thread.run_sync(_start_child, self._settings)
+                except ApiStartupError as exc:
+                    raise ScoringUnavailable(f"the scoring process could not start again: {exc}") from None
                 self.info = self._child.info  # the registry's champion may have moved since
             child = self._child
             try:
                 status, value = await child.exchange(list(items))  # type: ignore[misc]
             except (OSError, EOFError, asyncio.IncompleteReadError):
                 self._child = None
-                child.stop()
+                child.close()
+                code = await anyio.to_thread.run_sync(child.wait)
                 raise ScoringUnavailable(
-                    f"the scoring process stopped ({child.exit_text()}) while scoring {len(items)} "
+                    f"the scoring process stopped ({_exit_text(code)}) while scoring {len(items)} "
                     "households; the next request starts a new one"
                 ) from None
         if status != "scored":
@@ -216,4 +223,7 @@ class ScoringProcess:
     def stop(self) -> int | None:
         """Close the socket and wait for the child to exit (terminate it if it does not); its exit code."""
         child, self._child = self._child, None
-        return child.stop() if child is not None else None
+        if child is None:
+            return None
+        child.close()
+        return child.wait()

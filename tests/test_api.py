@@ -74,7 +74,7 @@ from relapse_risk.serving.request_log import (
     request_log_records,
 )
 from relapse_risk.serving.scored_runs import RunCatalog, household_row, reasons_of, visit_list
-from relapse_risk.serving.scoring_process import ScoringProcess
+from relapse_risk.serving.scoring_process import ScoringProcess, ScoringUnavailable
 from relapse_risk.serving.village_context import (
     VillageFigures,
     apply_village_context,
@@ -1152,6 +1152,36 @@ def test_the_scoring_process_answers_batches_and_exits_when_the_worker_stops_it(
     assert list(first.features.columns) == [f.name for f in scoring.info.features]
     assert scoring.info.model_version == champion.version
     assert exit_code == 0  # it read the closed socket and returned: not terminated
+
+
+@pytest.mark.slow
+def test_a_scoring_process_that_dies_and_cannot_start_again_says_why_for_each_batch(
+    county: Path, champion: Registry, batch_scores: pd.DataFrame, tmp_path: Path
+) -> None:
+    policy = tmp_path / "policy.json"
+    policy.write_bytes((county / "policy.json").read_bytes())
+    settings = ApiSettings(policy_file=policy, tracking_uri=champion.tracking_uri)
+    entries = score_entries(county, batch_scores["household_id"].iloc[:1].tolist(), AS_OF)
+    items = [HouseholdInput.model_validate(e) for e in entries]
+    before = {p.pid for p in psutil.Process().children()}
+    scoring = ScoringProcess.start(settings)
+    [child] = [p for p in psutil.Process().children() if p.pid not in before]
+    policy.write_text("{not json", encoding="utf-8")  # a broken deployment: the next start fails
+
+    async def two_batches() -> list[str]:
+        messages = []
+        for _ in range(2):
+            with pytest.raises(ScoringUnavailable) as caught:
+                await scoring.score(items)
+            messages.append(str(caught.value))
+        return messages
+
+    child.kill()
+    lost, refused = asyncio.run(two_batches())
+
+    assert lost.startswith("the scoring process stopped (killed by SIGKILL) while scoring 1 households")
+    assert refused.startswith("the scoring process could not start again: ") and "policy.json" in refused
+    assert scoring.stop() is None  # nothing left running
 
 
 def _scoring_processes(server: Server) -> list[psutil.Process]:
