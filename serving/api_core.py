@@ -25,6 +25,7 @@ from .api_models import (
     VisitListRequest,
     VisitListResponse,
 )
+from .api_scoring import prepare_households
 from .api_settings import ApiSettings
 from .request_log import LOGGED_ANSWER_FIELDS, RequestLog, request_log_records
 from .scored_runs import RunCatalog, ScoredRun, household_row, reasons_of, visit_list
@@ -66,7 +67,9 @@ class RiskApi:
 
     async def score(self, items: Sequence[HouseholdInput]) -> list[HouseholdScore]:
         """One answer per household, in order; every answer is appended to the request log."""
-        batch = await self.scoring.score(items)
+        # The checks and text tables that need no model are made here: they cross to the scoring
+        # process as Arrow buffers, cheaper to send and to receive than the rows' dicts.
+        batch = await self.scoring.score(prepare_households(items))
         # Field by field from the answers (what model_dump gives for these plain fields), with no frame:
         # a frame from one dict per answer costs pandas a look at every key of every row.
         answers = {name: [getattr(a, name) for a in batch.answers] for name in LOGGED_ANSWER_FIELDS}

@@ -19,7 +19,15 @@ from relapse_risk.features.policy import Policy, PolicyError, read_policy
 from relapse_risk.models.explain import warm_up_explainer
 
 from .api_models import FeatureInfo, HouseholdInput, ModelInfo
-from .api_scoring import RoundLoader, ScoredBatch, ServedModel, load_request_tables, score_households
+from .api_scoring import (
+    PreparedBatch,
+    RoundLoader,
+    ScoredBatch,
+    ServedModel,
+    load_request_tables,
+    prepare_households,
+    score_prepared,
+)
 from .api_settings import ApiSettings
 from .config import resolve_tracking_uri
 from .scored_runs import RunCatalog
@@ -90,8 +98,12 @@ class HouseholdScorer:
 
     def score(self, items: Sequence[HouseholdInput]) -> ScoredBatch:
         """One answer per household, in order, and the feature rows the model saw."""
-        return score_households(
-            items,
+        return self.score_prepared(prepare_households(items))
+
+    def score_prepared(self, batch: PreparedBatch) -> ScoredBatch:
+        """:meth:`score` of a batch already through :func:`serving.api_scoring.prepare_households`."""
+        return score_prepared(
+            batch,
             served=self.served,
             policy=self.policy,
             village_contexts=self.village_context,

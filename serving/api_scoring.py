@@ -33,6 +33,10 @@ prove both equal to the loader and ``build_features``), and
 figures are those of the scores table, read without building the table).
 A round with any row the loader would reject, or anything the in-memory path
 does not compute exactly, goes through the loader as above.
+
+Step 1 and the rounds' text tables need neither the model nor the policy
+(:func:`prepare_households`): the server's worker does them, and its scoring
+process does the rest (:func:`score_prepared`; serving/scoring_process.py).
 """
 
 from __future__ import annotations
@@ -45,7 +49,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import accumulate, repeat
 from operator import itemgetter
-from typing import overload
+from typing import NamedTuple, overload
 
 import numpy as np
 import pandas as pd
@@ -256,9 +260,25 @@ def policy_at(policy: Policy, as_of: dt.date) -> Policy:
         ) from None
 
 
-def round_tables(
-    items: Sequence[HouseholdInput],
-) -> tuple[dict[str, pa.Table], dict[str, RowOrigins]]:
+class RoundRows(NamedTuple):
+    """A round's households as one text table per contract table, and where each row came from."""
+
+    tables: dict[str, pa.Table]
+    origins: dict[str, RowOrigins]
+    """Per table, (position of the household in the round, its 1-based row) of each row."""
+
+    def household(self, position: int) -> RoundRows:
+        """The rows of the round's ``position``-th household alone (zero-copy slices)."""
+        tables: dict[str, pa.Table] = {}
+        origins: dict[str, RowOrigins] = {}
+        for name, table in self.tables.items():
+            begin, end = self.origins[name].span(position)
+            tables[name] = table.slice(begin, end - begin)
+            origins[name] = RowOrigins([end - begin])
+        return RoundRows(tables, origins)
+
+
+def round_tables(items: Sequence[HouseholdInput]) -> RoundRows:
     """The households' rows as one text table per contract table; per table, (item, row) of each row."""
     tables: dict[str, pa.Table] = {}
     origins: dict[str, RowOrigins] = {}
@@ -271,7 +291,7 @@ def round_tables(
             counts.append(len(own))
         tables[table.name] = pa.table({c: _text_column(_cells(rows, c)) for c in table.column_names})
         origins[table.name] = RowOrigins(counts)
-    return tables, origins
+    return RoundRows(tables, origins)
 
 
 class RowOrigins(Sequence[tuple[int, int]]):
@@ -283,6 +303,10 @@ class RowOrigins(Sequence[tuple[int, int]]):
 
     def __init__(self, counts: Sequence[int]) -> None:
         self._ends = list(accumulate(counts))
+
+    def span(self, position: int) -> tuple[int, int]:
+        """[begin, end) of the rows of the item at ``position``."""
+        return (self._ends[position - 1] if position else 0), self._ends[position]
 
     def __len__(self) -> int:
         return self._ends[-1] if self._ends else 0
@@ -335,15 +359,15 @@ def _text_column(values: Sequence[JsonScalar]) -> pa.Array:
 
 
 def load_round(
-    policy: Policy, items: Sequence[HouseholdInput], loader: RoundLoader = load_request_tables
+    policy: Policy, rows: RoundRows, loader: RoundLoader = load_request_tables
 ) -> tuple[Dataset, dict[int, list[ContractProblem]]]:
-    """Load one round through the project's loader; problems per position in ``items``.
+    """Load one round through the project's loader; problems per position of the round's households.
 
     Raises :class:`DatasetError` when the loader refuses the round as a whole
     (for instance when no household or member row is valid); the message
     names the table.
     """
-    tables, origins = round_tables(items)
+    tables, origins = rows
     dataset = loader(tables, policy)
     problems: dict[int, list[ContractProblem]] = {}
     for reject in all_rejects(dataset):
@@ -376,21 +400,39 @@ def problems_summary(problems: Sequence[ContractProblem]) -> str:
     return f"{first.table} row {first.row}, {first.column}: {first.reason} ({first.rule}){more}"
 
 
-def score_households(
-    items: Sequence[HouseholdInput],
-    *,
-    served: ServedModel,
-    policy: Policy,
-    village_contexts: VillageContextLookup,
-    loader: RoundLoader = load_request_tables,
-    in_memory: bool = True,
-) -> ScoredBatch:
-    """Answers for ``items`` in their order, and the feature rows the model was given.
+@dataclass(frozen=True)
+class PreparedRound:
+    """Households loaded together: their positions in the batch and their rows as text tables."""
 
-    ``in_memory``: a round that keeps the contract is checked and scored
-    without DuckDB (:func:`_score_in_memory`, equal to the loader's path by
-    tests/test_household_rows.py); ``loader`` then only sees the other rounds.
+    indices: list[int]
+    rows: RoundRows
+
+
+@dataclass(frozen=True)
+class PreparedMonth:
+    """The loadable households of one as-of month, in rounds without a repeated id."""
+
+    as_of: str
+    as_of_month: dt.date
+    rounds: list[PreparedRound]
+
+
+@dataclass(frozen=True)
+class PreparedBatch:
+    """A batch checked and laid out for scoring: what needs no model and no policy.
+
+    The server's worker prepares it and its scoring process scores it
+    (serving/scoring_process.py): the text tables cross to that process as
+    Arrow buffers instead of thousands of row dicts.
     """
+
+    answers: list[Answer]
+    """One per household, in order; those with problems already are not in any round."""
+    months: list[PreparedMonth]
+
+
+def prepare_households(items: Sequence[HouseholdInput]) -> PreparedBatch:
+    """Ownership checks, as-of months and loading rounds of ``items``, each round as text tables."""
     answers = [
         Answer(index=i, household_id=household_id_of(item), as_of=item.as_of) for i, item in enumerate(items)
     ]
@@ -410,22 +452,71 @@ def score_households(
         answer.problems = ownership_problems(item, answer.household_id)
         if not answer.problems:
             loadable.setdefault(item.as_of, []).append(answer.index)
+    months = [
+        PreparedMonth(
+            as_of=as_of,
+            as_of_month=items[indices[0]].as_of_month,
+            rounds=[
+                PreparedRound(indices=indices, rows=round_tables([items[i] for i in indices]))
+                for indices in loading_rounds(items, indices)
+            ],
+        )
+        for as_of, indices in loadable.items()
+    ]
+    return PreparedBatch(answers=answers, months=months)
 
+
+def score_households(
+    items: Sequence[HouseholdInput],
+    *,
+    served: ServedModel,
+    policy: Policy,
+    village_contexts: VillageContextLookup,
+    loader: RoundLoader = load_request_tables,
+    in_memory: bool = True,
+) -> ScoredBatch:
+    """Answers for ``items`` in their order, and the feature rows the model was given."""
+    return score_prepared(
+        prepare_households(items),
+        served=served,
+        policy=policy,
+        village_contexts=village_contexts,
+        loader=loader,
+        in_memory=in_memory,
+    )
+
+
+def score_prepared(
+    batch: PreparedBatch,
+    *,
+    served: ServedModel,
+    policy: Policy,
+    village_contexts: VillageContextLookup,
+    loader: RoundLoader = load_request_tables,
+    in_memory: bool = True,
+) -> ScoredBatch:
+    """Answers for a prepared batch in its order, and the feature rows the model was given.
+
+    ``in_memory``: a round that keeps the contract is checked and scored
+    without DuckDB (:func:`_score_in_memory`, equal to the loader's path by
+    tests/test_household_rows.py); ``loader`` then only sees the other rounds.
+    """
+    answers = batch.answers
     feature_parts: list[pd.DataFrame] = []
-    for as_of_text, indices in loadable.items():
-        as_of = items[indices[0]].as_of_month
+    for month in batch.months:
         try:
-            month_policy = policy_at(policy, as_of)
+            month_policy = policy_at(policy, month.as_of_month)
         except ValueError as exc:
-            for index in indices:
-                answers[index].error = str(exc)
+            for prepared in month.rounds:
+                for index in prepared.indices:
+                    answers[index].error = str(exc)
             continue
-        context = village_contexts(as_of_text)
-        for round_indices in loading_rounds(items, indices):
+        context = village_contexts(month.as_of)
+        for prepared in month.rounds:
             feature_parts += _score_round(
-                [items[i] for i in round_indices],
-                [answers[i] for i in round_indices],
-                as_of=as_of,
+                prepared.rows,
+                [answers[i] for i in prepared.indices],
+                as_of=month.as_of_month,
                 policy=month_policy,
                 served=served,
                 context=context,
@@ -441,7 +532,7 @@ def score_households(
 
 
 def _score_round(
-    items: list[HouseholdInput],
+    rows: RoundRows,
     answers: list[Answer],
     *,
     as_of: dt.date,
@@ -453,13 +544,13 @@ def _score_round(
 ) -> list[pd.DataFrame]:
     def alone(message: str) -> list[pd.DataFrame]:
         # One household's data must not sink the others: score each on its own.
-        if len(items) == 1:
+        if len(answers) == 1:
             answers[0].error = message
             return []
         parts: list[pd.DataFrame] = []
-        for item, answer in zip(items, answers, strict=True):
+        for position, answer in enumerate(answers):
             parts += _score_round(
-                [item],
+                rows.household(position),
                 [answer],
                 as_of=as_of,
                 policy=policy,
@@ -471,11 +562,11 @@ def _score_round(
         return parts
 
     if in_memory:
-        scored = _score_in_memory(items, as_of=as_of, policy=policy, served=served, context=context)
+        scored = _score_in_memory(rows, as_of=as_of, policy=policy, served=served, context=context)
         if scored is not None:
             return [_answer_round(answers, *scored, context)]
     try:
-        dataset, problems = load_round(policy, items, loader)
+        dataset, problems = load_round(policy, rows, loader)
     except DatasetError as exc:
         return alone(str(exc))
     for position, found in problems.items():
@@ -511,7 +602,7 @@ def _score_round(
 
 
 def _score_in_memory(
-    items: list[HouseholdInput],
+    rows: RoundRows,
     *,
     as_of: dt.date,
     policy: Policy,
@@ -526,8 +617,7 @@ def _score_in_memory(
     reject (its report is the loader's), or anything computed here only
     approximately, or a refusal whose words are the DuckDB path's.
     """
-    tables, _ = round_tables(items)
-    clean = read_clean_tables(tables, policy)
+    clean = read_clean_tables(rows.tables, policy)
     if clean is None:
         return None
     try:

@@ -14,8 +14,9 @@ pickles never cross a trust boundary.
 
 - Start-up: the child loads the model and sends ``("ready", ModelInfo)``, or
   ``("failed", message)`` naming the setting or resource at fault.
-- Each batch: the worker sends the list of ``HouseholdInput``; the child
-  answers ``("scored", ScoredBatch)`` or ``("error", exception type)``.
+- Each batch: the worker sends it prepared (``PreparedBatch``: checked, in
+  rounds of text tables, :func:`serving.api_scoring.prepare_households`); the
+  child answers ``("scored", ScoredBatch)`` or ``("error", exception type)``.
 
 The child ignores Ctrl-C (a terminal sends it to the whole process group;
 the worker stops the child) and exits when its socket closes, so it never
@@ -35,15 +36,14 @@ import signal
 import socket
 import struct
 import traceback
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from multiprocessing.process import BaseProcess
 
 import anyio
 
-from .api_models import HouseholdInput, ModelInfo
+from .api_models import ModelInfo
 from .api_scorer import ApiStartupError, HouseholdScorer
-from .api_scoring import ScoredBatch
+from .api_scoring import PreparedBatch, ScoredBatch
 from .api_settings import ApiSettings
 
 _HEADER = struct.Struct("!Q")
@@ -100,11 +100,11 @@ def serve_scorer(connection: socket.socket, settings: ApiSettings) -> None:
     connection.sendall(_frame(("ready", scorer.info)))
     while True:
         try:
-            items = _receive_frame(connection)
+            batch = _receive_frame(connection)
         except EOFError:
             return
         try:
-            reply: tuple[str, object] = ("scored", scorer.score(items))  # type: ignore[arg-type]
+            reply: tuple[str, object] = ("scored", scorer.score_prepared(batch))  # type: ignore[arg-type]
         except Exception as exc:  # noqa: BLE001 - the worker answers 500; this process keeps serving
             # The frames only: an exception's message may quote a household's cells.
             _log.error(
@@ -196,8 +196,8 @@ class ScoringProcess:
         """Start the scoring process and wait for its model (blocking; the worker's start-up)."""
         return cls(settings, _start_child(settings))
 
-    async def score(self, items: Sequence[HouseholdInput]) -> ScoredBatch:
-        """The scoring process's answers for ``items``, in order, and the feature rows it used."""
+    async def score(self, batch: PreparedBatch) -> ScoredBatch:
+        """The scoring process's answers for the batch, in order, and the feature rows it used."""
         async with self._lock:
             if self._child is None:
                 try:
@@ -207,13 +207,13 @@ class ScoringProcess:
                 self.info = self._child.info  # the registry's champion may have moved since
             child = self._child
             try:
-                status, value = await child.exchange(list(items))  # type: ignore[misc]
+                status, value = await child.exchange(batch)  # type: ignore[misc]
             except (OSError, EOFError, asyncio.IncompleteReadError):
                 self._child = None
                 child.close()
                 code = await anyio.to_thread.run_sync(child.wait)
                 raise ScoringUnavailable(
-                    f"the scoring process stopped ({_exit_text(code)}) while scoring {len(items)} "
+                    f"the scoring process stopped ({_exit_text(code)}) while scoring {len(batch.answers)} "
                     "households; the next request starts a new one"
                 ) from None
         if status != "scored":

@@ -54,6 +54,7 @@ from relapse_risk.serving.api_scoring import (
     cell_text,
     loading_rounds,
     ownership_problems,
+    prepare_households,
     score_households,
 )
 from relapse_risk.serving.api_settings import ApiSettings, ApiSettingsError
@@ -1142,7 +1143,8 @@ def test_the_scoring_process_answers_batches_and_exits_when_the_worker_stops_it(
     scoring = ScoringProcess.start(settings)
 
     async def two_batches_then_stop() -> tuple[list[ScoredBatch], int | None]:
-        batches = [await scoring.score([HouseholdInput.model_validate(e) for e in batch]) for _ in range(2)]
+        prepared = prepare_households([HouseholdInput.model_validate(e) for e in batch])
+        batches = [await scoring.score(prepared) for _ in range(2)]
         return batches, scoring.stop()  # as the service's shutdown hook does, in the server's event loop
 
     (first, second), exit_code = asyncio.run(two_batches_then_stop())
@@ -1172,7 +1174,7 @@ def test_a_scoring_process_that_dies_and_cannot_start_again_says_why_for_each_ba
         messages = []
         for _ in range(2):
             with pytest.raises(ScoringUnavailable) as caught:
-                await scoring.score(items)
+                await scoring.score(prepare_households(items))
             messages.append(str(caught.value))
         return messages
 

@@ -291,7 +291,10 @@ _JSON_CELLS = st.one_of(
 def test_round_tables_hold_the_csv_text_of_every_json_cell(
     rows: list[dict[str, object]], split: list[int]
 ) -> None:
-    """Any mix of JSON types in a column reads as cell_text's text, cell by cell; rows keep their origin."""
+    """Any mix of JSON types in a column reads as cell_text's text, cell by cell; rows keep their origin.
+
+    And each household's rows can be taken back out of the round, as the rows it has alone.
+    """
     cuts = sorted([min(c, len(rows)) for c in split] + [0, len(rows)])  # households with no row too
     parts = [rows[a:b] for a, b in zip(cuts, cuts[1:], strict=False)]
     items = [
@@ -315,6 +318,11 @@ def test_round_tables_hold_the_csv_text_of_every_json_cell(
     with pytest.raises(IndexError):
         origins["income"][len(expected)]
     assert [tables[t.name].num_rows for t in TABLES if t.name not in ("households", "income")] == [0] * 8
+    # A household taken out of the round (to be scored on its own) has the rows it has alone.
+    for position, item in enumerate(items):
+        part, alone = round_tables(items).household(position), round_tables([item])
+        assert all(part.tables[name].equals(alone.tables[name]) for name in alone.tables)
+        assert {n: list(o) for n, o in part.origins.items()} == {n: list(o) for n, o in alone.origins.items()}
 
 
 # Cells given as JSON values of another type than the export's: each must read as the loader reads its text.
