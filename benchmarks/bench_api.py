@@ -32,7 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -85,6 +85,37 @@ def _process_tree_seconds(root: psutil.Process | None) -> float:
     return total
 
 
+@contextlib.asynccontextmanager
+async def _score_poster(
+    client: str, url: str, headers: dict[str, str], concurrency: int
+) -> AsyncIterator[Callable[[bytes], Awaitable[int]]]:
+    """``post(body) -> status`` of ``POST /score`` over ``concurrency`` kept-alive connections.
+
+    aiohttp by default: on loopback the client shares the server's cores, and at concurrency 32
+    httpx spends 1.2-1.3 ms of CPU per request to aiohttp's 0.19 ("client CPU" in the table), a
+    third of a core taken from the server it measures.
+    """
+    if client == "httpx":
+        limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+        async with httpx.AsyncClient(base_url=url, limits=limits, timeout=300, headers=headers) as http:
+
+            async def post_httpx(body: bytes) -> int:
+                return (await http.post("/score", content=body)).status_code
+
+            yield post_httpx
+        return
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    timeout = aiohttp.ClientTimeout(total=300)
+    async with aiohttp.ClientSession(url, connector=connector, timeout=timeout, headers=headers) as session:
+
+        async def post_aiohttp(body: bytes) -> int:
+            async with session.post("/score", data=body) as response:
+                await response.read()
+                return response.status
+
+        yield post_aiohttp
+
+
 async def run_level(
     url: str,
     key: str,
@@ -94,6 +125,7 @@ async def run_level(
     concurrency: int,
     requests: int,
     max_seconds: float,
+    client: str = "aiohttp",
     server: psutil.Process | None = None,
 ) -> LevelResult:
     """Send ``requests`` bodies (cycling through ``bodies``) with ``concurrency`` clients at once."""
@@ -103,12 +135,7 @@ async def run_level(
     deadline = time.perf_counter() + max_seconds
     headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
     encoded = [json.dumps(b).encode("utf-8") for b in bodies]
-    # aiohttp, not httpx: on loopback the client shares the server's cores, and at concurrency 32
-    # httpx spent 1.3 ms of CPU per request to aiohttp's 0.19 ("client CPU" below), a third of a
-    # core taken from the server it measures.
-    connector = aiohttp.TCPConnector(limit=concurrency)
-    timeout = aiohttp.ClientTimeout(total=300)
-    async with aiohttp.ClientSession(url, connector=connector, timeout=timeout, headers=headers) as session:
+    async with _score_poster(client, url, headers, concurrency) as post:
 
         async def worker() -> None:
             nonlocal next_index, errors
@@ -116,10 +143,9 @@ async def run_level(
                 body = encoded[next_index % len(encoded)]
                 next_index += 1
                 started = time.perf_counter()
-                async with session.post("/score", data=body) as response:
-                    await response.read()
+                status = await post(body)
                 latencies.append(time.perf_counter() - started)
-                if response.status != 200:
+                if status != 200:
                     errors += 1
 
         client_cpu = time.process_time()
@@ -221,7 +247,7 @@ async def benchmark(
         for b in range(args.batches)
     ]
     busiest = max(args.concurrency)
-    await run_level(url, key, singles, scenario="warm-up", concurrency=busiest,
+    await run_level(url, key, singles, scenario="warm-up", concurrency=busiest, client=args.client,
                     requests=WARM_UP_REQUESTS_PER_CLIENT * busiest, max_seconds=args.max_seconds)  # fmt: skip
     results = []
     for concurrency in args.concurrency:
@@ -236,6 +262,7 @@ async def benchmark(
                 concurrency=concurrency,
                 requests=requests,
                 max_seconds=args.max_seconds,
+                client=args.client,
                 server=server,
             )  # fmt: skip
         )
@@ -249,6 +276,7 @@ async def benchmark(
                 concurrency=1,
                 requests=args.batches,
                 max_seconds=args.max_seconds,
+                client=args.client,
                 server=server,
             )  # fmt: skip
         )
@@ -274,6 +302,9 @@ def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--batches", type=int, default=5, help="0 skips the batch level")
     parser.add_argument("--max-seconds", type=float, default=180, help="time bound of each level")
+    parser.add_argument(
+        "--client", choices=["aiohttp", "httpx"], default="aiohttp", help="the load generator's HTTP client"
+    )
     parser.add_argument("--seed", type=int, default=20241123)
     parser.add_argument("--json-out", type=Path, help="also write the results here as JSON")
     args = parser.parse_args(argv)
@@ -303,7 +334,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         finally:
             if process is not None:
                 stop_server(process)
-    table = Table(title=f"POST /score on {url} ({os.cpu_count()} cores)")
+    table = Table(title=f"POST /score on {url} ({os.cpu_count()} cores, {args.client} client)")
     for column in (
         "scenario",
         "concurrency",
