@@ -9,7 +9,6 @@ is scored with. The server runs it in a process of its own
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
 from pathlib import Path
 
 from mlflow.exceptions import MlflowException
@@ -18,14 +17,13 @@ from relapse_risk.features.catalogue import FEATURES_BY_NAME
 from relapse_risk.features.policy import Policy, PolicyError, read_policy
 from relapse_risk.models.explain import warm_up_explainer
 
-from .api_models import FeatureInfo, HouseholdInput, ModelInfo
+from .api_models import FeatureInfo, ModelInfo
 from .api_scoring import (
     PreparedBatch,
     RoundLoader,
     ScoredBatch,
     ServedModel,
     load_request_tables,
-    prepare_households,
     score_prepared,
 )
 from .api_settings import ApiSettings
@@ -96,12 +94,8 @@ class HouseholdScorer:
             info=registry_model_info(served, tracking_uri, clock_now=dt.datetime.now(dt.UTC)),
         )
 
-    def score(self, items: Sequence[HouseholdInput]) -> ScoredBatch:
-        """One answer per household, in order, and the feature rows the model saw."""
-        return self.score_prepared(prepare_households(items))
-
-    def score_prepared(self, batch: PreparedBatch) -> ScoredBatch:
-        """:meth:`score` of a batch already through :func:`serving.api_scoring.prepare_households`."""
+    def score(self, batch: PreparedBatch) -> ScoredBatch:
+        """One answer per household of a prepared batch, in order, and the feature rows the model saw."""
         return score_prepared(
             batch,
             served=self.served,

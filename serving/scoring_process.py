@@ -104,7 +104,7 @@ def serve_scorer(connection: socket.socket, settings: ApiSettings) -> None:
         except EOFError:
             return
         try:
-            reply: tuple[str, object] = ("scored", scorer.score_prepared(batch))  # type: ignore[arg-type]
+            reply: tuple[str, object] = ("scored", scorer.score(batch))  # type: ignore[arg-type]
         except Exception as exc:  # noqa: BLE001 - the worker answers 500; this process keeps serving
             # The frames only: an exception's message may quote a household's cells.
             _log.error(
