@@ -113,7 +113,10 @@ def serve_scorer(connection: socket.socket, settings: ApiSettings) -> None:
                 "".join(traceback.format_tb(exc.__traceback__)),
             )
             reply = ("error", type(exc).__name__)
-        connection.sendall(_frame(reply))
+        try:
+            connection.sendall(_frame(reply))
+        except (BrokenPipeError, ConnectionResetError):
+            return  # the worker gave up on this batch and closed the socket
 
 
 @dataclass
@@ -208,6 +211,12 @@ class ScoringProcess:
             child = self._child
             try:
                 status, value = await child.exchange(batch)  # type: ignore[misc]
+            except asyncio.CancelledError:
+                # This batch's reply, still to come, would be read as the next batch's answers:
+                # the child is out of step, so it goes (it exits once it finds its socket closed).
+                self._child = None
+                child.close()
+                raise
             except (OSError, EOFError, asyncio.IncompleteReadError):
                 self._child = None
                 child.close()

@@ -1132,7 +1132,7 @@ def test_scored_requests_are_logged_for_monitoring_and_household_data_stays_out_
 
 
 @pytest.mark.slow
-def test_the_scoring_process_answers_batches_and_exits_when_the_worker_stops_it(
+def test_the_scoring_process_answers_each_batch_its_own_answers_and_exits_when_stopped(
     county: Path, champion: Registry, batch_scores: pd.DataFrame, tmp_path: Path
 ) -> None:
     settings = ApiSettings(
@@ -1140,14 +1140,20 @@ def test_the_scoring_process_answers_batches_and_exits_when_the_worker_stops_it(
     )
     household_ids = batch_scores["household_id"].iloc[:2].tolist()
     batch = score_entries(county, household_ids, AS_OF)
+    everyone = score_entries(county, batch_scores["household_id"].tolist(), AS_OF)
+    many = [HouseholdInput.model_validate(e) for e in everyone]
     scoring = ScoringProcess.start(settings)
 
-    async def two_batches_then_stop() -> tuple[list[ScoredBatch], int | None]:
+    async def batches_then_stop() -> tuple[list[ScoredBatch], int | None]:
         prepared = prepare_households([HouseholdInput.model_validate(e) for e in batch])
+        cancelled = asyncio.create_task(scoring.score(prepare_households(many)))
+        await asyncio.sleep(0.05)  # sent, and far from answered: scoring them takes a few tenths of a second
+        cancelled.cancel()
+        # The cancelled batch's late answers must not become the next batch's.
         batches = [await scoring.score(prepared) for _ in range(2)]
         return batches, scoring.stop()  # as the service's shutdown hook does, in the server's event loop
 
-    (first, second), exit_code = asyncio.run(two_batches_then_stop())
+    (first, second), exit_code = asyncio.run(batches_then_stop())
 
     assert [a.household_id for a in first.answers] == household_ids
     assert first.answers == second.answers
