@@ -2,8 +2,8 @@
 
 Why: Python runs one thread of a process at a time. When one BentoML worker
 both spoke HTTP and scored, its interpreter lock was the bottleneck under
-load (at concurrency 32 on 2 cores the second core was half idle and p99 was
-~130 ms). The worker now parses, checks, batches and answers requests, and
+load (at concurrency 32 on 2 cores the second core was half idle and p99
+over 100 ms). The worker now parses, checks, batches and answers requests, and
 the child process it starts holds the model (:class:`HouseholdScorer`) and
 scores each batch that BentoML's adaptive batching forms: the worker reads
 the next requests while the child scores.
@@ -21,7 +21,9 @@ pickles never cross a trust boundary.
 The child ignores Ctrl-C (a terminal sends it to the whole process group;
 the worker stops the child) and exits when its socket closes, so it never
 outlives the worker. If it dies, the batch in flight fails with
-:class:`ScoringUnavailable` and the next batch starts a new child.
+:class:`ScoringUnavailable` and the next batch starts a new child; so does a
+batch whose wait is cancelled, since its late reply would otherwise answer
+the next batch.
 """
 
 from __future__ import annotations
