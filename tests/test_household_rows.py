@@ -60,6 +60,11 @@ def household_ids(county: Path) -> list[str]:
     return sorted(pd.read_parquet(county / "households.parquet")["household_id"].astype(str))
 
 
+def _before_data_end(county: Path, months: int) -> dt.date:
+    """The as-of month ``months`` before the county's data_end, so the county has rows after it."""
+    return month_start(month_index(read_policy(county / "policy.json").data_end) - months)
+
+
 def _round(county: Path, ids: list[str], as_of: dt.date) -> tuple[dict[str, pa.Table], Policy]:
     items = [HouseholdInput.model_validate(e) for e in score_entries(county, ids, as_of)]
     tables, _ = round_tables(items)
@@ -244,7 +249,7 @@ def test_broken_or_thinned_rounds_never_differ_from_the_loader(
 
 
 def test_a_rejected_cell_sends_the_round_to_the_loader(county: Path, household_ids: list[str]) -> None:
-    as_of = month_start(month_index(read_policy(county / "policy.json").data_end) - 2)
+    as_of = _before_data_end(county, 2)
     tables, policy = _round(county, household_ids[:3], as_of)
     assert read_clean_tables(tables, policy) is not None
     for table, column, text in (
@@ -362,7 +367,7 @@ _RETYPED = (
 def test_json_numbers_booleans_and_strings_read_as_the_loader_reads_them(
     county: Path, household_ids: list[str], table: str, column: str, retype: Callable[[Any], object]
 ) -> None:
-    as_of = month_start(month_index(read_policy(county / "policy.json").data_end) - 1)
+    as_of = _before_data_end(county, 1)
     entries = score_entries(county, household_ids[:12], as_of)
     for entry in entries:
         for row in entry["tables"][table]:  # type: ignore[index]
@@ -413,7 +418,7 @@ _NUMBER_TEXTS = (
 def test_number_spellings_and_bounds_read_as_the_loader_reads_them(
     county: Path, household_ids: list[str], table: str, column: str
 ) -> None:
-    as_of = month_start(month_index(read_policy(county / "policy.json").data_end) - 1)
+    as_of = _before_data_end(county, 1)
     tables, policy = _round(county, household_ids[:8], as_of)
     year = str(policy.data_end.year)
     for text in (*_NUMBER_TEXTS, year, str(policy.data_end.year + 1), "1900", "1926", "1949", "2000"):
@@ -449,7 +454,7 @@ _PADDINGS = (" {}", "{} ", "{}\n", "\t{}", "{}\u3000")
 def test_padded_cells_of_every_kind_read_as_the_loader_reads_them(
     county: Path, household_ids: list[str], table: str, column: str
 ) -> None:
-    as_of = month_start(month_index(read_policy(county / "policy.json").data_end) - 1)
+    as_of = _before_data_end(county, 1)
     tables, policy = _round(county, household_ids[:8], as_of)
     for padding in _PADDINGS:
         cells = _cells(tables)
@@ -464,7 +469,7 @@ def test_padded_cells_of_every_kind_read_as_the_loader_reads_them(
 def test_a_key_repeated_in_another_month_spelling_is_a_duplicate(
     county: Path, household_ids: list[str]
 ) -> None:
-    as_of = month_start(month_index(read_policy(county / "policy.json").data_end) - 1)
+    as_of = _before_data_end(county, 1)
     tables, policy = _round(county, household_ids[:5], as_of)
     for table in ("income", "employment", "loan_status"):
         cells = _cells(tables)
@@ -481,7 +486,7 @@ def test_a_key_repeated_in_another_month_spelling_is_a_duplicate(
 
 
 def test_every_row_belongs_to_the_household_its_ids_name(county: Path, household_ids: list[str]) -> None:
-    as_of = month_start(month_index(read_policy(county / "policy.json").data_end) - 1)
+    as_of = _before_data_end(county, 1)
     tables, policy = _round(county, household_ids[20:31], as_of)
     clean = read_clean_tables(tables, policy)
     assert clean is not None
