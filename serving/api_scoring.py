@@ -466,26 +466,6 @@ def prepare_households(items: Sequence[HouseholdInput]) -> PreparedBatch:
     return PreparedBatch(answers=answers, months=months)
 
 
-def score_households(
-    items: Sequence[HouseholdInput],
-    *,
-    served: ServedModel,
-    policy: Policy,
-    village_contexts: VillageContextLookup,
-    loader: RoundLoader = load_request_tables,
-    in_memory: bool = True,
-) -> ScoredBatch:
-    """Answers for ``items`` in their order, and the feature rows the model was given."""
-    return score_prepared(
-        prepare_households(items),
-        served=served,
-        policy=policy,
-        village_contexts=village_contexts,
-        loader=loader,
-        in_memory=in_memory,
-    )
-
-
 def score_prepared(
     batch: PreparedBatch,
     *,

@@ -55,7 +55,7 @@ from relapse_risk.serving.api_scoring import (
     loading_rounds,
     ownership_problems,
     prepare_households,
-    score_households,
+    score_prepared,
 )
 from relapse_risk.serving.api_settings import ApiSettings, ApiSettingsError
 from relapse_risk.serving.auth import (
@@ -717,8 +717,11 @@ def test_a_mixed_batch_scores_the_good_households_and_names_every_problem_of_the
         }
     )
 
-    batch = score_households(
-        request.households, served=small_model, policy=POLICY, village_contexts=lambda _: None
+    batch = score_prepared(
+        prepare_households(request.households),
+        served=small_model,
+        policy=POLICY,
+        village_contexts=lambda _: None,
     )
 
     answers = batch.answers
@@ -743,11 +746,14 @@ def test_village_figures_of_a_batch_run_replace_those_of_a_lone_household(small_
     )
     context["village_households"] = 240.0
 
-    alone = score_households(
-        request.households, served=small_model, policy=POLICY, village_contexts=lambda _: None
+    alone = score_prepared(
+        prepare_households(request.households),
+        served=small_model,
+        policy=POLICY,
+        village_contexts=lambda _: None,
     )
-    with_run = score_households(
-        request.households,
+    with_run = score_prepared(
+        prepare_households(request.households),
         served=small_model,
         policy=POLICY,
         village_contexts=lambda _: ("2024-03", VillageFigures.of(context)),

@@ -1,6 +1,6 @@
 """``POST /score`` answers a round without DuckDB exactly as it answers it through the loader.
 
-``score_households(..., in_memory=True)`` (the server's setting) checks and
+``score_prepared(..., in_memory=True)`` (the server's setting) checks and
 scores a round that keeps the contract with ``features.household_rows``;
 ``in_memory=False`` sends every round through ``load_tables`` and
 ``score_dataset``. Both must give the same answers (status, score, band,
@@ -25,7 +25,13 @@ from relapse_risk.features.policy import read_policy
 from relapse_risk.models.model import RiskModel
 from relapse_risk.serving.api_models import HouseholdInput
 from relapse_risk.serving.api_payloads import score_entries
-from relapse_risk.serving.api_scoring import ServedModel, cell_text, ownership_problems, score_households
+from relapse_risk.serving.api_scoring import (
+    ServedModel,
+    cell_text,
+    ownership_problems,
+    prepare_households,
+    score_prepared,
+)
 from relapse_risk.serving.village_context import VillageFigures, village_feature_names
 
 
@@ -70,8 +76,12 @@ def _items(county: Path, count: int, as_of_offset: int, seed: int) -> list[House
 
 def _both(items: list[HouseholdInput], served: ServedModel, county: Path, contexts=lambda _: None):  # type: ignore[no-untyped-def]
     policy = read_policy(county / "policy.json")
-    fast = score_households(items, served=served, policy=policy, village_contexts=contexts, in_memory=True)
-    slow = score_households(items, served=served, policy=policy, village_contexts=contexts, in_memory=False)
+    fast = score_prepared(
+        prepare_households(items), served=served, policy=policy, village_contexts=contexts, in_memory=True
+    )
+    slow = score_prepared(
+        prepare_households(items), served=served, policy=policy, village_contexts=contexts, in_memory=False
+    )
     return fast, slow
 
 
@@ -96,7 +106,13 @@ def test_clean_rounds_are_answered_without_the_loader_and_as_the_loader_answers(
     monkeypatch.setattr(loading, "_load", no_loader)
     policy = read_policy(county / "policy.json")
     items = _items(county, 5, 2, 4)
-    score_households(items, served=served, policy=policy, village_contexts=lambda _: None, in_memory=True)
+    score_prepared(
+        prepare_households(items),
+        served=served,
+        policy=policy,
+        village_contexts=lambda _: None,
+        in_memory=True,
+    )
 
 
 def test_a_round_with_a_broken_household_is_answered_in_the_loaders_words(
