@@ -109,8 +109,7 @@ def main() -> None:
     )
     console.print(metric_table(result.assessment, "Last four labelled quarter-ends (trained on earlier)"))
     console.print(ratio_line(result.assessment))
-    flag_ratio, flag_positives = settings.subgroup_recall_ratio, settings.subgroup_min_positives
-    console.print(subgroup_table(result.assessment, flag_ratio, flag_positives))
+    console.print(subgroup_table(result.assessment))
 
     unseen = None
     if args.unseen is not None:
@@ -118,7 +117,7 @@ def main() -> None:
         unseen = report.assessment
         console.print(metric_table(unseen, f"Unseen county {args.unseen} (evaluation only)"))
         console.print(ratio_line(unseen))
-        console.print(subgroup_table(unseen, flag_ratio, flag_positives))
+        console.print(subgroup_table(unseen))
 
     targets = Table("target", "measured", "met", title="Targets")
     timed = wall if args.tune == 0 else None

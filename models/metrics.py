@@ -31,6 +31,8 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import average_precision_score, roc_auc_score
 
+MODEL = "model"
+"""Method name of the risk model's own ranking."""
 BASELINE = "rule_baseline"
 """Method name of the rule baseline; it has no probabilities, so no ECE."""
 ORACLE = "oracle"

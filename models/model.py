@@ -231,25 +231,10 @@ class RiskModel:
             raise ValueError("y_valid must hold both outcomes (0 and 1) to stop early and calibrate")
 
         scale_pos_weight = _scale_pos_weight(self.imbalance, train_label.size - positives, positives)
-        params = self.lightgbm_params(scale_pos_weight)
-        categorical = list(self.categorical_features) or "auto"
-        train_set = lgb.Dataset(
-            train_matrix,
-            label=train_label,
-            feature_name=list(names),
-            categorical_feature=categorical,
-            free_raw_data=True,
-        )
-        valid_set = lgb.Dataset(
-            valid_matrix,
-            label=valid_label,
-            reference=train_set,
-            feature_name=list(names),
-            categorical_feature=categorical,
-            free_raw_data=True,
-        )
+        train_set = self._dataset(train_matrix, train_label, names)
+        valid_set = self._dataset(valid_matrix, valid_label, names, reference=train_set)
         booster = lgb.train(
-            params,
+            self.lightgbm_params(scale_pos_weight),
             train_set,
             num_boost_round=self.max_rounds,
             valid_sets=[valid_set],
@@ -276,6 +261,106 @@ class RiskModel:
             "valid_average_precision": float(average_precision_score(valid_label, valid_raw)),
         }
         return self
+
+    def fit_cross_calibrated(
+        self,
+        X: pd.DataFrame,
+        y: Sequence[int] | np.ndarray | pd.Series,
+        *,
+        rounds: int,
+        groups: Sequence[object] | np.ndarray | pd.Series,
+        calibration_rows: Sequence[bool] | np.ndarray | pd.Series,
+        held_out_share: float = 1 / 3,
+        feature_names: Sequence[str] | None = None,
+    ) -> RiskModel:
+        """Train on every row of ``X`` for ``rounds`` rounds, with no row held back from the booster.
+
+        This is the production refit: the rounds come from a backtest that stopped
+        early on rows it did not train on, so no validation set is needed to stop.
+        The calibrator still has to see scores of rows their booster never trained
+        on. They come from cross-fitting: a seeded ``held_out_share`` of the
+        ``groups`` (households) is held out, a booster with the same parameters and
+        rounds is trained on the other households, and it scores the held-out
+        households' ``calibration_rows`` (typically the latest labelled months, the
+        ones closest to the months the model will score). The calibrator is fitted
+        on those scores, and the booster kept is the one trained on every row.
+        Grouping by household keeps a household's other months out of the booster
+        that scores it.
+
+        One held-out fold rather than all of them: each fold costs a fit on most of
+        the data, and on the default county one fold's calibration rows (a third of
+        three months) are as many as the backtest's validation month.
+        """
+        if rounds < 1:
+            raise ValueError(f"rounds must be at least 1, got {rounds}")
+        if not 0 < held_out_share < 1:
+            raise ValueError(f"held_out_share must be between 0 and 1, got {held_out_share}")
+        names = tuple(feature_names) if feature_names is not None else _default_feature_columns(X)
+        matrix = _feature_matrix(X, names, self.categorical_features, "X")
+        label = _labels(y, len(X), "y")
+        group = np.asarray(groups)
+        calibrate = np.asarray(calibration_rows, dtype=bool)
+        if group.shape != (label.size,) or calibrate.shape != (label.size,):
+            raise ValueError(f"groups and calibration_rows need one value per row of X ({label.size})")
+        positives = int(label.sum())
+        if positives == 0 or positives == label.size:
+            raise ValueError("y must hold both outcomes (0 and 1)")
+
+        distinct, group_index = np.unique(group, return_inverse=True)
+        held_out_groups = np.random.default_rng(self.seed).random(distinct.size) < held_out_share
+        held_out = held_out_groups[group_index]
+        scored = calibrate & held_out
+        calibration_label = label[scored]
+        if calibration_label.min(initial=1) == calibration_label.max(initial=0):
+            raise ValueError("the held-out calibration rows must hold both outcomes (0 and 1)")
+
+        scale_pos_weight = _scale_pos_weight(self.imbalance, label.size - positives, positives)
+        params = self.lightgbm_params(scale_pos_weight)
+        # One binning of the whole matrix serves both fits (LightGBM's subset reuses the bins).
+        everything = self._dataset(matrix, label, names, params=params)
+        learn = everything.subset(np.flatnonzero(~held_out).tolist())
+        calibration_raw = lgb.train(params, learn, num_boost_round=rounds).predict(
+            matrix[scored], raw_score=True, num_threads=self.num_threads
+        )
+        booster = lgb.train(params, everything, num_boost_round=rounds)
+        booster = lgb.Booster(model_str=booster.model_to_string())
+
+        self.booster_ = booster
+        self.feature_names_ = names
+        self.best_iteration_ = int(rounds)
+        self.scale_pos_weight_ = float(scale_pos_weight)
+        self.calibrator_ = fit_calibrator(self.calibration, calibration_raw, calibration_label)
+        self.training_summary_ = {
+            "train_rows": int(label.size),
+            "train_positives": positives,
+            "calibration": f"cross-fitted: {held_out_share:.0%} of households held out",
+            "calibration_rows": int(scored.sum()),
+            "calibration_positives": int(calibration_label.sum()),
+            "best_iteration": self.best_iteration_,
+            "calibration_average_precision": float(
+                average_precision_score(calibration_label, calibration_raw)
+            ),
+        }
+        return self
+
+    def _dataset(
+        self,
+        matrix: np.ndarray,
+        label: np.ndarray,
+        names: Sequence[str],
+        reference: lgb.Dataset | None = None,
+        params: dict[str, Any] | None = None,
+    ) -> lgb.Dataset:
+        # ``params`` fixes the binning parameters up front, so that subsets and training agree on them.
+        return lgb.Dataset(
+            matrix,
+            label=label,
+            reference=reference,
+            params=params,
+            feature_name=list(names),
+            categorical_feature=list(self.categorical_features) or "auto",
+            free_raw_data=True,
+        )
 
     # -- prediction ---------------------------------------------------------------------------
 

@@ -59,6 +59,14 @@ def small_county(shared_tmp_root: Path) -> GeneratedCounty:
     return generated_county(shared_tmp_root, households=2000, months=48, seed=11, truth_simulations=40)
 
 
+@pytest.fixture(scope="session")
+def medium_county(shared_tmp_root: Path) -> GeneratedCounty:
+    """6,000 households x 48 months, no truth file: household groups large enough (about a hundred
+    positives for the elderly over the test months) that the fairness gate can prove a model worse
+    than the rule baseline for one of them, which a 2,000-household county cannot."""
+    return generated_county(shared_tmp_root, households=6000, months=48, seed=12, truth_simulations=None)
+
+
 @dataclass(frozen=True)
 class TrainedCounty:
     """``relapse train`` run once on :func:`small_county` into a private MLflow store."""

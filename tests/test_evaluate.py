@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from relapse_risk.features.dataset import Dataset
 from relapse_risk.features.policy import Policy
-from relapse_risk.training.subgroups import household_groups, subgroup_table
+from relapse_risk.training.subgroups import GateLimits, household_groups, subgroup_table
 from typer.testing import CliRunner
 
 from relapse_risk.cli import app
@@ -149,7 +149,9 @@ def test_subgroup_recall_is_the_share_of_its_positives_the_county_wide_list_catc
             "household_id": ids,
             "as_of": as_of,
             "label": [1, 1, 1, 1, 0, 0, 0, 0, 1, 1],
-            "in_top": [True, True, True, False, True, False, False, False, False, False],
+            "risk_score": 0.5,
+            "in_top_k_model": [True, True, True, False, True, False, False, False, False, False],
+            "in_top_k_rule_baseline": [True, False, False, False, False, False, False, False, True, True],
         }
     )
     groups = pd.DataFrame(
@@ -165,14 +167,18 @@ def test_subgroup_recall_is_the_share_of_its_positives_the_county_wide_list_catc
             "township_code": "532328100",
         }
     )
-    table = subgroup_table(scored, groups, "in_top", recall_ratio=0.8, min_positives=2).set_index("group")
+    table = subgroup_table(scored, groups, GateLimits()).set_index("group")
     assert table.loc["overall", "recall_at_k"] == pytest.approx(3 / 6)
+    assert table.loc["overall", "baseline_recall_at_k"] == pytest.approx(3 / 6)
     assert table.loc["elderly_only", "recall_at_k"] == pytest.approx(3 / 4)
+    assert table.loc["elderly_only", "parity"] == pytest.approx(1.5)
     assert table.loc["elderly_only", "false_positive_rate"] == pytest.approx(1 / 1)
     assert table.loc["disabled_member", "recall_at_k"] == 0
-    assert table.loc["disabled_member", "flagged"]
-    assert not table.loc["single_person", "judged"] and not table.loc["single_person", "flagged"]
+    assert table.loc["disabled_member", "baseline_recall_at_k"] == 1
+    # Two positives cannot prove the model worse than the baseline: no refusal on noise.
+    assert not table.loc["disabled_member", "flagged"]
     assert np.isnan(table.loc["single_person", "recall_at_k"])
+    assert np.isnan(table.loc["overall", "oracle_recall_at_k"])
 
 
 # ----------------------------------------------------------------------------- the command
@@ -187,7 +193,6 @@ def evaluate(trained, *arguments: str) -> object:
 
 
 def test_evaluate_writes_the_metric_table_and_subgroups_as_json(trained_small_county, tmp_path) -> None:
-    import mlflow
 
     out = tmp_path / "evaluation.json"
     folder = str(trained_small_county.county.folder)
@@ -210,7 +215,7 @@ def test_evaluate_writes_the_metric_table_and_subgroups_as_json(trained_small_co
     ]
     assert any(group.startswith("township:") for group in groups)
     for row in report["subgroups"]:
-        assert {"recall_at_k", "false_positive_rate", "flagged", "judged", "positives"} <= set(row)
+        assert {"recall_at_k", "baseline_recall_at_k", "parity", "flagged", "positives"} <= set(row)
     # The subgroup table pools the very visit lists the metric table counted.
     overall = report["subgroups"][0]
     model_months = [row for row in report["per_month"] if row["method"] == "model"]
@@ -218,12 +223,10 @@ def test_evaluate_writes_the_metric_table_and_subgroups_as_json(trained_small_co
     assert overall["in_top_k"] == sum(row["k"] for row in model_months)
     hits = sum(row["hits_at_k"] for row in model_months)
     assert overall["recall_at_k"] == pytest.approx(hits / overall["positives"])
-    # The same months of the same folder: exactly the figures the training run logged.
-    run = mlflow.MlflowClient(tracking_uri=trained_small_county.tracking_uri).get_run(report["model_run_id"])
-    model_row = report["averaged"][0]
-    assert model_row["recall_at_k"] == pytest.approx(run.data.metrics["model.recall_at_k"], abs=1e-12)
-    assert model_row["ece"] == pytest.approx(run.data.metrics["model.ece"], abs=1e-12)
-    assert "recall@k" in result.output and "Subgroups" in result.output
+    # The registered model is the refit, which learned these months' outcomes: the report says so.
+    assert report["trained_through"] == "2024-06"
+    assert report["months_learned"] == report["months"]
+    assert "learned the outcomes" in " ".join(result.output.split())
 
 
 def test_evaluate_without_truth_leaves_the_oracle_out(trained_small_county, tmp_path) -> None:

@@ -93,6 +93,46 @@ def test_scores_are_probabilities_that_match_held_out_outcome_rates(data, fitted
     assert np.corrcoef(risk, truth)[0, 1] > 0.9
 
 
+# -- the production refit ----------------------------------------------------------------------
+
+
+def refit_frame(data) -> tuple[pd.DataFrame, np.ndarray, np.ndarray, np.ndarray]:
+    """Train and valid as one table of 18,000 rows: six "months" of 3,000 households each."""
+    (X_train, y_train, _), (X_valid, y_valid, _) = data["train"], data["valid"]
+    frame = pd.concat([X_train, X_valid], ignore_index=True)
+    label = np.concatenate([y_train, y_valid])
+    households = np.arange(len(frame)) % 3000
+    latest = np.arange(len(frame)) >= len(frame) - 6000
+    return frame, label, households, latest
+
+
+def test_the_refit_learns_from_every_row_and_calibrates_on_households_it_held_out(data):
+    frame, label, households, latest = refit_frame(data)
+    model = small_model().fit_cross_calibrated(
+        frame, label, rounds=60, groups=households, calibration_rows=latest, feature_names=FEATURES
+    )
+    summary = model.training_summary_
+    assert summary["train_rows"] == len(frame) and model.best_iteration_ == 60
+    # About a third of the households, at the latest rows only.
+    assert 0.25 * latest.sum() < summary["calibration_rows"] < 0.42 * latest.sum()
+    X_test, y_test, truth = data["test"]
+    risk = model.predict_proba(X_test)
+    assert expected_calibration_error(risk, y_test) < 0.02
+    assert np.corrcoef(risk, truth)[0, 1] > 0.9
+    again = small_model().fit_cross_calibrated(
+        frame, label, rounds=60, groups=households, calibration_rows=latest, feature_names=FEATURES
+    )
+    assert np.array_equal(again.predict_proba(X_test), risk)
+
+
+def test_the_refit_refuses_calibration_rows_without_both_outcomes(data):
+    frame, label, households, latest = refit_frame(data)
+    with pytest.raises(ValueError, match="calibration rows must hold both outcomes"):
+        small_model().fit_cross_calibrated(
+            frame, label, rounds=5, groups=households, calibration_rows=latest & (label == 0)
+        )
+
+
 def test_platt_calibration_is_an_alternative(data):
     (X_train, y_train, _), (X_valid, y_valid, _), (X_test, y_test, _) = (
         data["train"],

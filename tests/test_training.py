@@ -8,7 +8,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from relapse_risk.features.contract import month_index, month_start
-from relapse_risk.training.split import TrainingDataError, months_needed, time_split
+from relapse_risk.training.split import (
+    HELD_OUT_HOUSEHOLDS,
+    LATER_MONTHS,
+    TrainingDataError,
+    months_needed,
+    time_split,
+)
 
 
 def quarter_ends(first: dt.date, count: int) -> list[dt.date]:
@@ -52,15 +58,19 @@ class TestTimeSplit:
             split = time_split(months, horizon, test_months, validation_months, learning_months=learning)
         except TrainingDataError:
             return
-        assert split.train and split.validation and len(split.test) == test_months
-        for earlier, later in ((split.train, split.validation), (split.validation, split.test)):
+        assert split.train and split.validation and 1 <= len(split.test) <= test_months
+        later = [(split.train, split.test), (split.validation, split.test)]
+        if split.validation_kind == LATER_MONTHS:
+            later.append((split.train, split.validation))
+        else:
+            assert split.validation == split.train  # held-out households of the training months
+        for earlier, following in later:
             for t in earlier:
-                for v in later:
+                for v in following:
                     assert month_index(t) + horizon <= month_index(v)
-        every = split.train + split.validation + split.test + split.gap
-        assert len(set(every)) == len(every)
-        assert set(months) <= set(every) <= set(months) | set(learning or [])
-        assert split.test == tuple(sorted(months)[-test_months:])
+        every = set(split.train + split.validation + split.test + split.gap)
+        assert set(months) <= every <= set(months) | set(learning or [])
+        assert split.test == tuple(sorted(months)[-len(split.test) :])
 
     def test_monthly_learning_rows_stop_where_their_labels_would_reach_the_next_split(self) -> None:
         quarters = quarter_ends(dt.date(2022, 3, 1), 10)  # 2022-03 .. 2024-06
@@ -72,17 +82,35 @@ class TestTimeSplit:
         assert described["validation"] == ["2023-03"]
         assert described["train"] == [f"2022-{m:02d}" for m in range(1, 10)]
 
-    def test_the_shortage_message_says_how_much_history_is_needed(self) -> None:
-        months = quarter_ends(dt.date(2022, 12, 1), 7)
-        expected = r"too little history.*7 labelled as-of month\(s\).*at least 9"
-        with pytest.raises(TrainingDataError, match=expected):
-            time_split(months, horizon=6, test_months=4, validation_months=2)
+    def test_a_shorter_history_validates_on_held_out_households_before_it_drops_test_months(self) -> None:
+        months = quarter_ends(dt.date(2022, 3, 1), 7)  # 2022-03 .. 2023-09: about three years of data
+        split = time_split(months, horizon=6, test_months=4, validation_months=1, min_train_months=1)
+        assert split.validation_kind == HELD_OUT_HOUSEHOLDS
+        assert split.describe()["test"] == ["2022-12", "2023-03", "2023-06", "2023-09"]
+        assert split.describe()["train"] == split.describe()["validation"] == ["2022-03", "2022-06"]
 
-    def test_months_needed_is_exact_for_quarterly_months(self) -> None:
+    def test_then_fewer_test_months_down_to_one(self) -> None:
+        months = quarter_ends(dt.date(2022, 3, 1), 4)  # 2022-03 .. 2022-12
+        split = time_split(months, horizon=6, test_months=4, min_train_months=2)
+        assert split.describe()["test"] == ["2022-12"]
+        assert split.describe()["train"] == ["2022-03", "2022-06"]
+
+    def test_the_shortage_message_says_how_much_history_is_needed(self) -> None:
+        months = quarter_ends(dt.date(2022, 12, 1), 2)
+        expected = r"too little history.*2 labelled as-of month\(s\).*at least 3 training"
+        with pytest.raises(TrainingDataError, match=expected):
+            time_split(months, horizon=6, test_months=4, validation_months=2, min_train_months=3)
+
+    def test_without_held_out_validation_the_full_layout_is_needed(self) -> None:
         needed = months_needed(6, 4, 2, 1)
-        time_split(quarter_ends(dt.date(2020, 3, 1), needed), 6, 4, 2, 1)
-        with pytest.raises(TrainingDataError):
-            time_split(quarter_ends(dt.date(2020, 3, 1), needed - 1), 6, 4, 2, 1)
+        split = time_split(
+            quarter_ends(dt.date(2020, 3, 1), needed), 6, 4, 2, 1, allow_held_out_validation=False
+        )
+        assert len(split.test) == 4 and split.validation_kind == LATER_MONTHS
+        shorter = time_split(
+            quarter_ends(dt.date(2020, 3, 1), needed - 1), 6, 4, 2, 1, allow_held_out_validation=False
+        )
+        assert len(shorter.test) == 3
 
 
 # ----------------------------------------------------------------------------- refusals
@@ -103,6 +131,34 @@ def test_train_refuses_a_folder_with_too_little_history(shared_tmp_root, tmp_pat
     assert "too little history" in message
     assert str(short.folder) in message
     assert "2 labelled as-of month(s) (2022-03..2022-06)" in message
+    assert "The data hold 24 months (2021-01..2022-12)" in message
+    assert "at least 29 are needed" in message
+
+
+@pytest.mark.slow
+def test_a_county_with_thirty_months_of_data_trains_and_says_how_little_was_measured(
+    shared_tmp_root, tmp_path
+) -> None:
+    from conftest import generated_county
+    from mlflow.tracking import MlflowClient
+    from typer.testing import CliRunner
+
+    from relapse_risk.cli import app
+
+    short = generated_county(shared_tmp_root, households=2000, months=30, seed=4, truth_simulations=None)
+    uri = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    result = CliRunner().invoke(
+        app, ["train", "--data", str(short.folder), "--tracking-uri", uri], env={"COLUMNS": "200"}
+    )
+    assert result.exit_code == 0, result.output
+    output = " ".join(result.output.split())
+    assert "validation held-out households of the training months" in output
+    assert "Only 2 of the usual 4 test quarter-ends fit this history: treat the figures as rough" in output
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    run = client.get_run(client.get_model_version_by_alias("relapse-risk", "challenger").run_id)
+    assert run.data.params["validation_kind"] == "held_out_households"
+    assert run.data.params["test_month_count"] == "2"
+    assert run.data.params["trained_through"] == "2022-12"
 
 
 def test_training_refuses_too_few_positives_naming_the_months(small_county, tmp_path) -> None:
@@ -143,7 +199,14 @@ def test_a_run_logs_its_data_features_split_and_metrics(trained_small_county, re
     assert params["monthly_training_rows"] == "True"
     assert params["validation_months"] == "2023-03"
     assert params["test_months"] == "2023-09,2023-12,2024-03,2024-06"
+    assert params["validation_kind"] == "later_months"
     assert int(params["best_iteration"]) >= 1
+    # The registered model is the refit on every labelled month, calibrated on the latest three.
+    assert params["trained_through"] == "2024-06"
+    assert params["refit_months"] == "2022-01..2024-06"
+    assert params["refit_calibration_months"] == "2024-04,2024-05,2024-06"
+    assert int(params["refit_rows"]) > 3 * int(params["train_rows"])
+    assert version.tags["trained_through"] == "2024-06"
     metrics = run.data.metrics
     for method in ("model", "rule_baseline", "oracle"):
         assert 0 <= metrics[f"{method}.recall_at_k"] <= 1
@@ -161,7 +224,15 @@ def test_a_run_keeps_figures_feature_list_and_subgroup_table(registry, tmp_path)
 
     client, _, run = registry
     listed = {a.path for a in client.list_artifacts(run.info.run_id)}
-    expected = {"evaluation.json", "features.json", "split.json", "subgroups.csv", "metrics_per_month.csv"}
+    expected = {
+        "evaluation.json",
+        "features.json",
+        "split.json",
+        "subgroups.csv",
+        "metrics_per_month.csv",
+        "backtest_ranking.parquet",
+        "backtest_model",
+    }
     assert expected <= listed
     figures = {a.path for a in client.list_artifacts(run.info.run_id, "figures")}
     assert figures == {

@@ -21,17 +21,18 @@ from relapse_risk.models.baseline import oracle_scores, truth_months
 from relapse_risk.models.metrics import (
     BASELINE,
     METRIC_COLUMNS,
+    MODEL,
     ORACLE,
     average_over_months,
     evaluate,
     rank,
     visit_count,
 )
+from scipy import stats
 
 from .figures import rank_column
-from .subgroups import subgroup_table
+from .subgroups import GateLimits, subgroup_table
 
-MODEL = "model"
 METHODS: tuple[str, ...] = (MODEL, BASELINE, ORACLE)
 HEADLINE = "recall_at_k"
 
@@ -49,7 +50,9 @@ class Assessment:
     ranked: pd.DataFrame
     """household_id, as_of, label, lead_time_months, risk_score, rank_<method> (NaN where absent)."""
     subgroups: pd.DataFrame
-    """:func:`training.subgroups.subgroup_table` of the model's visit lists, with the baseline's recall."""
+    """:func:`training.subgroups.subgroup_table`: the fairness gate's table of the model's visit lists."""
+    groups: pd.DataFrame
+    """:func:`training.subgroups.household_groups` of the assessed months."""
 
     @property
     def methods(self) -> list[str]:
@@ -69,8 +72,24 @@ class Assessment:
         means = both[both["as_of"].isin(months)].groupby("method")[metric].mean()
         return float(means[method] / means[reference]) if means[reference] > 0 else math.nan
 
+    def recall_interval(self, method: str = MODEL, confidence: float = 0.9) -> tuple[float, float]:
+        """Wilson interval of ``method``'s recall@k pooled over the months: how much a short test can say."""
+        ranked = self.ranked
+        positive = ranked["label"].to_numpy(dtype=bool)
+        caught = int((positive & ranked[f"in_top_k_{method}"].to_numpy(dtype=bool)).sum())
+        low, high = stats.binomtest(caught, max(int(positive.sum()), 1)).proportion_ci(
+            confidence_level=confidence, method="wilson"
+        )
+        return float(low), float(high)
+
+    def ranking_with_groups(self) -> pd.DataFrame:
+        """The ranked rows with each row's group facts: what a household-by-household comparison needs."""
+        ranking = self.ranked.assign(as_of=pd.to_datetime(self.ranked["as_of"]))
+        return ranking.merge(self.groups, on=["household_id", "as_of"], how="left", validate="one_to_one")
+
     @property
     def flagged_groups(self) -> list[str]:
+        """Groups the fairness gate refuses: below the rule baseline or miscalibrated, beyond noise."""
         return list(self.subgroups.loc[self.subgroups["flagged"], "group"])
 
     def to_json_dict(self) -> dict[str, object]:
@@ -100,8 +119,7 @@ def assess(
     visit_share: float,
     groups: pd.DataFrame,
     truth: pd.DataFrame | None = None,
-    subgroup_recall_ratio: float = 0.8,
-    subgroup_min_positives: int = 20,
+    limits: GateLimits | None = None,
 ) -> Assessment:
     """Judge ``risk_score`` (aligned with ``table``'s rows) against the rule baseline and the oracle.
 
@@ -154,15 +172,7 @@ def assess(
     ranked = pd.concat(ranked_frames, ignore_index=True)
     for method in METHODS:
         ranked[f"in_top_k_{method}"] = ranked[rank_column(method)] <= ranked["k"]
-    subgroups = subgroup_table(
-        ranked, groups, f"in_top_k_{MODEL}", subgroup_recall_ratio, subgroup_min_positives
-    )
-    baseline_groups = subgroup_table(
-        ranked, groups, f"in_top_k_{BASELINE}", subgroup_recall_ratio, subgroup_min_positives
-    )
-    subgroups.insert(
-        subgroups.columns.get_loc("recall_at_k") + 1, "baseline_recall_at_k", baseline_groups["recall_at_k"]
-    )
+    subgroups = subgroup_table(ranked, groups, limits or GateLimits())
     return Assessment(
         months=months,
         visit_share=visit_share,
@@ -170,6 +180,7 @@ def assess(
         averaged=average_over_months(per_month),
         ranked=ranked,
         subgroups=subgroups,
+        groups=groups,
     )
 
 

@@ -54,13 +54,15 @@ def train_command(
         )
     )
     console.print(report.ratio_line(assessment), highlight=False)
+    console.print(report.measurement_line(assessment, settings.test_months), highlight=False)
+    console.print(report.subgroup_table(assessment))
     console.print(
-        report.subgroup_table(assessment, settings.subgroup_recall_ratio, settings.subgroup_min_positives)
-    )
-    console.print(
-        f"Registered [bold]{result.model_name}[/bold] version {result.model_version} as challenger "
-        f"(train {', '.join(format_month(m) for m in result.split.train)}; best iteration "
-        f"{result.best_iteration}; {result.seconds.get('total', 0):.0f} s). Next: `relapse promote`.",
+        f"Registered [bold]{result.model_name}[/bold] version {result.model_version} as challenger: "
+        f"the backtest above measured the procedure (trained on "
+        f"{', '.join(format_month(m) for m in result.split.train)}; best iteration {result.best_iteration}); "
+        f"the registered model was refit with it on every labelled month, trained through "
+        f"{format_month(result.trained_through)} ({result.seconds.get('total', 0):.0f} s). "
+        "Next: `relapse promote`.",
         highlight=False,
     )
     return DONE
@@ -89,9 +91,14 @@ def evaluate_command(
         report.metric_table(assessment, f"{data}: {evaluation.model.name} v{evaluation.model.version or '?'}")
     )
     console.print(report.ratio_line(assessment), highlight=False)
-    console.print(
-        report.subgroup_table(assessment, settings.subgroup_recall_ratio, settings.subgroup_min_positives)
-    )
+    console.print(report.subgroup_table(assessment))
+    if evaluation.months_learned:
+        errors.print(
+            f"[yellow]Note:[/yellow] the model (trained through {evaluation.model.trained_through}) learned "
+            f"the outcomes of {', '.join(evaluation.months_learned)} from this data, so these figures "
+            "flatter it; the training run's backtest is the honest measure of these months.",
+            highlight=False,
+        )
     console.print(f"Wrote {written}", highlight=False)
     return DONE
 
@@ -106,6 +113,9 @@ def promote_command(settings: TrainingSettings, data: Path | None, console: Cons
         errors.print(f"[bold red]Cannot promote:[/bold red] {exc}", highlight=False)
         return CANNOT_RUN
     console.print(report.comparison_table(decision))
+    console.print(report.gate_table(decision.challenger.gate, "Fairness gate of the challenger's backtest"))
+    if decision.versus_champion is not None and decision.champion is not None:
+        console.print(report.champion_table(decision.versus_champion, decision.champion.version))
     if decision.promoted:
         console.print(
             f"[bold green]Promoted[/bold green] version {decision.challenger.version} to champion.",

@@ -16,6 +16,8 @@ from relapse_risk.models.registry import (  # noqa: F401 - default_tracking_uri 
 )
 from relapse_risk.models.registry import resolve_tracking_uri as resolve_registry_uri
 
+from .subgroups import GateLimits
+
 MODEL_NAME = REGISTRY_MODEL_NAME
 EXPERIMENT_NAME = REGISTRY_MODEL_NAME
 
@@ -68,7 +70,17 @@ class TrainingSettings(BaseModel):
     # quarter-end rows, calibration no worse.
     # False: quarter-end as-of months only, like the test.
     monthly_training_rows: bool = True
-    min_train_months: int = Field(default=1, ge=1)
+    # Fewest training as-of months (of the learning rows: month-ends, or quarter-ends with
+    # monthly_training_rows off) the backtest accepts before it refuses (training/split.py).
+    min_train_months: int = Field(default=3, ge=1)
+    # With too little history for validation on later months, this share of households at the
+    # training months validates instead (early stopping and calibration of the backtest).
+    held_out_share: float = Field(default=0.2, gt=0, lt=1)
+    # The production refit's calibrator is fitted on cross-fitted scores: this share of households
+    # held out, scored by a booster that never saw them, over the latest calibration_months labelled
+    # months (training/train.py, refit_production_model).
+    calibration_share: float = Field(default=1 / 3, gt=0, lt=1)
+    calibration_months: int = Field(default=3, ge=1)
     # Fewest label-1 rows that each of train and validation needs before a model is fitted.
     min_positives: int = Field(default=30, ge=1)
     seed: int = 20240601
@@ -80,12 +92,13 @@ class TrainingSettings(BaseModel):
     tune_minutes: float = Field(default=0.0, ge=0)
     tune_max_trials: int = Field(default=200, ge=1)
 
-    # Promotion checks: expected calibration error at most max_ece; a subgroup is flagged when its
-    # recall@k is below subgroup_recall_ratio x the overall, and only judged with at least
-    # subgroup_min_positives label-1 rows over the test months (fewer make its recall noise).
+    # Promotion checks (training/promote.py): expected calibration error at most max_ece, and the
+    # fairness gate (training/subgroups.py), which refuses only on evidence: gate_alpha is the chance,
+    # shared by all groups, of refusing a model that is in truth no worse; a group's calibration may
+    # differ from the county's by the factor 1 + group_calibration_tolerance either way.
     max_ece: float = Field(default=0.02, gt=0)
-    subgroup_recall_ratio: float = Field(default=0.8, gt=0, le=1)
-    subgroup_min_positives: int = Field(default=20, ge=1)
+    gate_alpha: float = Field(default=0.05, gt=0, lt=1)
+    group_calibration_tolerance: float = Field(default=0.5, gt=0)
 
     work_dir: Path = Field(default_factory=Path.cwd)
     # None: MLFLOW_TRACKING_URI when set, else the embedded SQLite store under work_dir.
@@ -93,6 +106,10 @@ class TrainingSettings(BaseModel):
     experiment_name: str = EXPERIMENT_NAME
     model_name: str = MODEL_NAME
     shap_sample_rows: int = Field(default=1000, ge=10)
+
+    @property
+    def gate_limits(self) -> GateLimits:
+        return GateLimits(alpha=self.gate_alpha, calibration_tolerance=self.group_calibration_tolerance)
 
     @property
     def mlruns_dir(self) -> Path:

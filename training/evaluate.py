@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from relapse_risk.features.contract import format_month
+from relapse_risk.features.contract import format_month, month_index, parse_month
 from relapse_risk.features.dataset import Dataset
 from relapse_risk.features.loading import load_dataset
 from relapse_risk.features.training_table import build_training_table, quarter_ends
@@ -41,6 +41,10 @@ class LoadedModel:
     run_id: str | None
     horizon: int | None
     """The horizon the model was trained for (its run's ``horizon`` parameter), when known."""
+    trained_through: str | None = None
+    """The latest as-of month whose label the model learned from (its run's parameter), when known."""
+    data_fingerprint: str | None = None
+    """Fingerprint of the data the model was trained on, when known."""
 
 
 @dataclass(frozen=True)
@@ -52,6 +56,17 @@ class EvaluationReport:
     assessment: Assessment
     fingerprint: str
 
+    @property
+    def months_learned(self) -> list[str]:
+        """Evaluated months whose outcomes the model learned (t < trained_through + H): flattering figures.
+
+        Only on the data the model was trained on (same fingerprint); another folder's months are new to it.
+        """
+        if self.model.trained_through is None or self.model.data_fingerprint != self.fingerprint:
+            return []
+        first_unseen = month_index(parse_month(self.model.trained_through)) + self.horizon
+        return [format_month(m) for m in self.assessment.months if month_index(m) < first_unseen]
+
     def to_json_dict(self) -> dict[str, object]:
         return {
             "data_path": str(self.folder),
@@ -61,6 +76,8 @@ class EvaluationReport:
             "model_version": self.model.version,
             "model_run_id": self.model.run_id,
             "horizon": self.horizon,
+            "trained_through": self.model.trained_through,
+            "months_learned": self.months_learned,
             "truth_path": str(self.truth_path) if self.truth_path else None,
             **self.assessment.to_json_dict(),
         }
@@ -77,9 +94,13 @@ def load_registered_model(settings: TrainingSettings, reference: str) -> LoadedM
             "train one with `relapse train` (and `relapse promote` for champion)"
         )
     horizon = None
+    trained_through = fingerprint = None
     if version is not None and version.run_id:
-        horizon_param = tracking.client.get_run(version.run_id).data.params.get("horizon", "")
+        params = tracking.client.get_run(version.run_id).data.params
+        horizon_param = params.get("horizon", "")
         horizon = int(horizon_param) if horizon_param.isdigit() else None
+        trained_through = params.get("trained_through") or None
+        fingerprint = params.get("data_fingerprint") or None
     # Pin the version the alias named, so a promotion during the job cannot swap models.
     pinned = f"models:/{settings.model_name}/{version.version}" if version is not None else uri
     return LoadedModel(
@@ -89,6 +110,8 @@ def load_registered_model(settings: TrainingSettings, reference: str) -> LoadedM
         version=str(version.version) if version is not None else None,
         run_id=version.run_id if version is not None else None,
         horizon=horizon,
+        trained_through=trained_through,
+        data_fingerprint=fingerprint,
     )
 
 
@@ -122,8 +145,7 @@ def assess_on_dataset(
         visit_share=visit_share,
         groups=household_groups(dataset, months),
         truth=read_truth(truth_path) if truth_path is not None else None,
-        subgroup_recall_ratio=settings.subgroup_recall_ratio,
-        subgroup_min_positives=settings.subgroup_min_positives,
+        limits=settings.gate_limits,
     )
 
 

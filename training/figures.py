@@ -151,28 +151,36 @@ def shap_summary_figure(values: np.ndarray, features: pd.DataFrame, max_display:
     return figure
 
 
-def subgroup_figure(table: pd.DataFrame, recall_ratio: float) -> Figure:
-    """Recall@k per group with the flag threshold; unjudged groups are drawn hollow."""
-    rows = table.iloc[::-1]
-    figure, axes = plt.subplots(figsize=(7, 0.3 * len(rows) + 1.5))
-    overall = float(table.loc[table["group"] == "overall", "recall_at_k"].iloc[0])
-    colours = ["#d62728" if f else METHOD_COLOURS["model"] for f in rows["flagged"]]
-    axes.barh(
-        np.arange(len(rows)),
-        rows["recall_at_k"].fillna(0.0),
-        color=[c if j else "none" for c, j in zip(colours, rows["judged"], strict=True)],
-        edgecolor=colours,
-    )
-    axes.set_yticks(np.arange(len(rows)))
+def subgroup_figure(table: pd.DataFrame) -> Figure:
+    """Recall@k per group for the model, the rule baseline and (when known) the oracle.
+
+    Groups the fairness gate refuses are named in red: their recall is below the baseline's,
+    or their calibration is off, beyond noise.
+    """
+    rows = table.iloc[::-1].reset_index(drop=True)
+    figure, axes = plt.subplots(figsize=(7, 0.4 * len(rows) + 1.5))
+    positions = np.arange(len(rows))
+    methods = [("recall_at_k", "model"), ("baseline_recall_at_k", "rule_baseline")]
+    if rows["oracle_recall_at_k"].notna().any():
+        methods.append(("oracle_recall_at_k", "oracle"))
+    height = 0.8 / len(methods)
+    for offset, (column, method) in enumerate(methods):
+        axes.barh(
+            positions + (offset - (len(methods) - 1) / 2) * height,
+            rows[column].fillna(0.0),
+            height=height,
+            color=METHOD_COLOURS[method],
+            label=method,
+        )
+    axes.set_yticks(positions)
     axes.set_yticklabels([f"{g} (n+={p})" for g, p in zip(rows["group"], rows["positives"], strict=True)])
-    axes.axvline(overall, color="grey", linewidth=1, label="overall")
-    axes.axvline(
-        recall_ratio * overall, color="#d62728", linestyle="--", linewidth=1, label=f"{recall_ratio}x overall"
-    )
+    for tick, flagged in zip(axes.get_yticklabels(), rows["flagged"], strict=True):
+        if flagged:
+            tick.set_color("#d62728")
     axes.set_xlabel("recall@k (pooled over test months)")
     axes.set_xlim(0, 1)
     axes.legend(loc="lower right")
-    axes.set_title("Recall by group (hollow: too few positives to judge)")
+    axes.set_title("Recall by group (red: refused by the fairness gate)")
     figure.tight_layout()
     return figure
 

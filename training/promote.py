@@ -1,21 +1,36 @@
 """``relapse promote``: move the ``champion`` alias to the challenger only when it earns it.
 
-The challenger must, on the same test months,
+Promotion judges the challenger's *backtest*, the figures its training run
+measured on test months its procedure never saw (training/train.py), and asks
+whether deploying it would leave any household group worse off:
 
-1. beat the rule baseline on mean recall@k (strictly: a model that only ties
-   the thresholds staff already use is not worth deploying),
-2. do at least as well as the current champion on mean recall@k (when there is one),
-3. be calibrated: mean expected calibration error at most ``max_ece``,
-4. leave no household group behind: no subgroup with enough positives to judge
-   (``subgroup_min_positives``) whose recall@k is below ``subgroup_recall_ratio``
-   x the overall.
+1. it beats the rule baseline on mean recall@k (strictly: a model that only ties
+   the thresholds staff already use is not worth deploying);
+2. it is calibrated: mean expected calibration error at most ``max_ece``;
+3. the fairness gate (training/subgroups.py): no group whose recall@k is below
+   the rule baseline's in that group, and no group whose calibration differs
+   from the county's beyond ``group_calibration_tolerance``, each judged on
+   evidence (a one-sided test at ``gate_alpha`` shared by every group), so a small
+   group is not refused for noise;
+4. against the current champion, on the same months: no group (the county as a
+   whole included) falls by more than noise.
 
-"Same test months": when the champion was tested on the same months of the
-same data (equal fingerprint), the figures both runs logged are compared.
-Otherwise both models are re-scored on the challenger's test months of the
-challenger's dataset (or ``--data``): after new months arrive, the champion's
-training months all end before the challenger's test months, so that
-comparison is fair to both.
+Parity, a group's recall over the county's, is printed for the model, the
+baseline and the oracle, and logged, but never refuses by itself: some groups
+are harder to foresee for every method. On the default generated county the
+oracle itself reaches only 0.79x the overall recall@k for single-person
+households, so a parity rule would refuse a perfect ranking.
+
+"Same months" for the champion comparison:
+
+- when both runs tested on the same months of the same data (equal
+  fingerprint), their logged rankings are paired household by household;
+- otherwise both are re-scored on the challenger's test months that the
+  champion has not learned from (t >= its ``trained_through`` + H): the
+  champion that serves was refit on every labelled month of its data, so
+  months it learned from would flatter it. The challenger is re-scored with its
+  backtest model. When no such month exists yet (its data gained less than a
+  horizon), the comparison is skipped and the basis says so.
 
 There is no ``--force``: overriding the gate is a decision someone should own
 in the registry itself (setting the alias by hand there is recorded), not a
@@ -33,16 +48,18 @@ from pathlib import Path
 import mlflow
 import pandas as pd
 from mlflow.entities.model_registry import ModelVersion
-from relapse_risk.features.contract import format_month, parse_month
+from relapse_risk.features.contract import month_index, parse_month
 from relapse_risk.features.loading import load_dataset
 from relapse_risk.models.metrics import BASELINE
+from relapse_risk.models.model import RiskModel
 from relapse_risk.models.pyfunc import load_risk_model
 
 from .assessment import MODEL, Assessment
 from .config import TrainingSettings
 from .evaluate import assess_on_dataset
+from .subgroups import champion_table, subgroup_table
 from .tracking import CHALLENGER, CHAMPION, Tracking, configure_tracking, version_by_alias
-from .train import EVALUATION_FILE
+from .train import BACKTEST_MODEL_DIR, BACKTEST_RANKING_FILE, EVALUATION_FILE
 from .truth import find_truth
 
 Progress = Callable[[str], None]
@@ -52,7 +69,7 @@ class PromotionError(RuntimeError):
     """Promotion cannot even be judged (no challenger, missing data to compare on)."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Candidate:
     """What promotion needs to know about one registered version, on the compared months."""
 
@@ -63,16 +80,26 @@ class Candidate:
     precision_at_k: float
     median_lead_time_months: float
     ece: float
-    flagged_groups: tuple[str, ...]
     months: tuple[str, ...]
+    gate: pd.DataFrame
+    """:func:`training.subgroups.subgroup_table` under the promotion's limits."""
+    ranking: pd.DataFrame
+    """The ranked rows with their group facts (:meth:`Assessment.ranking_with_groups`)."""
+    trained_through: str | None = None
+
+    @property
+    def flagged_groups(self) -> tuple[str, ...]:
+        return tuple(self.gate.loc[self.gate["flagged"], "group"])
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class PromotionDecision:
     promoted: bool
     challenger: Candidate
     champion: Candidate | None
     basis: str
+    versus_champion: pd.DataFrame | None = None
+    """:func:`training.subgroups.champion_table` on the compared months, when a champion was compared."""
     reasons: list[str] = field(default_factory=list)
     """Why the challenger was refused; empty when promoted."""
 
@@ -85,6 +112,7 @@ class PromotionDecision:
             rows.append(
                 {
                     "who": f"{candidate.role} (v{candidate.version})",
+                    "months": ", ".join(candidate.months),
                     "recall_at_k": candidate.recall_at_k,
                     "precision_at_k": candidate.precision_at_k,
                     "median_lead_time_months": candidate.median_lead_time_months,
@@ -95,6 +123,7 @@ class PromotionDecision:
         rows.append(
             {
                 "who": "rule baseline",
+                "months": ", ".join(self.challenger.months),
                 "recall_at_k": self.challenger.baseline_recall_at_k,
                 "precision_at_k": math.nan,
                 "median_lead_time_months": math.nan,
@@ -113,29 +142,34 @@ def _mean(averaged: list[dict[str, object]], method: str, metric: str) -> float:
     return math.nan
 
 
-def flagged_groups(subgroups: list[dict[str, object]], settings: TrainingSettings) -> tuple[str, ...]:
-    """Groups judged (enough positives) whose recall@k is below the settings' share of the overall.
+RANKED_COLUMNS = frozenset({"label", "lead_time_months", "risk_score", "k"})
+"""Columns of a ranking that are not group facts (besides ``rank_*`` and ``in_top_k_*``)."""
 
-    Recomputed from the subgroup table rather than read from the run, so the promotion
-    settings, not the ones training happened to use, decide.
-    """
-    overall = next((row for row in subgroups if row["group"] == "overall"), None)
-    if overall is None or overall.get("recall_at_k") is None:
-        return ()
-    limit = settings.subgroup_recall_ratio * float(overall["recall_at_k"])  # type: ignore[arg-type]
-    return tuple(
-        str(row["group"])
-        for row in subgroups
-        if row["group"] != "overall"
-        and int(row["positives"]) >= settings.subgroup_min_positives  # type: ignore[call-overload]
-        and row.get("recall_at_k") is not None
-        and float(row["recall_at_k"]) < limit  # type: ignore[arg-type]
-    )
+
+def _group_facts(ranking: pd.DataFrame) -> pd.DataFrame:
+    """The group columns of a ranking with groups, keyed by household and month."""
+    return ranking[
+        [c for c in ranking.columns if c not in RANKED_COLUMNS and not c.startswith(("rank_", "in_top_k_"))]
+    ]
+
+
+def _ranked_only(ranking: pd.DataFrame) -> pd.DataFrame:
+    facts = set(_group_facts(ranking).columns) - {"household_id", "as_of"}
+    return ranking[[c for c in ranking.columns if c not in facts]]
 
 
 def candidate_from_evaluation(
-    role: str, version: str, evaluation: dict[str, object], settings: TrainingSettings
+    role: str,
+    version: str,
+    evaluation: dict[str, object],
+    ranking: pd.DataFrame,
+    settings: TrainingSettings,
 ) -> Candidate:
+    """A candidate from a run's logged evaluation and ranking; the gate is recomputed under ``settings``.
+
+    Recomputed rather than read from the run, so the promotion's limits decide, not the ones
+    training happened to use.
+    """
     averaged = evaluation["averaged"]  # type: ignore[assignment]
     return Candidate(
         role=role,
@@ -145,28 +179,54 @@ def candidate_from_evaluation(
         precision_at_k=_mean(averaged, MODEL, "precision_at_k"),  # type: ignore[arg-type]
         median_lead_time_months=_mean(averaged, MODEL, "median_lead_time_months"),  # type: ignore[arg-type]
         ece=_mean(averaged, MODEL, "ece"),  # type: ignore[arg-type]
-        flagged_groups=flagged_groups(evaluation.get("subgroups", []), settings),  # type: ignore[arg-type]
         months=tuple(evaluation.get("months", ())),  # type: ignore[arg-type]
+        gate=subgroup_table(_ranked_only(ranking), _group_facts(ranking), settings.gate_limits),
+        ranking=ranking,
+        trained_through=evaluation.get("trained_through"),  # type: ignore[arg-type]
     )
 
 
 def candidate_from_assessment(
-    role: str, version: str, assessment: Assessment, settings: TrainingSettings
+    role: str, version: str, assessment: Assessment, settings: TrainingSettings, trained_through: str | None
 ) -> Candidate:
-    return candidate_from_evaluation(role, version, assessment.to_json_dict(), settings)
+    evaluation = {**assessment.to_json_dict(), "trained_through": trained_through}
+    return candidate_from_evaluation(role, version, evaluation, assessment.ranking_with_groups(), settings)
 
 
-def logged_evaluation(tracking: Tracking, version: ModelVersion) -> dict[str, object]:
-    """The ``evaluation.json`` the training run of ``version`` logged."""
+@dataclass(frozen=True)
+class LoggedRun:
+    """What a version's training run logged for promotion: its evaluation and its test ranking."""
+
+    evaluation: dict[str, object]
+    ranking: pd.DataFrame
+    run_id: str
+
+
+def logged_run(tracking: Tracking, version: ModelVersion) -> LoggedRun:
+    """The ``evaluation.json`` and ``backtest_ranking.parquet`` the training run of ``version`` logged."""
     if not version.run_id:
         raise PromotionError(f"version {version.version} has no training run to read its evaluation from")
-    path = mlflow.artifacts.download_artifacts(
-        run_id=version.run_id, artifact_path=EVALUATION_FILE, tracking_uri=tracking.uri
-    )
-    return json.loads(Path(path).read_text(encoding="utf-8"))
+    files = {}
+    for name in (EVALUATION_FILE, BACKTEST_RANKING_FILE):
+        try:
+            files[name] = mlflow.artifacts.download_artifacts(
+                run_id=version.run_id, artifact_path=name, tracking_uri=tracking.uri
+            )
+        except OSError as exc:
+            raise PromotionError(
+                f"version {version.version} (run {version.run_id}) has no {name}: it was trained before "
+                f"promotion could judge it group by group; retrain it with `relapse train` ({exc})"
+            ) from None
+    evaluation = json.loads(Path(files[EVALUATION_FILE]).read_text(encoding="utf-8"))
+    return LoggedRun(evaluation, pd.read_parquet(files[BACKTEST_RANKING_FILE]), version.run_id)
 
 
-def judge(challenger: Candidate, champion: Candidate | None, settings: TrainingSettings) -> list[str]:
+def judge(
+    challenger: Candidate,
+    settings: TrainingSettings,
+    versus_champion: pd.DataFrame | None = None,
+    champion_version: str | None = None,
+) -> list[str]:
     """Reasons to refuse the challenger (empty: promote). Pure: the rules of the module docstring."""
     reasons = []
     if not challenger.recall_at_k > challenger.baseline_recall_at_k:
@@ -174,21 +234,30 @@ def judge(challenger: Candidate, champion: Candidate | None, settings: TrainingS
             f"mean recall@k {challenger.recall_at_k:.4f} does not beat the rule baseline's "
             f"{challenger.baseline_recall_at_k:.4f} on the same months"
         )
-    if champion is not None and not challenger.recall_at_k >= champion.recall_at_k:
-        reasons.append(
-            f"mean recall@k {challenger.recall_at_k:.4f} is below the champion's "
-            f"(v{champion.version}) {champion.recall_at_k:.4f} on the same months"
-        )
     if not challenger.ece <= settings.max_ece:
         reasons.append(
             f"expected calibration error {challenger.ece:.4f} is above the limit {settings.max_ece}"
         )
-    if challenger.flagged_groups:
+    gate = challenger.gate
+    for row in gate[gate["below_baseline"]].to_dict(orient="records"):
         reasons.append(
-            f"recall@k below {settings.subgroup_recall_ratio}x the overall for: "
-            + ", ".join(challenger.flagged_groups)
-            + f" (groups with fewer than {settings.subgroup_min_positives} positives are not judged)"
+            f"{row['group']}: recall@k {row['recall_at_k']:.3f} is below the rule baseline's "
+            f"{row['baseline_recall_at_k']:.3f} in that group ({row['positives']} positives, "
+            f"p = {row['below_baseline_p']:.2g}): the model would leave it worse off than today's practice"
         )
+    for row in gate[gate["miscalibrated"]].to_dict(orient="records"):
+        reasons.append(
+            f"{row['group']}: observed rate {row['observed_rate']:.4f} against predicted "
+            f"{row['predicted_rate']:.4f}, {row['calibration_ratio']:.2f}x the county's ratio, beyond the "
+            f"tolerance of {1 + settings.group_calibration_tolerance:g}x (p = {row['miscalibrated_p']:.2g})"
+        )
+    if versus_champion is not None:
+        for row in versus_champion[versus_champion["fell"]].to_dict(orient="records"):
+            reasons.append(
+                f"{row['group']}: recall@k {row['recall_at_k']:.3f} fell from the champion's "
+                f"(v{champion_version}) {row['champion_recall_at_k']:.3f} on the same months, beyond noise "
+                f"(p = {row['fell_p']:.2g})"
+            )
     return reasons
 
 
@@ -198,7 +267,7 @@ def promote(
     """Judge the challenger and move ``champion`` to it when every check passes.
 
     Raises :class:`PromotionError` when there is no challenger, the challenger already
-    is the champion, or the models cannot be compared on the same months.
+    is the champion, or the runs lack what they need to be compared.
     """
     say = progress or (lambda _message: None)
     tracking = configure_tracking(settings)
@@ -212,38 +281,63 @@ def promote(
     if champion_version is not None and champion_version.version == challenger_version.version:
         raise PromotionError(f"version {challenger_version.version} already is the {CHAMPION}")
 
-    challenger_logged = logged_evaluation(tracking, challenger_version)
+    ours = logged_run(tracking, challenger_version)
     challenger = candidate_from_evaluation(
-        CHALLENGER, str(challenger_version.version), challenger_logged, settings
+        CHALLENGER, str(challenger_version.version), ours.evaluation, ours.ranking, settings
     )
-    champion = None
-    basis = f"challenger's logged test months {', '.join(challenger.months)}"
+    champion: Candidate | None = None
+    versus: pd.DataFrame | None = None
+    basis = f"the challenger's backtest, test months {', '.join(challenger.months)}"
     if champion_version is not None:
-        champion_logged = logged_evaluation(tracking, champion_version)
-        same_months = champion_logged.get("months") == challenger_logged.get("months")
-        same_data = champion_logged.get("data_fingerprint") == challenger_logged.get("data_fingerprint")
+        theirs = logged_run(tracking, champion_version)
+        same_months = theirs.evaluation.get("months") == ours.evaluation.get("months")
+        same_data = theirs.evaluation.get("data_fingerprint") == ours.evaluation.get("data_fingerprint")
         if same_months and same_data:
             champion = candidate_from_evaluation(
-                CHAMPION, str(champion_version.version), champion_logged, settings
+                CHAMPION, str(champion_version.version), theirs.evaluation, theirs.ranking, settings
+            )
+            versus = champion_table(
+                challenger.ranking, champion.ranking, _group_facts(challenger.ranking), settings.gate_limits
             )
             basis = (
-                f"logged test figures of both runs: same months ({', '.join(challenger.months)}) "
-                "and same data fingerprint"
+                f"both runs' backtests, paired household by household: same months "
+                f"({', '.join(challenger.months)}) and same data fingerprint"
             )
         else:
-            challenger, champion, basis = _rescore_both(
-                tracking, settings, challenger_version, champion_version, challenger_logged, data, say
+            compared = _rescore_both(
+                tracking, settings, challenger_version, champion_version, ours, theirs, data, say
             )
+            if compared is None:
+                basis += (
+                    f"; the champion (v{champion_version.version}, trained through "
+                    f"{theirs.evaluation.get('trained_through')}) has learned the outcomes of every one of "
+                    "them, so it is not compared: the gate judges the challenger against the rule baseline"
+                )
+            else:
+                rescored, champion, basis = compared
+                versus = champion_table(
+                    rescored.ranking, champion.ranking, _group_facts(rescored.ranking), settings.gate_limits
+                )
 
-    reasons = judge(challenger, champion, settings)
+    reasons = judge(challenger, settings, versus, champion.version if champion is not None else None)
     if not reasons:
         tracking.client.set_registered_model_alias(settings.model_name, CHAMPION, challenger.version)
-        if champion is not None:
+        if champion_version is not None:
             tracking.client.set_model_version_tag(
-                settings.model_name, challenger.version, "replaced_champion", champion.version
+                settings.model_name, challenger.version, "replaced_champion", str(champion_version.version)
             )
         say(f"{CHAMPION} -> version {challenger.version}")
-    return PromotionDecision(not reasons, challenger, champion, basis, reasons)
+    return PromotionDecision(not reasons, challenger, champion, basis, versus, reasons)
+
+
+def comparable_months(
+    test_months: list[str], champion_trained_through: str | None, horizon: int
+) -> list[str]:
+    """The test months whose outcomes the champion never learned: t >= trained_through + H."""
+    if not champion_trained_through:
+        return []
+    first = month_index(parse_month(champion_trained_through)) + horizon
+    return [m for m in test_months if month_index(parse_month(m)) >= first]
 
 
 def _rescore_both(
@@ -251,31 +345,56 @@ def _rescore_both(
     settings: TrainingSettings,
     challenger_version: ModelVersion,
     champion_version: ModelVersion,
-    challenger_logged: dict[str, object],
+    ours: LoggedRun,
+    theirs: LoggedRun,
     data: Path | None,
     say: Progress,
-) -> tuple[Candidate, Candidate, str]:
-    logged_path = str(challenger_logged.get("data_path") or "")
+) -> tuple[Candidate, Candidate, str] | None:
+    """Both models re-scored on the challenger's months the champion has not learned; None when none."""
+    horizon = int(ours.evaluation.get("horizon") or settings.horizon)  # type: ignore[arg-type]
+    months = comparable_months(
+        list(ours.evaluation["months"]),  # type: ignore[arg-type]
+        theirs.evaluation.get("trained_through"),  # type: ignore[arg-type]
+        horizon,
+    )
+    if not months:
+        return None
+    logged_path = str(ours.evaluation.get("data_path") or "")
     folder = data if data is not None else (Path(logged_path) if logged_path else None)
     if folder is None or not folder.is_dir():
         raise PromotionError(
             "the champion was tested on other months or data than the challenger, and the challenger's "
             f"dataset folder {folder or '(not recorded)'} is not available to re-score both; pass --data"
         )
-    months = [parse_month(m) for m in challenger_logged["months"]]  # type: ignore[union-attr]
-    horizon = int(challenger_logged.get("horizon") or settings.horizon)  # type: ignore[arg-type]
-    listed = ", ".join(format_month(m) for m in months)
-    say(f"re-scoring challenger and champion on {folder}, months {listed}")
+    say(f"re-scoring challenger and champion on {folder}, months {', '.join(months)}")
     dataset = load_dataset(folder)
     truth_path = find_truth(folder)
     mlflow.set_tracking_uri(tracking.uri)
+    backtest_folder = mlflow.artifacts.download_artifacts(
+        run_id=ours.run_id, artifact_path=BACKTEST_MODEL_DIR, tracking_uri=tracking.uri
+    )
+    models = {
+        CHALLENGER: RiskModel.load(backtest_folder),
+        CHAMPION: load_risk_model(f"models:/{settings.model_name}/{champion_version.version}"),
+    }
+    versions = {CHALLENGER: challenger_version, CHAMPION: champion_version}
     assessed = {}
-    for role, version in ((CHALLENGER, challenger_version), (CHAMPION, champion_version)):
-        model = load_risk_model(f"models:/{settings.model_name}/{version.version}")
-        assessment = assess_on_dataset(dataset, model, months, horizon, settings, truth_path)
-        assessed[role] = candidate_from_assessment(role, str(version.version), assessment, settings)
+    for role, model in models.items():
+        assessment: Assessment = assess_on_dataset(
+            dataset, model, [parse_month(m) for m in months], horizon, settings, truth_path
+        )
+        trained_through = (ours if role == CHALLENGER else theirs).evaluation.get("trained_through")
+        assessed[role] = candidate_from_assessment(
+            role,
+            str(versions[role].version),
+            assessment,
+            settings,
+            trained_through,  # type: ignore[arg-type]
+        )
     basis = (
-        f"both models re-scored on {folder} (fingerprint {dataset.fingerprint[:12]}), "
-        f"the challenger's test months {', '.join(format_month(m) for m in months)}"
+        f"both re-scored on {folder} (fingerprint {dataset.fingerprint[:12]}), the challenger's test months "
+        f"the champion has not learned from ({', '.join(months)}): the challenger's backtest model against "
+        f"the champion (v{champion_version.version}, trained through "
+        f"{theirs.evaluation.get('trained_through')})"
     )
     return assessed[CHALLENGER], assessed[CHAMPION], basis

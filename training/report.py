@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import pandas as pd
 from relapse_risk.features.contract import format_month
 from rich.table import Table
 
@@ -68,38 +69,86 @@ def ratio_line(assessment: Assessment) -> str:
     return ", ".join(parts)
 
 
-def subgroup_table(assessment: Assessment, recall_ratio: float, min_positives: int) -> Table:
-    table = Table(
-        title=(
-            f"Subgroups (model's county-wide visit lists, pooled over {len(assessment.months)} months; "
-            f"flag: recall < {recall_ratio}x overall, judged with >= {min_positives} positives)"
-        ),
-        title_justify="left",
+def measurement_line(assessment: Assessment, planned_months: int) -> str:
+    """How much the backtest measured: test months, positives, and recall@k's 90 % interval."""
+    positives = int(assessment.subgroups.loc[0, "positives"])
+    low, high = assessment.recall_interval(MODEL)
+    line = (
+        f"measured on {len(assessment.months)} test month(s) "
+        f"({', '.join(format_month(m) for m in assessment.months)}), {positives:,} positives: "
+        f"recall@k {assessment.mean(MODEL):.3f}, 90 % interval {low:.3f}-{high:.3f}"
     )
-    for header in ("group", "rows", "positives", "recall@k", "baseline recall@k", "FPR", "x overall", "flag"):
-        table.add_column(header, justify="left" if header in ("group", "flag") else "right")
-    for row in assessment.subgroups.to_dict(orient="records"):
-        flag = "[red]FLAGGED[/red]" if row["flagged"] else ("" if row["judged"] else "[dim]too few[/dim]")
+    if len(assessment.months) < planned_months:
+        line += (
+            f". Only {len(assessment.months)} of the usual {planned_months} test quarter-ends fit this "
+            "history: treat the figures as rough"
+        )
+    return line
+
+
+def gate_table(gate: pd.DataFrame, title: str) -> Table:
+    """The fairness gate: each group's recall@k for model, baseline and oracle, parity, calibration, verdict.
+
+    Parity (group / overall recall) is shown for all three methods and never refuses by itself;
+    the verdict is the gate's: below the baseline's recall, or miscalibrated, beyond noise.
+    """
+    table = Table(title=title, title_justify="left")
+    headers = ("group", "positives", "model", "baseline", "oracle", "parity", "base par.", "orc par.")
+    for header in (*headers, "obs/pred", "verdict"):
+        table.add_column(header, justify="left" if header in ("group", "verdict") else "right")
+    for row in gate.to_dict(orient="records"):
+        verdicts = []
+        if row["below_baseline"]:
+            verdicts.append("[red]below baseline[/red]")
+        if row["miscalibrated"]:
+            verdicts.append("[red]miscalibrated[/red]")
         table.add_row(
             row["group"],
-            f"{row['rows']:,}",
             f"{row['positives']:,}",
             _fmt(row["recall_at_k"], "{:.3f}"),
             _fmt(row["baseline_recall_at_k"], "{:.3f}"),
-            _fmt(row["false_positive_rate"], "{:.4f}"),
-            _fmt(row["recall_ratio"], "{:.2f}"),
-            flag,
+            _fmt(row["oracle_recall_at_k"], "{:.3f}"),
+            _fmt(row["parity"], "{:.2f}"),
+            _fmt(row["baseline_parity"], "{:.2f}"),
+            _fmt(row["oracle_parity"], "{:.2f}"),
+            _fmt(row["calibration_ratio"], "{:.2f}"),
+            ", ".join(verdicts) or "ok",
+        )
+    return table
+
+
+def subgroup_table(assessment: Assessment) -> Table:
+    return gate_table(
+        assessment.subgroups,
+        f"Fairness gate (county-wide visit lists, pooled over {len(assessment.months)} months; recall@k by "
+        "group; parity = group / overall; obs/pred relative to the county)",
+    )
+
+
+def champion_table(versus: pd.DataFrame, champion_version: str) -> Table:
+    table = Table(title=f"Against the champion (v{champion_version}), same rows", title_justify="left")
+    for header in ("group", "positives", "challenger", "champion", "p (fell)", "verdict"):
+        table.add_column(header, justify="left" if header in ("group", "verdict") else "right")
+    for row in versus.to_dict(orient="records"):
+        table.add_row(
+            row["group"],
+            f"{row['positives']:,}",
+            _fmt(row["recall_at_k"], "{:.3f}"),
+            _fmt(row["champion_recall_at_k"], "{:.3f}"),
+            _fmt(row["fell_p"], "{:.2g}"),
+            "[red]fell[/red]" if row["fell"] else "ok",
         )
     return table
 
 
 def comparison_table(decision: PromotionDecision) -> Table:
     table = Table(title=f"Promotion on {decision.basis}", title_justify="left")
-    for header in ("", "recall@k", "precision@k", "median lead", "ECE", "flagged groups"):
-        table.add_column(header, justify="left" if header in ("", "flagged groups") else "right")
+    for header in ("", "months", "recall@k", "precision@k", "median lead", "ECE", "refused groups"):
+        table.add_column(header, justify="left" if header in ("", "months", "refused groups") else "right")
     for row in decision.comparison().to_dict(orient="records"):
         table.add_row(
             row["who"],
+            row["months"],
             _fmt(row["recall_at_k"], "{:.4f}"),
             _fmt(row["precision_at_k"], "{:.4f}"),
             _fmt(row["median_lead_time_months"], "{:.1f}"),

@@ -3,24 +3,32 @@
 The job in steps, each usable on its own (tests swap labels between steps):
 
 1. :func:`prepare_training_data`: load the folder, choose the labelled
-   quarter-end as-of months, split them by time (training/split.py), build
-   features and labels for the months the split uses, and refuse when
-   history or positives are too few.
-2. :func:`fit_risk_model`: LightGBM on the training months, early stopping on
-   the validation months, calibration on the validation months' scores
-   (optionally after :func:`training.tune.tune`, which also only sees
-   validation months).
-3. :func:`training.assessment.assess` on the test months, for the model, the
-   rule baseline and (with a truth file) the oracle.
-4. :func:`record_run`: one MLflow run with parameters, data fingerprint,
-   feature list, metrics, figures and the pyfunc model, registered as a new
-   version with alias ``challenger``.
+   as-of months, split them by time (training/split.py), build features and
+   labels for the months the split and the refit use, and refuse when history
+   or positives are too few.
+2. :func:`fit_risk_model`: the *backtest* model. LightGBM on the training
+   months, early stopping and calibration on the validation rows (later months,
+   or held-out households when the history is short; optionally after
+   :func:`training.tune.tune`, which also only sees validation rows).
+3. :func:`training.assessment.assess` of the backtest model on the test
+   months, beside the rule baseline and (with a truth file) the oracle.
+4. :func:`refit_production_model`: the model that serves, refit with the
+   backtest's settings and rounds on every labelled month up to
+   data_end - H, calibrated on cross-fitted scores of the latest months.
+5. :func:`record_run`: one MLflow run with parameters, data fingerprint,
+   feature list, the backtest's metrics and figures, the backtest model's
+   files, and the refit as the pyfunc model, registered as a new version with
+   alias ``challenger``.
 
-Why the registered model is the one fitted on the training months only: the
-calibrator must be fitted on rows the booster never trained on, and the test
-figures must describe exactly the model in the registry. Refitting on
-training + validation months would leave no untouched rows to calibrate on and
-would register a model whose test figures were never measured.
+Why two models: the backtest measures the *procedure* on months it never
+saw, which is the only honest figure there is. But the backtest model's
+freshest label is a year or more older than the month it will score (on four
+years of data, 21 months), and a county changes: a lockdown, a new monitoring
+line. So the served model is the same procedure run again on everything
+labelled so far; its ``trained_through`` month (the latest as-of month whose
+label it learned from) is logged, tagged on the version, and reported by every
+scoring run. ``benchmarks/bench_refit.py`` measures on later matured quarters
+that the refit ranks at least as well as the backtest model.
 """
 
 from __future__ import annotations
@@ -37,7 +45,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 from relapse_risk.features.catalogue import CATALOGUE_VERSION, CATEGORICAL_FEATURES, FEATURE_NAMES
-from relapse_risk.features.contract import format_month, month_start
+from relapse_risk.features.contract import format_month, month_index, month_start
 from relapse_risk.features.dataset import Dataset
 from relapse_risk.features.loading import load_dataset
 from relapse_risk.features.policy import Policy
@@ -57,7 +65,13 @@ import relapse_risk
 from . import figures
 from .assessment import MODEL, Assessment, assess
 from .config import BoosterParameters, TrainingSettings
-from .split import TimeSplit, TrainingDataError, time_split
+from .split import (
+    HELD_OUT_HOUSEHOLDS,
+    TimeSplit,
+    TrainingDataError,
+    data_months_needed,
+    time_split,
+)
 from .subgroups import household_groups
 from .tracking import CHALLENGER, Tracking, configure_tracking
 from .truth import find_truth
@@ -66,23 +80,68 @@ from .tune import TuningResult, risk_model, tune
 Progress = Callable[[str], None]
 
 
+ROLES = ("train", "validation", "test", "refit", "calibration")
+"""Row sets of a training run: the backtest's three splits, then the refit's rows and its calibration rows."""
+
+
+@dataclass(frozen=True)
+class RowLayout:
+    """Which (household, as-of month) rows each role of a training run uses."""
+
+    split: TimeSplit
+    refit_months: tuple[dt.date, ...]
+    """Every labelled learning month up to data_end - H: the production refit's rows."""
+    calibration_months: tuple[dt.date, ...]
+    """The latest refit months: the rows whose cross-fitted scores calibrate the refit."""
+    validation_households: frozenset[str] = frozenset()
+    """Held-out households of the training months, when the split validates on households."""
+
+    @property
+    def trained_through(self) -> dt.date:
+        """The latest as-of month whose label the production refit learns from."""
+        return self.refit_months[-1]
+
+    @property
+    def months(self) -> list[dt.date]:
+        """Every as-of month any role uses, ascending."""
+        split = self.split
+        return sorted(set(split.train + split.validation + split.test + self.refit_months))
+
+    def mask(self, frame: pd.DataFrame, role: str) -> np.ndarray:
+        """Rows of ``frame`` (household_id, as_of) that belong to ``role`` (one of :data:`ROLES`)."""
+        if role == "refit":
+            months = self.refit_months
+        elif role == "calibration":
+            months = self.calibration_months
+        else:
+            months = getattr(self.split, role)
+        selected = frame["as_of"].isin(pd.to_datetime(list(months))).to_numpy()
+        if role in ("train", "validation") and self.split.validation_kind == HELD_OUT_HOUSEHOLDS:
+            held_out = frame["household_id"].isin(self.validation_households).to_numpy()
+            selected &= held_out if role == "validation" else ~held_out
+        return selected
+
+
 @dataclass(frozen=True)
 class TrainingData:
     """Everything a fit and its assessment need, prepared once."""
 
     dataset: Dataset
-    split: TimeSplit
+    layout: RowLayout
     table: pd.DataFrame
-    """Training-table rows (eligible households) of the split's train, validation and test months."""
+    """Training-table rows (eligible households) of every month a role uses."""
     visit_share: float
     truth: pd.DataFrame | None = None
     truth_path: Path | None = None
     seconds: dict[str, float] = field(default_factory=dict)
 
+    @property
+    def split(self) -> TimeSplit:
+        return self.layout.split
+
     def rows(self, role: str) -> pd.DataFrame:
-        """Rows of the ``train``, ``validation`` or ``test`` months."""
-        months = pd.to_datetime(list(getattr(self.split, role)))
-        return self.table[self.table["as_of"].isin(months)].reset_index(drop=True)
+        """Rows of one of :data:`ROLES`."""
+        return self.table[self.layout.mask(self.table, role)].reset_index(drop=True)
 
 
 @dataclass(frozen=True)
@@ -94,6 +153,7 @@ class TrainingResult:
     assessment: Assessment
     params: BoosterParameters
     best_iteration: int
+    trained_through: dt.date
     tuning: TuningResult | None
     seconds: dict[str, float]
 
@@ -104,8 +164,49 @@ def labelled_months(policy: Policy, horizon: int) -> list[dt.date]:
     return [month_start(i) for i in range(first, policy.last_month_index - horizon + 1)]
 
 
+def learning_months(policy: Policy, settings: TrainingSettings) -> list[dt.date]:
+    """Months whose rows a model learns from: every labelled month-end, or quarter-ends only."""
+    if settings.monthly_training_rows:
+        return labelled_months(policy, settings.horizon)
+    return quarter_ends(policy, settings.horizon)
+
+
 def visit_share_of(settings: TrainingSettings, dataset: Dataset) -> float:
     return settings.visit_share if settings.visit_share is not None else dataset.policy.visit_share
+
+
+def plan_rows(dataset: Dataset, settings: TrainingSettings) -> RowLayout:
+    """Split the labelled months by time and choose the refit's rows; refuse when history is too short."""
+    policy = dataset.policy
+    learning = learning_months(policy, settings)
+    try:
+        split = time_split(
+            quarter_ends(policy, settings.horizon),
+            settings.horizon,
+            settings.test_months,
+            settings.validation_months,
+            settings.min_train_months,
+            learning_months=learning if settings.monthly_training_rows else None,
+        )
+    except TrainingDataError as exc:
+        where = f"{dataset.source}: " if dataset.source else ""
+        needed = data_months_needed(settings.horizon, settings.min_train_months, HISTORY_BEFORE_FIRST_AS_OF)
+        given = policy.last_month_index - policy.first_month_index + 1
+        raise TrainingDataError(
+            f"{where}{exc}. The data hold {given} months "
+            f"({format_month(policy.data_start)}..{format_month(policy.data_end)}); at least {needed} are "
+            f"needed: {HISTORY_BEFORE_FIRST_AS_OF} of history before the first as-of month, "
+            f"{settings.min_train_months} training month(s), a {settings.horizon}-month gap to a test "
+            f"quarter-end and its {settings.horizon}-month label window"
+        ) from None
+    last = month_index(learning[-1])
+    calibration = tuple(m for m in learning if month_index(m) > last - settings.calibration_months)
+    held_out: frozenset[str] = frozenset()
+    if split.validation_kind == HELD_OUT_HOUSEHOLDS:
+        ids = np.sort(dataset.connection.execute("SELECT household_id FROM households").df()["household_id"])
+        chosen = np.random.default_rng(settings.seed).random(len(ids)) < settings.held_out_share
+        held_out = frozenset(str(i) for i in ids[chosen])
+    return RowLayout(split, tuple(learning), calibration, held_out)
 
 
 def prepare_training_data(
@@ -114,52 +215,34 @@ def prepare_training_data(
     truth_path: Path | None = None,
     progress: Progress | None = None,
 ) -> TrainingData:
-    """Split the dataset's labelled quarter-ends by time and build their training table.
+    """Split the dataset's labelled months by time and build the training table of every role.
 
-    Raises :class:`TrainingDataError` when the data hold too few labelled as-of
-    months for the split, or too few label-1 rows in the training, validation
-    or test months (``settings.min_positives`` each).
+    Raises :class:`TrainingDataError` when the data hold too little history for any split
+    (the message says how many months are needed), or too few label-1 rows in one of the
+    roles (``settings.min_positives`` each).
     """
     say = progress or (lambda _message: None)
     seconds: dict[str, float] = {}
-    where = f"{dataset.source}: " if dataset.source else ""
-    try:
-        split = time_split(
-            quarter_ends(dataset.policy, settings.horizon),
-            settings.horizon,
-            settings.test_months,
-            settings.validation_months,
-            settings.min_train_months,
-            learning_months=labelled_months(dataset.policy, settings.horizon)
-            if settings.monthly_training_rows
-            else None,
-        )
-    except TrainingDataError as exc:
-        policy = dataset.policy
-        raise TrainingDataError(
-            f"{where}{exc} (data {format_month(policy.data_start)}..{format_month(policy.data_end)}; "
-            "as-of months are quarter-ends from a year after data_start)"
-        ) from None
+    layout = plan_rows(dataset, settings)
+    split = layout.split
+    say(split.summary())
     say(
-        "split by time: train "
-        + ", ".join(format_month(m) for m in split.train)
-        + " | validation "
-        + ", ".join(format_month(m) for m in split.validation)
-        + " | test "
-        + ", ".join(format_month(m) for m in split.test)
+        f"production refit: every labelled month {format_month(layout.refit_months[0])}.."
+        f"{format_month(layout.trained_through)}, calibrated on "
+        + ", ".join(format_month(m) for m in layout.calibration_months)
     )
-    months = sorted(split.train + split.validation + split.test)
     # Labels alone are cheap; refuse before spending minutes on features.
-    labels = labels_for_months(dataset, months, settings.horizon)
-    _check_positives(labels, split, settings.min_positives, where)
+    labels = labels_for_months(dataset, layout.months, settings.horizon)
+    where = f"{dataset.source}: " if dataset.source else ""
+    _check_positives(labels, layout, settings.min_positives, where)
     started = time.perf_counter()
-    table = build_training_table(dataset, months, settings.horizon)
+    table = build_training_table(dataset, layout.months, settings.horizon)
     seconds["training_table"] = time.perf_counter() - started
     say(f"training table: {len(table):,} eligible household-months in {seconds['training_table']:.0f} s")
     truth = read_truth(truth_path) if truth_path is not None else None
     return TrainingData(
         dataset,
-        split,
+        layout,
         table,
         visit_share_of(settings, dataset),
         truth=truth,
@@ -168,20 +251,21 @@ def prepare_training_data(
     )
 
 
-def _check_positives(labels: pd.DataFrame, split: TimeSplit, minimum: int, where: str) -> None:
-    """Refuse when the train, validation or test months hold fewer than ``minimum`` label-1 rows."""
-    eligible = labels[labels["eligible"].to_numpy(dtype=bool)]
-    for role in ("train", "validation", "test"):
-        role_months = getattr(split, role)
-        rows = eligible[eligible["as_of"].isin(pd.to_datetime(list(role_months)))]
+def _check_positives(labels: pd.DataFrame, layout: RowLayout, minimum: int, where: str) -> None:
+    """Refuse when a role's rows hold fewer than ``minimum`` label-1 rows."""
+    eligible = labels[labels["eligible"].to_numpy(dtype=bool)].reset_index(drop=True)
+    for role in ROLES:
+        rows = eligible[layout.mask(eligible, role)]
         positives = int(rows["label"].sum())
         if positives < minimum:
-            listed = ", ".join(format_month(m) for m in role_months)
+            months = sorted(set(rows["as_of"].dt.date)) or list(getattr(layout.split, role, ()))
+            listed = ", ".join(format_month(m) for m in months)
             raise TrainingDataError(
                 f"{where}too few positives to train: the {role} months ({listed}) hold {positives} "
-                f"household-months where a rule fired within {split.horizon} months "
+                f"household-months where a rule fired within {layout.split.horizon} months "
                 f"among {len(rows):,} eligible; at least {minimum} are needed in each of train, "
-                "validation and test (a larger county or a longer history helps)"
+                "validation, test and the refit's calibration months (a larger county or a longer "
+                "history helps)"
             )
 
 
@@ -206,8 +290,28 @@ def assess_model(model: RiskModel, data: TrainingData, settings: TrainingSetting
         visit_share=data.visit_share,
         groups=household_groups(data.dataset, data.split.test),
         truth=data.truth,
-        subgroup_recall_ratio=settings.subgroup_recall_ratio,
-        subgroup_min_positives=settings.subgroup_min_positives,
+        limits=settings.gate_limits,
+    )
+
+
+def refit_production_model(
+    data: TrainingData, settings: TrainingSettings, params: BoosterParameters, rounds: int
+) -> RiskModel:
+    """The model that serves: the backtest's parameters and rounds, on every labelled month.
+
+    Its calibrator is fitted on cross-fitted scores of the calibration months (see
+    :meth:`RiskModel.fit_cross_calibrated`), so no labelled month is given up to calibrate.
+    """
+    rows = data.rows("refit")
+    calibration = data.layout.mask(rows, "calibration")
+    return risk_model(params, settings).fit_cross_calibrated(
+        rows,
+        rows["label"].to_numpy(dtype=np.int8),
+        rounds=rounds,
+        groups=rows["household_id"].to_numpy(),
+        calibration_rows=calibration,
+        held_out_share=settings.calibration_share,
+        feature_names=list(FEATURE_NAMES),
     )
 
 
@@ -232,14 +336,24 @@ def train_prepared(
             f"(defaults) -> {tuning.best_value:.3f}"
         )
     started = time.perf_counter()
-    model = fit_risk_model(data, settings, params)
+    backtest = fit_risk_model(data, settings, params)
     seconds["fit"] = time.perf_counter() - started
-    say(f"fitted: best iteration {model.best_iteration_} in {seconds['fit']:.0f} s")
+    say(f"backtest model fitted: best iteration {backtest.best_iteration_} in {seconds['fit']:.0f} s")
     started = time.perf_counter()
-    assessment = assess_model(model, data, settings)
+    assessment = assess_model(backtest, data, settings)
     seconds["assessment"] = time.perf_counter() - started
     started = time.perf_counter()
-    run_id, version = record_run(data, model, assessment, params, settings, tracking, tuning, seconds)
+    production = refit_production_model(data, settings, params, backtest.best_iteration_)
+    seconds["refit"] = time.perf_counter() - started
+    trained_through = data.layout.trained_through
+    say(
+        f"production model refit on {production.training_summary_['train_rows']:,} rows through "
+        f"{format_month(trained_through)} in {seconds['refit']:.0f} s"
+    )
+    started = time.perf_counter()
+    run_id, version = record_run(
+        data, backtest, production, assessment, params, settings, tracking, tuning, seconds
+    )
     seconds["tracking"] = time.perf_counter() - started
     say(f"registered {settings.model_name} version {version} as {CHALLENGER} (run {run_id})")
     return TrainingResult(
@@ -249,7 +363,8 @@ def train_prepared(
         split=data.split,
         assessment=assessment,
         params=params,
-        best_iteration=model.best_iteration_,
+        best_iteration=backtest.best_iteration_,
+        trained_through=trained_through,
         tuning=tuning,
         seconds=seconds,
     )
@@ -284,10 +399,16 @@ def run_training(
 
 
 def _params(
-    data: TrainingData, model: RiskModel, params: BoosterParameters, settings: TrainingSettings
+    data: TrainingData,
+    backtest: RiskModel,
+    production: RiskModel,
+    params: BoosterParameters,
+    settings: TrainingSettings,
 ) -> dict[str, object]:
-    summary = model.training_summary_
+    summary = backtest.training_summary_
+    refit = production.training_summary_
     policy = data.dataset.policy
+    layout = data.layout
     return {
         "horizon": settings.horizon,
         "visit_share": data.visit_share,
@@ -295,8 +416,8 @@ def _params(
         "calibration": settings.calibration,
         "monthly_training_rows": settings.monthly_training_rows,
         **{f"booster.{k}": v for k, v in params.model_dump().items()},
-        "best_iteration": model.best_iteration_,
-        "scale_pos_weight": round(model.scale_pos_weight_, 4),
+        "best_iteration": backtest.best_iteration_,
+        "scale_pos_weight": round(backtest.scale_pos_weight_, 4),
         "tune_minutes": settings.tune_minutes,
         "data_path": str(Path(data.dataset.source).resolve()) if data.dataset.source else "",
         "data_fingerprint": data.dataset.fingerprint,
@@ -308,14 +429,24 @@ def _params(
         "truth_path": str(data.truth_path) if data.truth_path else "",
         "train_months": ",".join(format_month(m) for m in data.split.train),
         "validation_months": ",".join(format_month(m) for m in data.split.validation),
+        "validation_kind": data.split.validation_kind,
         "test_months": ",".join(format_month(m) for m in data.split.test),
+        "test_month_count": len(data.split.test),
         "gap_months": ",".join(format_month(m) for m in data.split.gap),
         "train_rows": summary["train_rows"],
         "train_positives": summary["train_positives"],
         "validation_rows": summary["valid_rows"],
         "validation_positives": summary["valid_positives"],
-        "feature_count": len(model.feature_names_),
-        "feature_pipeline_version": model.feature_pipeline_version,
+        "trained_through": format_month(layout.trained_through),
+        "refit_months": f"{format_month(layout.refit_months[0])}..{format_month(layout.trained_through)}",
+        "refit_month_count": len(layout.refit_months),
+        "refit_rows": refit["train_rows"],
+        "refit_positives": refit["train_positives"],
+        "refit_calibration_months": ",".join(format_month(m) for m in layout.calibration_months),
+        "refit_calibration_share": round(settings.calibration_share, 4),
+        "refit_calibration_rows": refit["calibration_rows"],
+        "feature_count": len(production.feature_names_),
+        "feature_pipeline_version": production.feature_pipeline_version,
         "catalogue_version": CATALOGUE_VERSION,
         "package_version": relapse_risk.__version__,
     }
@@ -335,6 +466,7 @@ def _metrics(assessment: Assessment) -> tuple[dict[str, float], dict[int, dict[s
             averaged[f"ratio.model_vs_{reference}.recall_at_k"] = ratio
     overall = assessment.subgroups.iloc[0]
     averaged["subgroups.flagged"] = float(len(assessment.flagged_groups))
+    averaged["test.positives"] = float(overall["positives"])
     averaged["subgroups.overall_recall_pooled"] = float(overall["recall_at_k"])
     per_month: dict[int, dict[str, float]] = {}
     for row in assessment.per_month.to_dict(orient="records"):
@@ -349,7 +481,8 @@ def _metrics(assessment: Assessment) -> tuple[dict[str, float], dict[int, dict[s
 
 def record_run(
     data: TrainingData,
-    model: RiskModel,
+    backtest: RiskModel,
+    production: RiskModel,
     assessment: Assessment,
     params: BoosterParameters,
     settings: TrainingSettings,
@@ -357,17 +490,24 @@ def record_run(
     tuning: TuningResult | None,
     seconds: dict[str, float],
 ) -> tuple[str, str]:
-    """Log one MLflow run and register its model as a new version with alias ``challenger``."""
+    """Log one MLflow run and register the production refit as a new version with alias ``challenger``.
+
+    The run's metrics are the backtest's; its files include the backtest model (``backtest_model/``)
+    and its ranking of the test months (``backtest_ranking.parquet``), so that promotion can compare
+    procedures household by household without the data, or re-score the backtest model.
+    """
     test_rows = data.rows("test")
+    trained_through = format_month(data.layout.trained_through)
     with mlflow.start_run(experiment_id=tracking.experiment_id) as run:
         mlflow.set_tags(
             {
                 "relapse.job": "train",
                 "relapse.data_fingerprint": data.dataset.fingerprint,
                 "relapse.test_months": ",".join(format_month(m) for m in data.split.test),
+                "relapse.trained_through": trained_through,
             }
         )
-        mlflow.log_params(_params(data, model, params, settings))
+        mlflow.log_params(_params(data, backtest, production, params, settings))
         averaged, per_month = _metrics(assessment)
         mlflow.log_metrics(averaged)
         for step, values in sorted(per_month.items()):
@@ -378,14 +518,15 @@ def record_run(
                 {"tuning.trials": len(tuning.trials), "tuning.validation_recall_at_k": tuning.best_value}
             )
         with tempfile.TemporaryDirectory(prefix="relapse_run_") as folder:
-            _write_artifacts(Path(folder), data, model, assessment, settings, tuning)
+            _write_artifacts(Path(folder), data, backtest, production, assessment, settings, tuning)
             mlflow.log_artifacts(folder)
-        info = log_risk_model(model, "model", test_rows, registered_model_name=settings.model_name)
+        info = log_risk_model(production, "model", test_rows, registered_model_name=settings.model_name)
         version = str(info.registered_model_version)
         tracking.client.set_registered_model_alias(settings.model_name, CHALLENGER, version)
         for key, value in {
             "data_fingerprint": data.dataset.fingerprint,
             "test_months": ",".join(format_month(m) for m in data.split.test),
+            "trained_through": trained_through,
             "horizon": str(settings.horizon),
             "model.recall_at_k": f"{assessment.mean(MODEL):.4f}",
             "rule_baseline.recall_at_k": f"{assessment.mean('rule_baseline'):.4f}",
@@ -395,6 +536,8 @@ def record_run(
 
 
 EVALUATION_FILE = "evaluation.json"
+BACKTEST_MODEL_DIR = "backtest_model"
+BACKTEST_RANKING_FILE = "backtest_ranking.parquet"
 
 
 def _write_json(path: Path, content: object) -> None:
@@ -404,7 +547,8 @@ def _write_json(path: Path, content: object) -> None:
 def _write_artifacts(
     folder: Path,
     data: TrainingData,
-    model: RiskModel,
+    backtest: RiskModel,
+    production: RiskModel,
     assessment: Assessment,
     settings: TrainingSettings,
     tuning: TuningResult | None,
@@ -412,18 +556,30 @@ def _write_artifacts(
     (folder / "figures").mkdir()
     features = {
         "catalogue_version": CATALOGUE_VERSION,
-        "feature_names": list(model.feature_names_),
+        "feature_names": list(production.feature_names_),
         "categorical_features": list(CATEGORICAL_FEATURES),
-        "importance_gain": {k: float(v) for k, v in model.feature_importance("gain").items()},
+        "importance_gain": {k: float(v) for k, v in production.feature_importance("gain").items()},
     }
     _write_json(folder / "features.json", features)
-    _write_json(folder / "split.json", data.split.describe())
+    _write_json(
+        folder / "split.json",
+        {
+            **data.split.describe(),
+            "validation_kind": data.split.validation_kind,
+            "refit": [format_month(m) for m in data.layout.refit_months],
+            "refit_calibration": [format_month(m) for m in data.layout.calibration_months],
+            "trained_through": format_month(data.layout.trained_through),
+        },
+    )
     evaluation = {
         "model_name": settings.model_name,
         "horizon": settings.horizon,
         "data_path": str(data.dataset.source) if data.dataset.source else "",
         "data_fingerprint": data.dataset.fingerprint,
-        "training_summary": model.training_summary_,
+        "trained_through": format_month(data.layout.trained_through),
+        "validation_kind": data.split.validation_kind,
+        "training_summary": backtest.training_summary_,
+        "refit_summary": production.training_summary_,
         **assessment.to_json_dict(),
     }
     _write_json(folder / EVALUATION_FILE, evaluation)
@@ -431,9 +587,11 @@ def _write_artifacts(
         folder / "metrics_per_month.csv", index=False
     )
     assessment.subgroups.to_csv(folder / "subgroups.csv", index=False)
+    assessment.ranking_with_groups().to_parquet(folder / BACKTEST_RANKING_FILE, index=False)
+    backtest.save(folder / BACKTEST_MODEL_DIR)
     if tuning is not None:
         tuning.trials.to_csv(folder / "tuning_trials.csv", index=False)
-    write_figures(folder / "figures", model, data.rows("test"), assessment, settings)
+    write_figures(folder / "figures", backtest, data.rows("test"), assessment, settings)
 
 
 def write_figures(
@@ -461,7 +619,7 @@ def write_figures(
         "shap_summary.png": figures.shap_summary_figure(
             contributions.values, sample[list(model.feature_names_)].astype(np.float64)
         ),
-        "subgroups.png": figures.subgroup_figure(assessment.subgroups, settings.subgroup_recall_ratio),
+        "subgroups.png": figures.subgroup_figure(assessment.subgroups),
     }
     paths = []
     for name, figure in made.items():
