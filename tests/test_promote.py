@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from hypothesis import given
+from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from relapse_risk.features.catalogue import FEATURE_NAMES
 from relapse_risk.features.contract import parse_month
@@ -125,6 +126,7 @@ class TestFairnessGate:
         assert table.loc["elderly_only", "miscalibrated"]
         assert table.loc["elderly_only", "calibration_ratio"] > 2
 
+    @hypothesis_settings(deadline=None, max_examples=40)  # each example builds a 3,400-row ranking
     @given(
         positives=st.integers(min_value=0, max_value=120),
         baseline=st.integers(min_value=0, max_value=120),
@@ -173,14 +175,24 @@ class TestJudge:
         assert "does not beat the rule baseline" in reason
 
     def test_each_failed_check_gives_its_own_reason_naming_the_group(self) -> None:
-        reasons = judge(candidate(*gate_frames(80, 5, 30), ece=0.05), self.settings)
+        off = pd.DataFrame({"as_of": [pd.Timestamp("2024-06-01")], "ece_after_level_shift": [0.05]})
+        reasons = judge(candidate(*gate_frames(80, 5, 30), calibration=off), self.settings)
         assert len(reasons) == 2
-        assert "calibration error 0.0500 is above the limit 0.02" in reasons[0]
+        assert "after each month's level shift 0.0500 is above the limit 0.02" in reasons[0]
         assert reasons[1].startswith("elderly_only: recall@k 0.062 is below the rule baseline's 0.375")
 
     def test_an_undefined_metric_never_passes(self) -> None:
-        gate = candidate(*gate_frames(80, 40, 30), recall_at_k=math.nan, ece=math.nan)
+        unknown = pd.DataFrame({"as_of": [pd.Timestamp("2024-06-01")], "ece_after_level_shift": [math.nan]})
+        gate = candidate(*gate_frames(80, 40, 30), recall_at_k=math.nan, calibration=unknown)
         assert len(judge(gate, self.settings)) == 2
+
+    def test_a_level_shift_alone_is_reported_not_refused(self) -> None:
+        """Every score twice the outcome rate, in the same order: a shock's level, not a bad shape."""
+        ranked, groups = gate_frames(80, 40, 30)
+        challenger = candidate(ranked.assign(risk_score=ranked["risk_score"] * 2), groups)
+        assert challenger.calibration["observed_over_predicted"].iloc[0] == pytest.approx(0.5)
+        assert challenger.ece_after_level_shift < 0.02
+        assert judge(challenger, self.settings) == []
 
 
 # ----------------------------------------------------------------------------- against a real registry

@@ -24,7 +24,10 @@ from relapse_risk.models.metrics import (
     MODEL,
     ORACLE,
     average_over_months,
+    calibration_level_shift,
     evaluate,
+    expected_calibration_error,
+    level_adjusted_ece,
     rank,
     visit_count,
 )
@@ -182,6 +185,30 @@ def assess(
         subgroups=subgroups,
         groups=groups,
     )
+
+
+def calibration_by_month(ranking: pd.DataFrame) -> pd.DataFrame:
+    """Each month's calibration split into its level and its shape, from ranked rows (label, risk_score).
+
+    Columns: as_of, observed_over_predicted (the county's outcome rate over its mean score),
+    level_shift (log-odds that set the level right), ece, ece_after_level_shift. A shock or a
+    trend moves the level for every household at once; the refit re-estimates it on the latest
+    months, so promotion judges the shape and reports the level.
+    """
+    rows = []
+    for as_of, month in ranking.groupby("as_of", sort=True):
+        label = month["label"].to_numpy()
+        score = month["risk_score"].to_numpy(dtype=np.float64)
+        rows.append(
+            {
+                "as_of": as_of,
+                "observed_over_predicted": label.mean() / score.mean() if score.mean() > 0 else math.nan,
+                "level_shift": calibration_level_shift(label, score),
+                "ece": expected_calibration_error(label, score),
+                "ece_after_level_shift": level_adjusted_ece(label, score),
+            }
+        )
+    return pd.DataFrame(rows)
 
 
 def metric_table(assessment: Assessment, metrics: Sequence[str] = METRIC_COLUMNS) -> pd.DataFrame:

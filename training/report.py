@@ -143,7 +143,17 @@ def champion_table(versus: pd.DataFrame, champion_version: str) -> Table:
 
 def comparison_table(decision: PromotionDecision) -> Table:
     table = Table(title=f"Promotion on {decision.basis}", title_justify="left")
-    for header in ("", "months", "recall@k", "precision@k", "median lead", "ECE", "refused groups"):
+    headers = (
+        "",
+        "months",
+        "recall@k",
+        "precision@k",
+        "median lead",
+        "ECE",
+        "ECE (shape)",
+        "obs/pred by month",
+    )
+    for header in (*headers, "refused groups"):
         table.add_column(header, justify="left" if header in ("", "months", "refused groups") else "right")
     for row in decision.comparison().to_dict(orient="records"):
         table.add_row(
@@ -153,6 +163,8 @@ def comparison_table(decision: PromotionDecision) -> Table:
             _fmt(row["precision_at_k"], "{:.4f}"),
             _fmt(row["median_lead_time_months"], "{:.1f}"),
             _fmt(row["ece"], "{:.4f}"),
+            _fmt(row["ece_after_level_shift"], "{:.4f}"),
+            row["observed_over_predicted"],
             row["flagged_groups"],
         )
     return table
