@@ -16,6 +16,7 @@ from mlflow.tracking import MlflowClient
 from relapse_risk.features.catalogue import FEATURES_BY_NAME
 from relapse_risk.features.policy import Policy, PolicyError, read_policy
 from relapse_risk.models.explain import warm_up_explainer
+from relapse_risk.models.registry import ModelNotRegistered
 
 from .api_models import FeatureInfo, ModelInfo
 from .api_scoring import (
@@ -35,6 +36,8 @@ from .village_context import VILLAGE_CONTEXT_FILE, VillageFigures, read_village_
 # timings, tuning and per-month series are left out.
 TEST_METRIC_PREFIXES = ("model.", "rule_baseline.", "oracle.", "ratio.")
 FINGERPRINT_KEYS = ("data_fingerprint", "relapse.data_fingerprint")
+SERVE_ANOTHER_MODEL = "serve the {label} with RELAPSE_MODEL_URI={uri} (relapse serve --model {uri})"
+"""How an operator picks another model: the variable a Bento reads, or the option of ``relapse serve``."""
 
 
 class ApiStartupError(RuntimeError):
@@ -74,6 +77,8 @@ class HouseholdScorer:
             raise ApiStartupError(str(exc)) from None
         try:
             resolved = resolve_model(settings.model_uri, tracking_uri)
+        except ModelNotRegistered as exc:
+            raise ApiStartupError(exc.line(SERVE_ANOTHER_MODEL)) from None
         except ModelSpecError as exc:
             raise ApiStartupError(str(exc)) from None
         if hasattr(resolved.model, "booster_"):
