@@ -8,6 +8,7 @@ Nothing here reads the environment at import time.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -69,6 +70,27 @@ PREFERRED_ALTERNATIVES = ("challenger", "champion")
 """Aliases offered, in this order, when the one asked for holds no model: training registers a challenger."""
 
 
+_VERSION = re.compile(r"^[0-9]+$")
+_ALIAS = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
+
+
+def models_uri(spec: str, registry_name: str = REGISTRY_MODEL_NAME) -> str:
+    """``champion`` -> ``models:/relapse-risk@champion``; ``3`` -> ``models:/relapse-risk/3``.
+
+    A ``models:/`` URI is returned unchanged. Anything else is a ``ValueError``.
+    """
+    spec = spec.strip()
+    if spec.startswith("models:/"):
+        return spec
+    if _VERSION.match(spec):
+        return f"models:/{registry_name}/{spec}"
+    if _ALIAS.match(spec):
+        return f"models:/{registry_name}@{spec}"
+    raise ValueError(
+        f"--model {spec!r}: expected an alias (champion), a version number (3) or a models:/ URI"
+    )
+
+
 def parse_models_uri(uri: str) -> tuple[str, str, bool]:
     """``models:/NAME@ALIAS`` -> (NAME, ALIAS, True); ``models:/NAME/VERSION`` -> (NAME, VERSION, False)."""
     rest = uri.removeprefix("models:/")
@@ -78,7 +100,7 @@ def parse_models_uri(uri: str) -> tuple[str, str, bool]:
             return name, alias, True
     elif uri.startswith("models:/"):
         parts = rest.split("/")
-        if len(parts) == 2 and parts[0] and parts[1].isascii() and parts[1].isdigit():
+        if len(parts) == 2 and parts[0] and _VERSION.match(parts[1]):
             return parts[0], parts[1], False
     raise ValueError(f"{uri}: expected models:/NAME@ALIAS or models:/NAME/VERSION")
 
@@ -102,8 +124,7 @@ class ModelNotRegistered(LookupError):
         advice = "run `relapse train` then `relapse promote`"
         if self.alternative is not None:
             label, spec = self.alternative
-            name = parse_models_uri(self.uri)[0]
-            other_uri = f"models:/{name}/{spec}" if spec.isdigit() else f"models:/{name}@{spec}"
+            other_uri = models_uri(spec, parse_models_uri(self.uri)[0])
             advice += ", or " + use_instead.format(label=label, spec=spec, uri=other_uri)
         return f"No model at {self.uri} in {self.tracking_uri}: {advice}"
 

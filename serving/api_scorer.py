@@ -36,8 +36,8 @@ from .village_context import VILLAGE_CONTEXT_FILE, VillageFigures, read_village_
 # timings, tuning and per-month series are left out.
 TEST_METRIC_PREFIXES = ("model.", "rule_baseline.", "oracle.", "ratio.")
 FINGERPRINT_KEYS = ("data_fingerprint", "relapse.data_fingerprint")
-SERVE_ANOTHER_MODEL = "serve the {label} with RELAPSE_MODEL_URI={uri} (relapse serve --model {uri})"
-"""How an operator picks another model: the variable a Bento reads, or the option of ``relapse serve``."""
+SERVE_ANOTHER_MODEL = "serve the {label} with RELAPSE_MODEL_URI={uri}"
+"""How the server tells its operator to pick another model: the variable a Bento reads."""
 
 
 class ApiStartupError(RuntimeError):
@@ -81,6 +81,11 @@ class HouseholdScorer:
             raise ApiStartupError(exc.line(SERVE_ANOTHER_MODEL)) from None
         except ModelSpecError as exc:
             raise ApiStartupError(str(exc)) from None
+        except Exception as exc:  # noqa: BLE001 - MLflow's and the flavour's errors do not say which model
+            raise ApiStartupError(
+                f"{settings.model_uri} is in the registry at {tracking_uri} but could not be loaded: "
+                f"{type(exc).__name__}: {exc}"
+            ) from None
         if hasattr(resolved.model, "booster_"):
             # The TreeSHAP tables and kernels every answer's reasons use: built before the first request.
             warm_up_explainer(resolved.model)  # type: ignore[arg-type]

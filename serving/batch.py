@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -30,7 +29,7 @@ from mlflow.tracking import MlflowClient
 from relapse_risk.features.contract import format_month
 from relapse_risk.features.dataset import Dataset, load_dataset
 from relapse_risk.models.pyfunc import load_risk_model
-from relapse_risk.models.registry import parse_models_uri, registered_version
+from relapse_risk.models.registry import models_uri, parse_models_uri, registered_version
 
 from relapse_risk import __version__ as package_version
 
@@ -96,25 +95,16 @@ class BatchReport:
 
 # -- the model ----------------------------------------------------------------------------------
 
-_VERSION = re.compile(r"^\d+$")
-_ALIAS = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
-
 
 def registry_uri(spec: str, registry_name: str = REGISTRY_MODEL_NAME) -> str:
     """``champion`` -> ``models:/relapse-risk@champion``; ``3`` -> ``models:/relapse-risk/3``.
 
     A ``models:/`` URI is returned unchanged. Anything else is an error.
     """
-    spec = spec.strip()
-    if spec.startswith("models:/"):
-        return spec
-    if _VERSION.match(spec):
-        return f"models:/{registry_name}/{spec}"
-    if _ALIAS.match(spec):
-        return f"models:/{registry_name}@{spec}"
-    raise ModelSpecError(
-        f"--model {spec!r}: expected an alias (champion), a version number (3) or a models:/ URI"
-    )
+    try:
+        return models_uri(spec, registry_name)
+    except ValueError as exc:
+        raise ModelSpecError(str(exc)) from None
 
 
 def resolve_model(spec: str, tracking_uri: str, registry_name: str = REGISTRY_MODEL_NAME) -> ResolvedModel:

@@ -6,7 +6,9 @@ or build it as a Bento from ``bentofile.yaml``. Settings come from environment
 variables (serving/api_settings.py; keys: serving/auth.py). At start-up each
 worker starts its scoring process, which loads the champion from the MLflow
 registry (serving/scoring_process.py); ``/readyz`` answers 200 only once that
-is done.
+is done. A server that cannot serve (no model under the URI, a missing
+setting, a worker that cannot load the model) exits instead of starting its
+workers again and again (serving/server_guard.py).
 
 Endpoints (all POST with a JSON body, all behind ``Authorization: Bearer``):
 
@@ -30,6 +32,7 @@ answered ``rejected`` with its problems while the others are scored.
 from __future__ import annotations
 
 import gc
+import logging
 import os
 from typing import Any
 
@@ -52,7 +55,8 @@ from .api_models import (
     VisitListRequest,
     VisitListResponse,
 )
-from .api_settings import SERVICE_NAME, ApiSettings
+from .api_scorer import ApiStartupError
+from .api_settings import SERVICE_NAME, ApiSettings, ApiSettingsError
 from .auth import BearerAuthMiddleware
 from .http_middleware import (
     OpenApiMiddleware,
@@ -61,8 +65,10 @@ from .http_middleware import (
     use_request_timeout_middleware,
 )
 from .scoring_process import ScoringUnavailable
+from .server_guard import check_before_workers, stop_server_after_failed_start
 
 API_PATHS = ("/score", "/visit_list", "/household", "/model_info")
+_log = logging.getLogger(__name__)
 
 # Adaptive batching: up to this many households per scoring pass. BentoML sheds
 # a queued request with 503 once its estimated wait exceeds MAX_LATENCY_MS; it
@@ -87,8 +93,19 @@ DESCRIPTION = (
 class RelapseRiskApi:
     """Risk scores, visit lists and model facts for a county's case-management system."""
 
+    @bentoml.on_deployment
+    def refuse_to_start_unless_it_can_serve() -> None:
+        """Once, in the server's main process, before any worker: exit in one line if it cannot serve."""
+        check_before_workers(os.environ)
+
     def __init__(self) -> None:
-        self.api = RiskApi.start(ApiSettings.from_environment(os.environ))
+        try:
+            self.api = RiskApi.start(ApiSettings.from_environment(os.environ))
+        except (ApiStartupError, ApiSettingsError) as exc:
+            # BentoML would start this worker again and again; the server stops instead.
+            _log.error("Cannot serve: %s", exc)
+            stop_server_after_failed_start(os.environ)
+            raise
         # The libraries are hundreds of thousands of objects that live as long as the worker:
         # out of the collector's sight, a full collection no longer stalls the requests it falls in.
         gc.collect()

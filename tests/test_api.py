@@ -67,7 +67,7 @@ from relapse_risk.serving.auth import (
 )
 from relapse_risk.serving.batch import resolve_model, score_folder
 from relapse_risk.serving.http_middleware import api_openapi_document
-from relapse_risk.serving.launch import ServeOptions, server_environment
+from relapse_risk.serving.launch import SERVICE_IMPORT, ServeOptions, server_environment
 from relapse_risk.serving.request_log import (
     LOGGED_ANSWER_FIELDS,
     RequestLog,
@@ -76,6 +76,7 @@ from relapse_risk.serving.request_log import (
 )
 from relapse_risk.serving.scored_runs import RunCatalog, household_row, reasons_of, visit_list
 from relapse_risk.serving.scoring_process import ScoringProcess, ScoringUnavailable
+from relapse_risk.serving.server_guard import SERVER_PID_VARIABLE, stop_server_after_failed_start
 from relapse_risk.serving.village_context import (
     VillageFigures,
     apply_village_context,
@@ -793,6 +794,130 @@ def test_a_scoring_process_that_cannot_load_the_model_stops_the_start_with_its_r
 
     with pytest.raises(ApiStartupError, match="relapse-risk"):
         ScoringProcess.start(settings)
+
+
+# -- a server that cannot serve exits ------------------------------------------------------------
+
+FAIL_FAST_SECONDS = 30
+"""A server without its model must say so and exit within this; BentoML would restart it forever."""
+
+
+def _serve_environment(tmp_path: Path, tracking_uri: str) -> dict[str, str]:
+    """What a Bento is given: keys, policy and registry in variables, nothing on the command line."""
+    policy = tmp_path / "policy.json"
+    policy.write_text(json.dumps(POLICY.to_json_dict()), encoding="utf-8")
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("RELAPSE_")}
+    environment |= {
+        "MLFLOW_TRACKING_URI": tracking_uri,
+        "RELAPSE_POLICY_FILE": str(policy),
+        "RELAPSE_API_KEYS": KEY,
+        "RELAPSE_REQUEST_LOG": str(tmp_path / "requests.jsonl"),
+    }
+    return environment
+
+
+def _run_until_exit(command: list[str], environment: dict[str, str], cwd: Path) -> tuple[int, str, float]:
+    """Exit code, output (stdout and stderr: BentoML logs to stdout) and seconds of a server command
+    that must exit on its own (killed if it does not)."""
+    started = time.monotonic()
+    process = subprocess.Popen(
+        command, env=environment, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True, start_new_session=True,
+    )  # fmt: skip
+    try:
+        output, _ = process.communicate(timeout=FAIL_FAST_SECONDS * 3)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        output, _ = process.communicate()
+        pytest.fail(f"still running after {FAIL_FAST_SECONDS * 3} s:\n{output[-3000:]}")
+    return process.returncode, output, time.monotonic() - started
+
+
+def test_relapse_serve_without_a_champion_exits_2_at_once_naming_the_model_and_what_to_run(
+    challenger_only_registry: str, tmp_path: Path
+) -> None:
+    environment = _serve_environment(tmp_path, challenger_only_registry)
+    command = [str(RELAPSE), "serve", "--host", "127.0.0.1", "--port", str(_free_port())]
+
+    code, output, seconds = _run_until_exit(command, environment, tmp_path)
+
+    assert code == 2
+    assert output.strip().splitlines() == [
+        f"Cannot serve: No model at models:/relapse-risk@champion in {challenger_only_registry}: "
+        "run `relapse train` then `relapse promote`, or serve the challenger with "
+        "--model models:/relapse-risk@challenger"
+    ]
+    assert seconds < FAIL_FAST_SECONDS
+
+
+@pytest.mark.slow
+def test_a_bento_without_its_model_exits_2_before_starting_a_worker(
+    challenger_only_registry: str, tmp_path: Path
+) -> None:
+    environment = _serve_environment(tmp_path, challenger_only_registry)
+    port = _free_port()
+    command = [
+        sys.executable,
+        "-m",
+        "bentoml",
+        "serve",
+        SERVICE_IMPORT,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
+
+    code, output, seconds = _run_until_exit(command, environment, tmp_path)
+
+    assert code == 2
+    assert (
+        f"Cannot serve: No model at models:/relapse-risk@champion in {challenger_only_registry}: "
+        "run `relapse train` then `relapse promote`, or serve the challenger with "
+        "RELAPSE_MODEL_URI=models:/relapse-risk@challenger"
+    ) in output.splitlines()
+    assert "Starting production" not in output  # no worker was started
+    assert seconds < FAIL_FAST_SECONDS
+
+
+@pytest.mark.slow
+def test_a_worker_that_cannot_load_the_registered_model_stops_the_whole_server(
+    challenger_only_registry: str, tmp_path: Path
+) -> None:
+    # The champion is registered, so the check before the workers passes, but its files are not there.
+    client = MlflowClient(tracking_uri=challenger_only_registry, registry_uri=challenger_only_registry)
+    client.set_registered_model_alias("relapse-risk", "champion", "1")
+    environment = _serve_environment(tmp_path, challenger_only_registry)
+    port = _free_port()
+    command = [
+        sys.executable,
+        "-m",
+        "bentoml",
+        "serve",
+        SERVICE_IMPORT,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
+
+    code, output, seconds = _run_until_exit(command, environment, tmp_path)
+
+    assert code == 3, output[-3000:]
+    assert "could not be loaded" in output
+    assert "Cannot serve: a worker could not start" in output
+    # Each failed start-up logs its reason once: one, or two if a restart was under way, never a loop.
+    assert 1 <= output.count("] Cannot serve: models:/relapse-risk@champion is in the registry") <= 2
+    assert seconds < FAIL_FAST_SECONDS * 2
+    with socket.socket() as probe:  # no worker outlived the server, holding its port
+        probe.bind(("127.0.0.1", port))
+
+
+def test_only_a_worker_of_the_recorded_server_process_signals_it() -> None:
+    assert not stop_server_after_failed_start({})
+    assert not stop_server_after_failed_start({SERVER_PID_VARIABLE: "not-a-pid"})
+    # This process's parent is not the server that recorded itself: nothing is sent to anyone.
+    assert not stop_server_after_failed_start({SERVER_PID_VARIABLE: str(os.getpid())})
 
 
 # -- a real server -------------------------------------------------------------------------------

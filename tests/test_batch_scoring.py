@@ -690,7 +690,9 @@ def test_relapse_score_without_a_champion_says_in_one_line_to_promote_or_score_t
     from relapse_risk.cli import app
 
     empty_registry = f"sqlite:///{tmp_path / 'empty.db'}"
-    MlflowClient(empty_registry).search_registered_models()  # creates the store: MLflow logs that
+    MlflowClient(
+        empty_registry, registry_uri=empty_registry
+    ).search_registered_models()  # MLflow logs the creation
     out = tmp_path / "run"
     # The model is looked up before the folder is read: a folder that is not there is never reached.
     command = ["score", "--data", str(tmp_path / "county"), "--as-of", "2023-12", "--out", str(out)]
