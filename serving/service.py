@@ -24,13 +24,15 @@ Endpoints (all POST with a JSON body, all behind ``Authorization: Bearer``):
   metrics and the feature catalogue.
 
 Open without a key: ``/livez``, ``/readyz``, ``/healthz``, ``/metrics`` and the
-OpenAPI document ``/docs.json``. A body that does not fit the request model is
-422 with one message per field; a household that breaks the data contract is
+OpenAPI document ``/docs.json``. A body over ``RELAPSE_MAX_BODY_BYTES`` is 413
+before it is read; a body that does not fit the request model is 422 with one
+message per field; a household that breaks the data contract is
 answered ``rejected`` with its problems while the others are scored.
 """
 
 from __future__ import annotations
 
+import functools
 import gc
 import logging
 import os
@@ -56,9 +58,10 @@ from .api_models import (
     VisitListResponse,
 )
 from .api_scorer import ApiStartupError
-from .api_settings import SERVICE_NAME, ApiSettings, ApiSettingsError
+from .api_settings import SERVICE_NAME, ApiSettings, ApiSettingsError, max_body_bytes
 from .auth import BearerAuthMiddleware
 from .http_middleware import (
+    BodySizeLimitMiddleware,
     OpenApiMiddleware,
     ValidationStatusMiddleware,
     api_openapi_document,
@@ -178,8 +181,13 @@ def _openapi_document() -> dict[str, Any]:
 RelapseRiskApi.apis["score"].output_spec.media_type = "application/json"
 
 # Wired once, here: middleware belongs to the service class for the whole
-# process. Listed outermost first: keys are checked before anything else.
+# process. Listed outermost first: keys are checked before anything else, and
+# a body over the limit is refused before anything reads it. The limit is read
+# from the environment when each worker builds its app, not at this import.
 use_request_timeout_middleware()
 RelapseRiskApi.add_asgi_middleware(BearerAuthMiddleware)
+RelapseRiskApi.add_asgi_middleware(
+    BodySizeLimitMiddleware, limit=functools.partial(max_body_bytes, os.environ)
+)
 RelapseRiskApi.add_asgi_middleware(OpenApiMiddleware, document=_openapi_document)
 RelapseRiskApi.add_asgi_middleware(ValidationStatusMiddleware, paths=API_PATHS)

@@ -655,7 +655,7 @@ def test_the_request_log_holds_features_score_model_and_time_and_no_other_identi
 # -- the served OpenAPI document -----------------------------------------------------------------
 
 
-def test_the_openapi_document_states_bearer_keys_401_and_422_instead_of_400() -> None:
+def test_the_openapi_document_states_bearer_keys_401_413_and_422_instead_of_400() -> None:
     generated = {
         "openapi": "3.0.2",
         "info": {"title": "x"},
@@ -671,7 +671,7 @@ def test_the_openapi_document_states_bearer_keys_401_and_422_instead_of_400() ->
     )
 
     score = document["paths"]["/score"]["post"]
-    assert set(score["responses"]) == {"200", "401", "415", "422", "500"}
+    assert set(score["responses"]) == {"200", "401", "413", "415", "422", "500"}
     assert score["security"] == [{"bearerKey": []}]
     assert "security" not in document["paths"]["/livez"]["get"]
     assert document["components"]["securitySchemes"]["bearerKey"]["scheme"] == "bearer"
