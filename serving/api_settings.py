@@ -22,7 +22,7 @@ request the request model admits in practice: 1,000 households
 generated county with four years of history in every table (55 KB of JSON;
 the median is 25 KB, a request of that county's 1,000 households 28 MB), with
 room to spare: 64 KiB a household. One household alone may hold up to
-``MAX_ROWS_PER_TABLE`` rows in each of its tables, about 6.4 MB at the rows'
+``MAX_ROWS_PER_TABLE`` rows in each of its tables, about 6.3 MB at the rows'
 measured sizes, well inside the limit too; a batch of households that large
 must be split.
 """

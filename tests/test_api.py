@@ -16,6 +16,7 @@ import datetime as dt
 import json
 import os
 import secrets
+import select
 import signal
 import socket
 import subprocess
@@ -57,7 +58,7 @@ from relapse_risk.serving.api_scoring import (
     prepare_households,
     score_prepared,
 )
-from relapse_risk.serving.api_settings import ApiSettings, ApiSettingsError
+from relapse_risk.serving.api_settings import DEFAULT_MAX_BODY_BYTES, ApiSettings, ApiSettingsError
 from relapse_risk.serving.auth import (
     ApiKeyConfigError,
     KeyChecker,
@@ -1121,6 +1122,77 @@ def test_a_body_not_sent_as_json_is_415(server: Server, content_type: str) -> No
     response = httpx.post(server.url + "/score", content=b'{"households": []}', headers=headers, timeout=10)
 
     assert response.status_code == 415
+
+
+@dataclass(frozen=True)
+class RawAnswer:
+    status: int
+    body: dict[str, Any]
+    seconds: float
+    sent_bytes: int
+
+
+def _post_until_answered(server: Server, headers: dict[str, str], body: Iterator[bytes]) -> RawAnswer:
+    """POST /score over a bare socket, sending ``body`` piece by piece only until the server answers.
+
+    An HTTP client library sends the whole body before it reads an answer; a
+    server that answers early is seen here as soon as it does.
+    """
+    port = int(server.url.rsplit(":", 1)[1])
+    lines = ["POST /score HTTP/1.1", "Host: 127.0.0.1", f"Authorization: Bearer {server.key}"]
+    lines += ["Content-Type: application/json", *(f"{k}: {v}" for k, v in headers.items())]
+    started = time.monotonic()
+    sent = 0
+    with socket.create_connection(("127.0.0.1", port), timeout=60) as connection:
+        connection.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+        for piece in body:
+            if select.select([connection], [], [], 0)[0]:
+                break  # the answer is there
+            try:
+                connection.sendall(piece)
+            except OSError:
+                break  # answered and closed: the rest is not wanted
+            sent += len(piece)
+        answer = b""
+        try:
+            while data := connection.recv(65536):
+                answer += data
+        except ConnectionResetError:
+            pass  # closed with part of the body unread; what arrived before stands
+    seconds = time.monotonic() - started
+    head, _, payload = answer.partition(b"\r\n\r\n")
+    return RawAnswer(int(head.split()[1]), json.loads(payload), seconds, sent)
+
+
+def _chunked(piece: bytes, total: int) -> Iterator[bytes]:
+    for _ in range(total // len(piece)):
+        yield f"{len(piece):x}\r\n".encode() + piece + b"\r\n"
+    yield b"0\r\n\r\n"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("framing", ["content-length", "chunked"])
+def test_a_body_over_the_limit_is_413_before_it_is_read_and_the_server_stays_healthy(
+    server: Server, batch_scores: pd.DataFrame, framing: str
+) -> None:
+    megabyte = b"x" * 2**20
+    over = 4 * DEFAULT_MAX_BODY_BYTES  # the body of 10,000 households was about 270 MB
+    if framing == "content-length":
+        answer = _post_until_answered(
+            server, {"Content-Length": str(over)}, (megabyte for _ in range(over // len(megabyte)))
+        )
+    else:
+        answer = _post_until_answered(server, {"Transfer-Encoding": "chunked"}, _chunked(megabyte, over))
+    household_id = batch_scores[batch_scores["status"] == "scored"]["household_id"].iloc[0]
+    normal = server.post("/score", {"households": score_entries(server.county, [household_id], AS_OF)})
+
+    assert answer.status == 413
+    assert f"over the server's limit of {DEFAULT_MAX_BODY_BYTES} bytes" in answer.body["error"]
+    # Refused from its headers, or once the count passes the limit: never after reading all of it.
+    assert answer.sent_bytes < 2 * DEFAULT_MAX_BODY_BYTES
+    assert answer.seconds < (2 if framing == "content-length" else 30)
+    assert httpx.get(f"{server.url}/readyz", timeout=10).status_code == 200
+    assert normal.status_code == 200 and normal.json()[0]["status"] == "scored"
 
 
 @pytest.mark.slow
