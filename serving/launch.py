@@ -30,7 +30,7 @@ from .api_settings import (
     ApiSettingsError,
 )
 from .auth import KEYS_FILE_VARIABLE, ApiKeyConfigError, load_api_keys
-from .config import TRACKING_URI_VARIABLE, resolve_tracking_uri
+from .config import TRACKING_URI_VARIABLE, default_tracking_uri
 
 SERVICE_IMPORT = "relapse_risk.serving.service:RelapseRiskApi"
 CONFIG_OVERRIDE_VARIABLE = "BENTOML_CONFIG_OPTIONS"
@@ -98,7 +98,7 @@ def check_server_settings(
     """The settings the server will read, after checking what would stop it at start-up.
 
     The model is looked up in the registry, not loaded: a missing champion is
-    found in about a second instead of after the workers start. ``use_instead``
+    found in seconds instead of never (the workers restart). ``use_instead``
     is how the message tells the operator to pick another model (an option, a
     variable). Settings are read from ``environment`` alone, the tracking URI
     included, as the server will read them.
@@ -120,9 +120,9 @@ def check_server_settings(
 
 def check_registered_model(settings: ApiSettings, *, use_instead: str = SERVE_ANOTHER_MODEL) -> None:
     """Raise :class:`ServeSettingsError` in one line unless the registry holds ``settings.model_uri``."""
-    # The server resolves the store the same way (serving/api_scorer.py): setting, else the
-    # embedded store under the working folder.
-    tracking_uri = resolve_tracking_uri(settings.tracking_uri, Path.cwd())
+    # As the server resolves it (serving/api_scorer.py): the setting, else the embedded store
+    # under the working folder.
+    tracking_uri = settings.tracking_uri or default_tracking_uri(Path.cwd())
     try:
         registered_version(models_uri(settings.model_uri), tracking_uri)
     except ModelNotRegistered as exc:
