@@ -9,12 +9,13 @@ from mlflow.exceptions import MlflowException
 from pydantic import ValidationError
 from relapse_risk.features.dataset import DatasetError
 from relapse_risk.features.policy import PolicyError
+from relapse_risk.models.registry import ModelNotRegistered
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from .config import MonitorThresholds
-from .monitor import FAILED, MonitorOptions, MonitorResult, run_monitor
+from .monitor import FAILED, MONITOR_ANOTHER_MODEL, MonitorOptions, MonitorResult, run_monitor
 from .report import sampling_lines
 
 STATUS_STYLE = {"ok": "green", "warning": "yellow", "alert": "bold red"}
@@ -35,6 +36,9 @@ def monitor_command(options: MonitorOptions, console: Console, errors: Console) 
     try:
         with console.status("Monitoring ...") as status:
             result = run_monitor(options, progress=lambda text: status.update(f"Monitoring: {text} ..."))
+    except ModelNotRegistered as exc:
+        errors.print(exc.line(MONITOR_ANOTHER_MODEL), highlight=False, markup=False)
+        return FAILED
     except (DatasetError, PolicyError, ValueError, OSError, MlflowException) as exc:
         errors.print(f"[bold red]Monitoring could not run:[/bold red] {escape(str(exc))}", highlight=False)
         return FAILED

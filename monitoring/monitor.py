@@ -15,7 +15,12 @@ from mlflow.tracking import MlflowClient
 from relapse_risk.features.contract import format_month
 from relapse_risk.models.model import RiskModel
 from relapse_risk.models.pyfunc import load_model_reference
-from relapse_risk.models.registry import REGISTRY_MODEL_NAME, resolve_tracking_uri
+from relapse_risk.models.registry import (
+    REGISTRY_MODEL_NAME,
+    ModelNotRegistered,
+    registered_version,
+    resolve_tracking_uri,
+)
 
 from .checks import Check, overall_status
 from .config import DEFAULT_THRESHOLDS, MonitorThresholds
@@ -30,6 +35,8 @@ REGISTERED_MODEL = REGISTRY_MODEL_NAME
 EXPERIMENT = "relapse-risk"
 EXIT_CODES = {"ok": 0, "warning": 0, "alert": 2}
 FAILED = 1
+MONITOR_ANOTHER_MODEL = "monitor with the {label}: --model {spec}"
+"""How ``ModelNotRegistered.line`` tells a monitoring user to pick the model the registry does hold."""
 
 
 @dataclass(frozen=True)
@@ -86,7 +93,19 @@ def load_model(
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_registry_uri(tracking_uri)
     try:
+        if uri.startswith("models:/"):
+            # The registry says plainly when nothing is there, and which model is; loading would
+            # only say that some resource does not exist.
+            registered_version(uri, tracking_uri)
         model = load_model_reference(uri)
+    except ModelNotRegistered as exc:
+        if options.model:
+            raise
+        return (
+            None,
+            ExpectedPerformance(),
+            f"{exc.line(MONITOR_ANOTHER_MODEL)}: prediction drift and performance skipped",
+        )
     except Exception as exc:  # noqa: BLE001 - any failure to load means "no model" when none was named
         if options.model:
             raise ValueError(f"cannot load model {uri}: {exc}") from exc

@@ -16,6 +16,7 @@ from mlflow.tracking import MlflowClient
 from relapse_risk.features.catalogue import FEATURES_BY_NAME
 from relapse_risk.features.policy import Policy, PolicyError, read_policy
 from relapse_risk.models.explain import warm_up_explainer
+from relapse_risk.models.registry import ModelNotRegistered
 
 from .api_models import FeatureInfo, ModelInfo
 from .api_scoring import (
@@ -35,6 +36,8 @@ from .village_context import VILLAGE_CONTEXT_FILE, VillageFigures, read_village_
 # timings, tuning and per-month series are left out.
 TEST_METRIC_PREFIXES = ("model.", "rule_baseline.", "oracle.", "ratio.")
 FINGERPRINT_KEYS = ("data_fingerprint", "relapse.data_fingerprint")
+SERVE_ANOTHER_MODEL = "serve the {label} with RELAPSE_MODEL_URI={uri}"
+"""How the server tells its operator to pick another model: the variable a Bento reads."""
 
 
 class ApiStartupError(RuntimeError):
@@ -74,8 +77,15 @@ class HouseholdScorer:
             raise ApiStartupError(str(exc)) from None
         try:
             resolved = resolve_model(settings.model_uri, tracking_uri)
+        except ModelNotRegistered as exc:
+            raise ApiStartupError(exc.line(SERVE_ANOTHER_MODEL)) from None
         except ModelSpecError as exc:
             raise ApiStartupError(str(exc)) from None
+        except Exception as exc:  # noqa: BLE001 - MLflow's and the flavour's errors do not say which model
+            raise ApiStartupError(
+                f"{settings.model_uri} is in the registry at {tracking_uri} but could not be loaded: "
+                f"{type(exc).__name__}: {exc}"
+            ) from None
         if hasattr(resolved.model, "booster_"):
             # The TreeSHAP tables and kernels every answer's reasons use: built before the first request.
             warm_up_explainer(resolved.model)  # type: ignore[arg-type]

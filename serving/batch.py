@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -30,6 +29,7 @@ from mlflow.tracking import MlflowClient
 from relapse_risk.features.contract import format_month
 from relapse_risk.features.dataset import Dataset, load_dataset
 from relapse_risk.models.pyfunc import load_risk_model
+from relapse_risk.models.registry import models_uri, parse_models_uri, registered_version
 
 from relapse_risk import __version__ as package_version
 
@@ -95,40 +95,31 @@ class BatchReport:
 
 # -- the model ----------------------------------------------------------------------------------
 
-_VERSION = re.compile(r"^\d+$")
-_ALIAS = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
-
 
 def registry_uri(spec: str, registry_name: str = REGISTRY_MODEL_NAME) -> str:
     """``champion`` -> ``models:/relapse-risk@champion``; ``3`` -> ``models:/relapse-risk/3``.
 
     A ``models:/`` URI is returned unchanged. Anything else is an error.
     """
-    spec = spec.strip()
-    if spec.startswith("models:/"):
-        return spec
-    if _VERSION.match(spec):
-        return f"models:/{registry_name}/{spec}"
-    if _ALIAS.match(spec):
-        return f"models:/{registry_name}@{spec}"
-    raise ModelSpecError(
-        f"--model {spec!r}: expected an alias (champion), a version number (3) or a models:/ URI"
-    )
+    try:
+        return models_uri(spec, registry_name)
+    except ValueError as exc:
+        raise ModelSpecError(str(exc)) from None
 
 
 def resolve_model(spec: str, tracking_uri: str, registry_name: str = REGISTRY_MODEL_NAME) -> ResolvedModel:
-    """Find the model version ``spec`` names in the registry at ``tracking_uri`` and load it."""
+    """Find the model version ``spec`` names in the registry at ``tracking_uri`` and load it.
+
+    Raises :class:`ModelNotRegistered` when the registry holds no such version:
+    each command tells its user in its own words which model to use instead.
+    """
     uri = registry_uri(spec, registry_name)
-    name, version_or_alias, is_alias = _parse_models_uri(uri)
+    name, _, _ = _parse_models_uri(uri)
     client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
     try:
-        version = (
-            client.get_model_version_by_alias(name, version_or_alias)
-            if is_alias
-            else client.get_model_version(name, version_or_alias)
-        )
+        version = registered_version(uri, tracking_uri)
     except MlflowException as exc:
-        raise ModelSpecError(f"{uri} not found in the registry at {tracking_uri}: {exc.message}") from None
+        raise ModelSpecError(f"{uri}: the registry at {tracking_uri} cannot be read: {exc.message}") from None
     horizon = None
     if version.run_id:
         try:
@@ -161,16 +152,10 @@ def _tracking_uri(uri: str) -> Iterator[None]:
 
 
 def _parse_models_uri(uri: str) -> tuple[str, str, bool]:
-    rest = uri.removeprefix("models:/")
-    if "@" in rest:
-        name, alias = rest.split("@", 1)
-        if name and alias and "/" not in name:
-            return name, alias, True
-    else:
-        parts = rest.split("/")
-        if len(parts) == 2 and parts[0] and _VERSION.match(parts[1]):
-            return parts[0], parts[1], False
-    raise ModelSpecError(f"{uri}: expected models:/NAME@ALIAS or models:/NAME/VERSION")
+    try:
+        return parse_models_uri(uri)
+    except ValueError as exc:
+        raise ModelSpecError(str(exc)) from None
 
 
 # -- rejected households rows -------------------------------------------------------------------

@@ -7,7 +7,7 @@
   status code only, for the service's own POST endpoints.
 - BentoML's generated OpenAPI document lists 400 for those errors and knows
   nothing of the bearer keys: :class:`OpenApiMiddleware` serves ``/docs.json``
-  from :func:`api_openapi_document`, which states 401, 415, 422 and the
+  from :func:`api_openapi_document`, which states 401, 413, 415, 422 and the
   security scheme, so generated clients and contract tests see what the server does.
 - BentoML bounds every request with a timer that it never cancels: each
   answered request leaves a timer, holding the request's context (its
@@ -17,6 +17,9 @@
   :class:`RequestTimeoutMiddleware` answers 504 exactly as BentoML's does and
   cancels its timer; :func:`use_request_timeout_middleware` puts it in
   BentoML's place.
+- BentoML reads and parses a whole body before the request model can say it
+  is too big: 270 MB of households took 18 s and 1.3 GB before its 422.
+  :class:`BodySizeLimitMiddleware` answers 413 before any of it is parsed.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 from bentoml._internal.server.http import traffic
@@ -89,6 +92,91 @@ class ValidationStatusMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_with_status)
+
+
+class BodySizeLimitMiddleware:
+    """413 with a JSON error for a request body over ``max_bytes``, before anything parses it.
+
+    - A declared ``Content-Length`` over the limit is answered at once, from
+      the headers: not a byte of the body is read. (The HTTP server never
+      passes on more than the declared length, so a body within it needs no
+      counting.)
+    - A body sent without a length (chunked) is read here up to the limit,
+      counting its bytes: over the limit it is answered 413 and the rest is
+      never read; within it, the app receives the body as one message, as it
+      would have gathered it anyway.
+
+    The answer asks the client to close the connection: the rest of the body
+    is left unread on it. ``limit`` is called once, when the server builds
+    its app (in each worker), so the setting is read where it applies.
+    """
+
+    def __init__(self, app: Any, limit: Callable[[], int]) -> None:
+        self.app = app
+        self.max_bytes = limit()
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers: Sequence[tuple[bytes, bytes]] = scope.get("headers") or []
+        declared = _content_length(headers)
+        if declared is not None:
+            if declared > self.max_bytes:
+                await self._refuse(send, f"a request body of {declared} bytes")
+                return
+            await self.app(scope, receive, send)
+            return
+        if not any(name.lower() == b"transfer-encoding" for name, _ in headers):
+            await self.app(scope, receive, send)  # neither length nor chunks: HTTP/1.1 has no body
+            return
+        chunks: list[bytes] = []
+        size = 0
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":
+                return  # the client went away before its body was complete
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_bytes:
+                await self._refuse(send, "a chunked request body")
+                return
+            chunks.append(chunk)
+            more = message.get("more_body", False)
+        await self.app(scope, _replay(b"".join(chunks), receive), send)
+
+    async def _refuse(self, send: Any, what: str) -> None:
+        await _send_json(
+            send,
+            413,
+            {
+                "error": f"{what} is over the server's limit of {self.max_bytes} bytes: "
+                "send fewer households per request"
+            },
+            close=True,
+        )
+
+
+def _content_length(headers: Sequence[tuple[bytes, bytes]]) -> int | None:
+    for name, value in headers:
+        if name.lower() == b"content-length":
+            # The HTTP server has already refused a malformed or repeated length.
+            text = value.strip()
+            return int(text) if text.isdigit() else None
+    return None
+
+
+def _replay(body: bytes, receive: Any) -> Callable[[], Any]:
+    """A ``receive`` that gives the body already read, then whatever the connection says next."""
+    pending: list[Message] = [{"type": "http.request", "body": body, "more_body": False}]
+
+    async def replay() -> Message:
+        if pending:
+            return pending.pop()
+        return await receive()  # type: ignore[no-any-return]
+
+    return replay
 
 
 BENTOML_TIMEOUT_MIDDLEWARE = traffic.TimeoutMiddleware
@@ -156,18 +244,12 @@ def is_json_media_type(content_type: bytes) -> bool:
     )
 
 
-async def _send_json(send: Any, status: int, body: dict[str, Any]) -> None:
+async def _send_json(send: Any, status: int, body: dict[str, Any], *, close: bool = False) -> None:
     payload = json.dumps(body).encode("utf-8")
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(payload)).encode()),
-            ],
-        }
-    )
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
+    if close:
+        headers.append((b"connection", b"close"))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": payload})
 
 
@@ -190,6 +272,7 @@ def api_openapi_document(
         responses.pop("400", None)
         responses.pop(400, None)
         responses["401"] = _error_response("Missing or invalid API key", "ErrorBody")
+        responses["413"] = _error_response("Body over the server's size limit", "ErrorBody")
         responses["415"] = _error_response("Body not sent as application/json", "ErrorBody")
         responses["422"] = _error_response("Invalid body: one message per field", "ValidationErrorBody")
         if "404" in responses or 404 in responses:

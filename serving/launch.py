@@ -3,7 +3,7 @@
 The command becomes BentoML's own server (with its worker processes); this
 module prepares its command line and environment and refuses early, with a
 message naming the setting, when the server could not start anyway (no API
-key, no policy file).
+key, no policy file, no model under the model URI in the registry).
 """
 
 from __future__ import annotations
@@ -16,7 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
 
+from mlflow.exceptions import MlflowException
 from relapse_risk.features.policy import PolicyError, read_policy
+from relapse_risk.models.registry import ModelNotRegistered, models_uri, registered_version
 
 from .api_settings import (
     MODEL_URI_VARIABLE,
@@ -28,11 +30,13 @@ from .api_settings import (
     ApiSettingsError,
 )
 from .auth import KEYS_FILE_VARIABLE, ApiKeyConfigError, load_api_keys
-from .config import TRACKING_URI_VARIABLE
+from .config import TRACKING_URI_VARIABLE, default_tracking_uri
 
 SERVICE_IMPORT = "relapse_risk.serving.service:RelapseRiskApi"
 CONFIG_OVERRIDE_VARIABLE = "BENTOML_CONFIG_OPTIONS"
 TRACING_OFF_VARIABLE = "OTEL_SDK_DISABLED"
+SERVE_ANOTHER_MODEL = "serve the {label} with --model {uri}"
+"""How ``relapse serve`` tells its user to pick the model the registry does hold."""
 TRACE_NO_URL_OPTION = f"services.{SERVICE_NAME}.tracing.excluded_urls=."
 """Regular expressions of URLs not to trace; ``.`` matches every URL. Under the service's own key:
 BentoML 1.4 merges the served service's configuration over the root's ``tracing``."""
@@ -88,8 +92,17 @@ def _absolute(path: Path | None) -> str | None:
     return str(path.resolve()) if path is not None else None
 
 
-def check_server_settings(environment: Mapping[str, str]) -> ApiSettings:
-    """The settings the server will read, after checking what would stop it at start-up."""
+def check_server_settings(
+    environment: Mapping[str, str], *, use_instead: str = SERVE_ANOTHER_MODEL
+) -> ApiSettings:
+    """The settings the server will read, after checking what would stop it at start-up.
+
+    The model is looked up in the registry, not loaded: a missing champion is
+    found in seconds instead of never (the workers restart). ``use_instead``
+    is how the message tells the operator to pick another model (an option, a
+    variable). Settings are read from ``environment`` alone, the tracking URI
+    included, as the server will read them.
+    """
     try:
         settings = ApiSettings.from_environment(environment)
         load_api_keys(environment)
@@ -101,7 +114,25 @@ def check_server_settings(environment: Mapping[str, str]) -> ApiSettings:
         raise ServeSettingsError(str(exc)) from None
     if settings.runs_dir is not None and not settings.runs_dir.exists():
         raise ServeSettingsError(f"{RUNS_DIR_VARIABLE}={settings.runs_dir}: folder does not exist")
+    check_registered_model(settings, use_instead=use_instead)
     return settings
+
+
+def check_registered_model(settings: ApiSettings, *, use_instead: str = SERVE_ANOTHER_MODEL) -> None:
+    """Raise :class:`ServeSettingsError` in one line unless the registry holds ``settings.model_uri``."""
+    # As the server resolves it (serving/api_scorer.py): the setting, else the embedded store
+    # under the working folder.
+    tracking_uri = settings.tracking_uri or default_tracking_uri(Path.cwd())
+    try:
+        registered_version(models_uri(settings.model_uri), tracking_uri)
+    except ModelNotRegistered as exc:
+        raise ServeSettingsError(exc.line(use_instead)) from None
+    except ValueError as exc:
+        raise ServeSettingsError(f"{MODEL_URI_VARIABLE}: {exc}") from None
+    except MlflowException as exc:
+        raise ServeSettingsError(
+            f"{settings.model_uri}: the registry at {tracking_uri} cannot be read: {exc.message}"
+        ) from None
 
 
 def is_loopback(host: str) -> bool:

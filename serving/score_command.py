@@ -15,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 from relapse_risk.features.dataset import DatasetError
 from relapse_risk.features.policy import PolicyError
+from relapse_risk.models.registry import ModelNotRegistered
 from rich.console import Console, Group, RenderableType
 from rich.panel import Panel
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
@@ -46,6 +47,7 @@ STAGE_LABELS = {
     "explain": "Reasons (visit list)",
     "write": "Write outputs",
 }
+SCORE_ANOTHER_MODEL = "score with the {label}: --model {spec}"
 TOWNSHIPS_SHOWN = 15
 REASONS_SHOWN = 8
 
@@ -100,6 +102,10 @@ def run_score_command(
                 horizon=horizon,
                 progress=StageProgress(progress),
             )
+    except ModelNotRegistered as exc:
+        # One line that says what to run; the model is looked up before anything is written.
+        errors.print(exc.line(SCORE_ANOTHER_MODEL), highlight=False, markup=False)
+        return EXIT_CANNOT_RUN
     except (DatasetError, PolicyError) as exc:
         errors.print(f"[bold red]Dataset cannot be used:[/bold red] {exc}", highlight=False)
         errors.print("Nothing was written.", highlight=False)

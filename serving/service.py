@@ -6,7 +6,9 @@ or build it as a Bento from ``bentofile.yaml``. Settings come from environment
 variables (serving/api_settings.py; keys: serving/auth.py). At start-up each
 worker starts its scoring process, which loads the champion from the MLflow
 registry (serving/scoring_process.py); ``/readyz`` answers 200 only once that
-is done.
+is done. A server that cannot serve (no model under the URI, a missing
+setting, a worker that cannot load the model) exits instead of starting its
+workers again and again (serving/server_guard.py).
 
 Endpoints (all POST with a JSON body, all behind ``Authorization: Bearer``):
 
@@ -22,14 +24,17 @@ Endpoints (all POST with a JSON body, all behind ``Authorization: Bearer``):
   metrics and the feature catalogue.
 
 Open without a key: ``/livez``, ``/readyz``, ``/healthz``, ``/metrics`` and the
-OpenAPI document ``/docs.json``. A body that does not fit the request model is
-422 with one message per field; a household that breaks the data contract is
+OpenAPI document ``/docs.json``. A body over ``RELAPSE_MAX_BODY_BYTES`` is 413
+before it is read; a body that does not fit the request model is 422 with one
+message per field; a household that breaks the data contract is
 answered ``rejected`` with its problems while the others are scored.
 """
 
 from __future__ import annotations
 
+import functools
 import gc
+import logging
 import os
 from typing import Any
 
@@ -52,17 +57,21 @@ from .api_models import (
     VisitListRequest,
     VisitListResponse,
 )
-from .api_settings import SERVICE_NAME, ApiSettings
+from .api_scorer import ApiStartupError
+from .api_settings import SERVICE_NAME, ApiSettings, ApiSettingsError, max_body_bytes
 from .auth import BearerAuthMiddleware
 from .http_middleware import (
+    BodySizeLimitMiddleware,
     OpenApiMiddleware,
     ValidationStatusMiddleware,
     api_openapi_document,
     use_request_timeout_middleware,
 )
 from .scoring_process import ScoringUnavailable
+from .server_guard import check_before_workers, stop_server_after_failed_start
 
 API_PATHS = ("/score", "/visit_list", "/household", "/model_info")
+_log = logging.getLogger(__name__)
 
 # Adaptive batching: up to this many households per scoring pass. BentoML sheds
 # a queued request with 503 once its estimated wait exceeds MAX_LATENCY_MS; it
@@ -87,8 +96,19 @@ DESCRIPTION = (
 class RelapseRiskApi:
     """Risk scores, visit lists and model facts for a county's case-management system."""
 
+    @bentoml.on_deployment
+    def refuse_to_start_unless_it_can_serve() -> None:
+        """Once, in the server's main process, before any worker: exit in one line if it cannot serve."""
+        check_before_workers(os.environ)
+
     def __init__(self) -> None:
-        self.api = RiskApi.start(ApiSettings.from_environment(os.environ))
+        try:
+            self.api = RiskApi.start(ApiSettings.from_environment(os.environ))
+        except (ApiStartupError, ApiSettingsError) as exc:
+            # BentoML would start this worker again and again; the server stops instead.
+            _log.error("Cannot serve: %s", exc)
+            stop_server_after_failed_start(os.environ)
+            raise
         # The libraries are hundreds of thousands of objects that live as long as the worker:
         # out of the collector's sight, a full collection no longer stalls the requests it falls in.
         gc.collect()
@@ -161,8 +181,13 @@ def _openapi_document() -> dict[str, Any]:
 RelapseRiskApi.apis["score"].output_spec.media_type = "application/json"
 
 # Wired once, here: middleware belongs to the service class for the whole
-# process. Listed outermost first: keys are checked before anything else.
+# process. Listed outermost first: keys are checked before anything else, and
+# a body over the limit is refused before anything reads it. The limit is read
+# from the environment when each worker builds its app, not at this import.
 use_request_timeout_middleware()
 RelapseRiskApi.add_asgi_middleware(BearerAuthMiddleware)
+RelapseRiskApi.add_asgi_middleware(
+    BodySizeLimitMiddleware, limit=functools.partial(max_body_bytes, os.environ)
+)
 RelapseRiskApi.add_asgi_middleware(OpenApiMiddleware, document=_openapi_document)
 RelapseRiskApi.add_asgi_middleware(ValidationStatusMiddleware, paths=API_PATHS)

@@ -107,3 +107,21 @@ def _restore_mlflow_uris() -> object:
     yield
     mlflow.set_tracking_uri(tracking)
     mlflow.set_registry_uri(registry)
+
+
+@pytest.fixture
+def challenger_only_registry(tmp_path: Path) -> str:
+    """A SQLite MLflow registry whose relapse-risk has one version, aliased ``challenger`` only.
+
+    The version points at no artifacts: what is under test is the registry
+    look-up, which must fail on the missing champion before anything is loaded.
+    """
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 'challenger-only' / 'mlflow.db'}"
+    (tmp_path / "challenger-only").mkdir()
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    client.create_registered_model("relapse-risk")
+    version = client.create_model_version("relapse-risk", source=str(tmp_path / "no-artifacts"))
+    client.set_registered_model_alias("relapse-risk", "challenger", version.version)
+    return uri

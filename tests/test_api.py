@@ -16,6 +16,7 @@ import datetime as dt
 import json
 import os
 import secrets
+import select
 import signal
 import socket
 import subprocess
@@ -57,7 +58,7 @@ from relapse_risk.serving.api_scoring import (
     prepare_households,
     score_prepared,
 )
-from relapse_risk.serving.api_settings import ApiSettings, ApiSettingsError
+from relapse_risk.serving.api_settings import DEFAULT_MAX_BODY_BYTES, ApiSettings, ApiSettingsError
 from relapse_risk.serving.auth import (
     ApiKeyConfigError,
     KeyChecker,
@@ -67,7 +68,7 @@ from relapse_risk.serving.auth import (
 )
 from relapse_risk.serving.batch import resolve_model, score_folder
 from relapse_risk.serving.http_middleware import api_openapi_document
-from relapse_risk.serving.launch import ServeOptions, server_environment
+from relapse_risk.serving.launch import SERVICE_IMPORT, ServeOptions, server_environment
 from relapse_risk.serving.request_log import (
     LOGGED_ANSWER_FIELDS,
     RequestLog,
@@ -76,6 +77,7 @@ from relapse_risk.serving.request_log import (
 )
 from relapse_risk.serving.scored_runs import RunCatalog, household_row, reasons_of, visit_list
 from relapse_risk.serving.scoring_process import ScoringProcess, ScoringUnavailable
+from relapse_risk.serving.server_guard import SERVER_PID_VARIABLE, stop_server_after_failed_start
 from relapse_risk.serving.village_context import (
     VillageFigures,
     apply_village_context,
@@ -654,7 +656,7 @@ def test_the_request_log_holds_features_score_model_and_time_and_no_other_identi
 # -- the served OpenAPI document -----------------------------------------------------------------
 
 
-def test_the_openapi_document_states_bearer_keys_401_and_422_instead_of_400() -> None:
+def test_the_openapi_document_states_bearer_keys_401_413_and_422_instead_of_400() -> None:
     generated = {
         "openapi": "3.0.2",
         "info": {"title": "x"},
@@ -670,7 +672,7 @@ def test_the_openapi_document_states_bearer_keys_401_and_422_instead_of_400() ->
     )
 
     score = document["paths"]["/score"]["post"]
-    assert set(score["responses"]) == {"200", "401", "415", "422", "500"}
+    assert set(score["responses"]) == {"200", "401", "413", "415", "422", "500"}
     assert score["security"] == [{"bearerKey": []}]
     assert "security" not in document["paths"]["/livez"]["get"]
     assert document["components"]["securitySchemes"]["bearerKey"]["scheme"] == "bearer"
@@ -793,6 +795,130 @@ def test_a_scoring_process_that_cannot_load_the_model_stops_the_start_with_its_r
 
     with pytest.raises(ApiStartupError, match="relapse-risk"):
         ScoringProcess.start(settings)
+
+
+# -- a server that cannot serve exits ------------------------------------------------------------
+
+FAIL_FAST_SECONDS = 30
+"""A server without its model must say so and exit within this; BentoML would restart it forever."""
+
+
+def _serve_environment(tmp_path: Path, tracking_uri: str) -> dict[str, str]:
+    """What a Bento is given: keys, policy and registry in variables, nothing on the command line."""
+    policy = tmp_path / "policy.json"
+    policy.write_text(json.dumps(POLICY.to_json_dict()), encoding="utf-8")
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("RELAPSE_")}
+    environment |= {
+        "MLFLOW_TRACKING_URI": tracking_uri,
+        "RELAPSE_POLICY_FILE": str(policy),
+        "RELAPSE_API_KEYS": KEY,
+        "RELAPSE_REQUEST_LOG": str(tmp_path / "requests.jsonl"),
+    }
+    return environment
+
+
+def _run_until_exit(command: list[str], environment: dict[str, str], cwd: Path) -> tuple[int, str, float]:
+    """Exit code, output (stdout and stderr: BentoML logs to stdout) and seconds of a server command
+    that must exit on its own (killed if it does not)."""
+    started = time.monotonic()
+    process = subprocess.Popen(
+        command, env=environment, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True, start_new_session=True,
+    )  # fmt: skip
+    try:
+        output, _ = process.communicate(timeout=FAIL_FAST_SECONDS * 3)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        output, _ = process.communicate()
+        pytest.fail(f"still running after {FAIL_FAST_SECONDS * 3} s:\n{output[-3000:]}")
+    return process.returncode, output, time.monotonic() - started
+
+
+def test_relapse_serve_without_a_champion_exits_2_at_once_naming_the_model_and_what_to_run(
+    challenger_only_registry: str, tmp_path: Path
+) -> None:
+    environment = _serve_environment(tmp_path, challenger_only_registry)
+    command = [str(RELAPSE), "serve", "--host", "127.0.0.1", "--port", str(_free_port())]
+
+    code, output, seconds = _run_until_exit(command, environment, tmp_path)
+
+    assert code == 2
+    assert output.strip().splitlines() == [
+        f"Cannot serve: No model at models:/relapse-risk@champion in {challenger_only_registry}: "
+        "run `relapse train` then `relapse promote`, or serve the challenger with "
+        "--model models:/relapse-risk@challenger"
+    ]
+    assert seconds < FAIL_FAST_SECONDS
+
+
+@pytest.mark.slow
+def test_a_bento_without_its_model_exits_2_before_starting_a_worker(
+    challenger_only_registry: str, tmp_path: Path
+) -> None:
+    environment = _serve_environment(tmp_path, challenger_only_registry)
+    port = _free_port()
+    command = [
+        sys.executable,
+        "-m",
+        "bentoml",
+        "serve",
+        SERVICE_IMPORT,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
+
+    code, output, seconds = _run_until_exit(command, environment, tmp_path)
+
+    assert code == 2
+    assert (
+        f"Cannot serve: No model at models:/relapse-risk@champion in {challenger_only_registry}: "
+        "run `relapse train` then `relapse promote`, or serve the challenger with "
+        "RELAPSE_MODEL_URI=models:/relapse-risk@challenger"
+    ) in output.splitlines()
+    assert "Starting production" not in output  # no worker was started
+    assert seconds < FAIL_FAST_SECONDS
+
+
+@pytest.mark.slow
+def test_a_worker_that_cannot_load_the_registered_model_stops_the_whole_server(
+    challenger_only_registry: str, tmp_path: Path
+) -> None:
+    # The champion is registered, so the check before the workers passes, but its files are not there.
+    client = MlflowClient(tracking_uri=challenger_only_registry, registry_uri=challenger_only_registry)
+    client.set_registered_model_alias("relapse-risk", "champion", "1")
+    environment = _serve_environment(tmp_path, challenger_only_registry)
+    port = _free_port()
+    command = [
+        sys.executable,
+        "-m",
+        "bentoml",
+        "serve",
+        SERVICE_IMPORT,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
+
+    code, output, seconds = _run_until_exit(command, environment, tmp_path)
+
+    assert code == 3, output[-3000:]
+    assert "could not be loaded" in output
+    assert "Cannot serve: a worker could not start" in output
+    # Each failed start-up logs its reason once: one, or two if a restart was under way, never a loop.
+    assert 1 <= output.count("] Cannot serve: models:/relapse-risk@champion is in the registry") <= 2
+    assert seconds < FAIL_FAST_SECONDS * 2
+    with socket.socket() as probe:  # no worker outlived the server, holding its port
+        probe.bind(("127.0.0.1", port))
+
+
+def test_only_a_worker_of_the_recorded_server_process_signals_it() -> None:
+    assert not stop_server_after_failed_start({})
+    assert not stop_server_after_failed_start({SERVER_PID_VARIABLE: "not-a-pid"})
+    # This process's parent is not the server that recorded itself: nothing is sent to anyone.
+    assert not stop_server_after_failed_start({SERVER_PID_VARIABLE: str(os.getpid())})
 
 
 # -- a real server -------------------------------------------------------------------------------
@@ -996,6 +1122,77 @@ def test_a_body_not_sent_as_json_is_415(server: Server, content_type: str) -> No
     response = httpx.post(server.url + "/score", content=b'{"households": []}', headers=headers, timeout=10)
 
     assert response.status_code == 415
+
+
+@dataclass(frozen=True)
+class RawAnswer:
+    status: int
+    body: dict[str, Any]
+    seconds: float
+    sent_bytes: int
+
+
+def _post_until_answered(server: Server, headers: dict[str, str], body: Iterator[bytes]) -> RawAnswer:
+    """POST /score over a bare socket, sending ``body`` piece by piece only until the server answers.
+
+    An HTTP client library sends the whole body before it reads an answer; a
+    server that answers early is seen here as soon as it does.
+    """
+    port = int(server.url.rsplit(":", 1)[1])
+    lines = ["POST /score HTTP/1.1", "Host: 127.0.0.1", f"Authorization: Bearer {server.key}"]
+    lines += ["Content-Type: application/json", *(f"{k}: {v}" for k, v in headers.items())]
+    started = time.monotonic()
+    sent = 0
+    with socket.create_connection(("127.0.0.1", port), timeout=60) as connection:
+        connection.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+        for piece in body:
+            if select.select([connection], [], [], 0)[0]:
+                break  # the answer is there
+            try:
+                connection.sendall(piece)
+            except OSError:
+                break  # answered and closed: the rest is not wanted
+            sent += len(piece)
+        answer = b""
+        try:
+            while data := connection.recv(65536):
+                answer += data
+        except ConnectionResetError:
+            pass  # closed with part of the body unread; what arrived before stands
+    seconds = time.monotonic() - started
+    head, _, payload = answer.partition(b"\r\n\r\n")
+    return RawAnswer(int(head.split()[1]), json.loads(payload), seconds, sent)
+
+
+def _chunked(piece: bytes, total: int) -> Iterator[bytes]:
+    for _ in range(total // len(piece)):
+        yield f"{len(piece):x}\r\n".encode() + piece + b"\r\n"
+    yield b"0\r\n\r\n"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("framing", ["content-length", "chunked"])
+def test_a_body_over_the_limit_is_413_before_it_is_read_and_the_server_stays_healthy(
+    server: Server, batch_scores: pd.DataFrame, framing: str
+) -> None:
+    megabyte = b"x" * 2**20
+    over = 4 * DEFAULT_MAX_BODY_BYTES  # the body of 10,000 households was about 270 MB
+    if framing == "content-length":
+        answer = _post_until_answered(
+            server, {"Content-Length": str(over)}, (megabyte for _ in range(over // len(megabyte)))
+        )
+    else:
+        answer = _post_until_answered(server, {"Transfer-Encoding": "chunked"}, _chunked(megabyte, over))
+    household_id = batch_scores[batch_scores["status"] == "scored"]["household_id"].iloc[0]
+    normal = server.post("/score", {"households": score_entries(server.county, [household_id], AS_OF)})
+
+    assert answer.status == 413
+    assert f"over the server's limit of {DEFAULT_MAX_BODY_BYTES} bytes" in answer.body["error"]
+    # Refused from its headers, or once the count passes the limit: never after reading all of it.
+    assert answer.sent_bytes < 2 * DEFAULT_MAX_BODY_BYTES
+    assert answer.seconds < (2 if framing == "content-length" else 30)
+    assert httpx.get(f"{server.url}/readyz", timeout=10).status_code == 200
+    assert normal.status_code == 200 and normal.json()[0]["status"] == "scored"
 
 
 @pytest.mark.slow

@@ -681,6 +681,38 @@ def test_relapse_score_stops_with_one_message_on_an_unusable_folder_or_unknown_m
     assert not out.exists()
 
 
+def test_relapse_score_without_a_champion_says_in_one_line_to_promote_or_score_the_challenger(
+    challenger_only_registry: str, tmp_path: Path
+) -> None:
+    from mlflow.tracking import MlflowClient
+    from typer.testing import CliRunner
+
+    from relapse_risk.cli import app
+
+    empty_registry = f"sqlite:///{tmp_path / 'empty.db'}"
+    MlflowClient(
+        empty_registry, registry_uri=empty_registry
+    ).search_registered_models()  # MLflow logs the creation
+    out = tmp_path / "run"
+    # The model is looked up before the folder is read: a folder that is not there is never reached.
+    command = ["score", "--data", str(tmp_path / "county"), "--as-of", "2023-12", "--out", str(out)]
+    runner = CliRunner()
+    only_challenger = runner.invoke(app, [*command, "--tracking-uri", challenger_only_registry])
+    empty = runner.invoke(app, [*command, "--tracking-uri", empty_registry])
+
+    assert only_challenger.exit_code == 2
+    assert only_challenger.output.strip().splitlines() == [
+        f"No model at models:/relapse-risk@champion in {challenger_only_registry}: run `relapse train` "
+        "then `relapse promote`, or score with the challenger: --model challenger"
+    ]
+    assert empty.exit_code == 2
+    assert empty.output.strip().splitlines() == [
+        f"No model at models:/relapse-risk@champion in {empty_registry}: "
+        "run `relapse train` then `relapse promote`"
+    ]
+    assert not out.exists()
+
+
 def test_reasons_are_computed_only_where_asked_and_never_change_scores(county, trained, two_runs):
     from relapse_risk.features.dataset import load_dataset
     from relapse_risk.serving.scoring import score_dataset

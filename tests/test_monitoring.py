@@ -27,7 +27,7 @@ from relapse_risk.monitoring.drift import (
     township_shift,
     wasserstein_1d,
 )
-from relapse_risk.monitoring.monitor import MonitorOptions, run_monitor
+from relapse_risk.monitoring.monitor import MonitorOptions, load_model, run_monitor
 from relapse_risk.monitoring.quality import line_deviation
 from relapse_risk.monitoring.sampling import choose_villages, sampled_dataset, village_rank, village_sample
 from typer.testing import CliRunner
@@ -338,6 +338,36 @@ def test_the_cli_exits_0_2_and_1_and_writes_one_html_report(counties: Counties, 
     )
     assert missing.exit_code == 1
     assert "nowhere" in missing.output
+
+
+def test_monitor_asked_for_a_champion_the_registry_lacks_says_in_one_line_to_promote_or_use_the_challenger(
+    challenger_only_registry: str, tmp_path: Path
+) -> None:
+    # The model is looked up before either side is read: folders that are not there are never reached.
+    result = CliRunner().invoke(
+        app,
+        ["monitor", "--reference", str(tmp_path / "reference"), "--current", str(tmp_path / "current")]
+        + ["--out", str(tmp_path / "out"), "--model", "champion", "--tracking-uri", challenger_only_registry]
+        + ["--no-mlflow"],
+    )
+
+    assert result.exit_code == 1  # "could not run": 2 is an alert
+    assert result.output.strip().splitlines() == [
+        f"No model at models:/relapse-risk@champion in {challenger_only_registry}: run `relapse train` "
+        "then `relapse promote`, or monitor with the challenger: --model challenger"
+    ]
+
+
+def test_monitor_without_a_model_option_goes_on_without_the_missing_champion_and_says_what_to_run(
+    challenger_only_registry: str, tmp_path: Path
+) -> None:
+    options = MonitorOptions(reference="r", current="c", out=tmp_path, log_to_mlflow=False)
+
+    model, _, note = load_model(options, challenger_only_registry)
+
+    assert model is None
+    assert "`relapse promote`" in note and "--model challenger" in note
+    assert note.endswith("prediction drift and performance skipped")
 
 
 def test_an_as_of_month_outside_the_data_fails_with_exit_1(counties: Counties, tmp_path: Path) -> None:
