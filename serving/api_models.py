@@ -264,6 +264,9 @@ class ModelInfo(_Response):
     model_uri: str
     run_id: str | None = None
     horizon_months: int | None = None
+    trained_through: str | None = Field(
+        default=None, description="The latest as-of month (YYYY-MM) whose label the model learned from."
+    )
     training_data_fingerprint: str | None = None
     test_metrics: dict[str, float] = Field(
         default_factory=dict,

@@ -96,6 +96,7 @@ class HouseholdScorer:
             uri=resolved.uri,
             run_id=resolved.run_id,
             horizon=resolved.horizon,
+            trained_through=resolved.trained_through,
         )
         return cls(
             served=served,
@@ -177,6 +178,7 @@ def registry_model_info(served: ServedModel, tracking_uri: str, *, clock_now: dt
         model_uri=served.uri,
         run_id=served.run_id,
         horizon_months=horizon,
+        trained_through=served.trained_through,
         training_data_fingerprint=fingerprint,
         test_metrics=dict(sorted(metrics.items())),
         test_months=test_months,

@@ -122,6 +122,8 @@ class ServedModel:
     uri: str
     run_id: str | None = None
     horizon: int | None = None
+    trained_through: str | None = None
+    """The latest as-of month (YYYY-MM) whose label the model learned from."""
 
 
 @dataclass

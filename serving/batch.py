@@ -74,6 +74,8 @@ class ResolvedModel:
     run_id: str | None = None
     horizon: int | None = None
     """Horizon the model was trained for, when its run recorded one."""
+    trained_through: str | None = None
+    """The latest as-of month (YYYY-MM) whose label the model learned from, when its run recorded one."""
 
 
 @dataclass(frozen=True)
@@ -121,6 +123,7 @@ def resolve_model(spec: str, tracking_uri: str, registry_name: str = REGISTRY_MO
     except MlflowException as exc:
         raise ModelSpecError(f"{uri}: the registry at {tracking_uri} cannot be read: {exc.message}") from None
     horizon = None
+    trained_through = None
     if version.run_id:
         try:
             params = client.get_run(version.run_id).data.params
@@ -128,13 +131,20 @@ def resolve_model(spec: str, tracking_uri: str, registry_name: str = REGISTRY_MO
             params = {}
         if str(params.get("horizon", "")).isdigit():
             horizon = int(params["horizon"])
+        trained_through = params.get("trained_through") or None
     # Loading through models:/NAME/VERSION (not the alias) pins what was
     # resolved, even if the alias moves while the job runs.
     pinned = f"models:/{name}/{version.version}"
     with _tracking_uri(tracking_uri):
         model = load_risk_model(pinned)
     return ResolvedModel(
-        model=model, name=name, version=str(version.version), uri=uri, run_id=version.run_id, horizon=horizon
+        model=model,
+        name=name,
+        version=str(version.version),
+        uri=uri,
+        run_id=version.run_id,
+        horizon=horizon,
+        trained_through=trained_through,
     )
 
 
@@ -324,6 +334,7 @@ def run_manifest(
             "version": model.version,
             "run_id": model.run_id,
             "uri": model.uri,
+            "trained_through": model.trained_through,
         },
         "counts_by_status": {status: int(status_counts.get(status, 0)) for status in STATUSES},
         "visit_share": dataset.policy.visit_share,

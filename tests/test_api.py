@@ -1307,6 +1307,7 @@ def test_model_info_names_the_registered_champion_and_its_training_data(server: 
     assert (info["model_name"], info["model_version"]) == ("relapse-risk", server.registry.version)
     assert info["model_uri"] == "models:/relapse-risk@champion"
     assert info["training_data_fingerprint"] == server.registry.fingerprint
+    assert info["trained_through"] == "2024-06"  # refit on every labelled month of 2021-01..2024-12
     assert "model.recall_at_k" in info["test_metrics"] and info["test_months"]
     assert [f["name"] for f in info["features"]] == list(FEATURE_NAMES)
     assert all(f["meaning"] and f["label_zh"] for f in info["features"])

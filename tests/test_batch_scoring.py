@@ -363,6 +363,10 @@ def county(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
+TRAINED_THROUGH = "2023-06"
+"""The last labelled quarter-end of the 36-month county, which ``trained`` calibrates on."""
+
+
 @pytest.fixture(scope="module")
 def trained(county: Path) -> ResolvedModel:
     """A small model trained on the county itself: enough to rank, not a real evaluation."""
@@ -619,7 +623,9 @@ def registry(trained: ResolvedModel, county: Path, tmp_path_factory: pytest.Temp
             "scoring-test", artifact_location=(folder / "artifacts").as_uri()
         )
         with mlflow.start_run(experiment_id=experiment):
-            mlflow.log_param("horizon", 6)
+            # What a training run records: the horizon and the last as-of month the model learned
+            # from (the ``trained`` fixture calibrates on the last labelled quarter-end).
+            mlflow.log_params({"horizon": 6, "trained_through": TRAINED_THROUGH})
             info = log_risk_model(trained.model, "risk_model", example, registered_model_name="relapse-risk")
         MlflowClient(uri).set_registered_model_alias(
             "relapse-risk", "champion", info.registered_model_version
@@ -651,6 +657,7 @@ def test_relapse_score_resolves_the_champion_and_prints_a_summary(
     manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
     assert manifest["model"]["version"] == "1" and manifest["model"]["run_id"]
     assert manifest["model"]["uri"] == "models:/relapse-risk@champion"
+    assert manifest["model"]["trained_through"] == TRAINED_THROUGH
     # The registered model scores exactly as the model it was logged from.
     assert (out / "scores.parquet").read_bytes() == (two_runs[0].out / "scores.parquet").read_bytes()
 
