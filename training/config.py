@@ -72,7 +72,7 @@ class TrainingSettings(BaseModel):
     monthly_training_rows: bool = True
     # Fewest training as-of months (of the learning rows: month-ends, or quarter-ends with
     # monthly_training_rows off) the backtest accepts before it refuses (training/split.py).
-    min_train_months: int = Field(default=3, ge=1)
+    min_train_months: int = Field(default=4, ge=1)
     # With too little history for validation on later months, this share of households at the
     # training months validates instead (early stopping and calibration of the backtest).
     held_out_share: float = Field(default=0.2, gt=0, lt=1)
