@@ -35,8 +35,8 @@ def describe(config: CountyConfig) -> str:
 
 def _summary(result: GenerationResult) -> Table:
     table = Table(title=f"Wrote {result.folder} in {result.seconds:,.1f} s")
-    table.add_column("table")
-    table.add_column("rows", justify="right")
+    table.add_column("table", overflow="fold")
+    table.add_column("rows", justify="right", overflow="fold")
     for name, rows in result.rows.items():
         table.add_row(name, f"{rows:,}")
     return table

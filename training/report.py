@@ -29,13 +29,13 @@ def _fmt(value: object, pattern: str) -> str:
 def metric_table(assessment: Assessment, title: str) -> Table:
     """Per-month and averaged rules.md metrics, one block of rows per method."""
     table = Table(title=title, title_justify="left")
-    table.add_column("method")
-    table.add_column("as of")
-    table.add_column("eligible", justify="right")
-    table.add_column("positives", justify="right")
-    table.add_column("k", justify="right")
+    table.add_column("method", no_wrap=True, overflow="fold")
+    table.add_column("as of", no_wrap=True, overflow="fold")
+    table.add_column("eligible", justify="right", overflow="fold")
+    table.add_column("positives", justify="right", overflow="fold")
+    table.add_column("k", justify="right", overflow="fold")
     for _, header, _ in _METRICS:
-        table.add_column(header, justify="right")
+        table.add_column(header, justify="right", overflow="fold")
     for method in assessment.methods:
         rows = assessment.per_month[assessment.per_month["method"] == method]
         for row in rows.to_dict(orient="records"):
@@ -77,7 +77,7 @@ def subgroup_table(assessment: Assessment, recall_ratio: float, min_positives: i
         title_justify="left",
     )
     for header in ("group", "rows", "positives", "recall@k", "baseline recall@k", "FPR", "x overall", "flag"):
-        table.add_column(header, justify="left" if header in ("group", "flag") else "right")
+        table.add_column(header, justify="left" if header in ("group", "flag") else "right", overflow="fold")
     for row in assessment.subgroups.to_dict(orient="records"):
         flag = "[red]FLAGGED[/red]" if row["flagged"] else ("" if row["judged"] else "[dim]too few[/dim]")
         table.add_row(
@@ -96,7 +96,9 @@ def subgroup_table(assessment: Assessment, recall_ratio: float, min_positives: i
 def comparison_table(decision: PromotionDecision) -> Table:
     table = Table(title=f"Promotion on {decision.basis}", title_justify="left")
     for header in ("", "recall@k", "precision@k", "median lead", "ECE", "flagged groups"):
-        table.add_column(header, justify="left" if header in ("", "flagged groups") else "right")
+        table.add_column(
+            header, justify="left" if header in ("", "flagged groups") else "right", overflow="fold"
+        )
     for row in decision.comparison().to_dict(orient="records"):
         table.add_row(
             row["who"],
