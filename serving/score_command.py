@@ -24,6 +24,7 @@ from rich.console import Console, Group, RenderableType
 from rich.panel import Panel
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from .batch import (
     BATCH_STAGES,
@@ -93,7 +94,7 @@ def run_score_command(
     try:
         uri = resolve_tracking_uri(tracking_uri, Path.cwd())
         with (
-            StageTimes(_log).stage(f"load model {model_spec} from {uri}"),
+            StageTimes(_log).stage(f"load model {model_spec}"),
             console.status(f"Loading model {model_spec} from {uri} ..."),
         ):
             model = resolve_model(model_spec, uri)
@@ -236,9 +237,11 @@ def _timings_table(report: BatchReport) -> Table:
     return table
 
 
-def _files_table(out: Path) -> Table:
-    table = Table(title=f"Written to {out}", title_justify="left", show_header=False)
-    table.add_column("file", overflow="fold")
+def _files_table(out: Path) -> Group:
+    # The folder goes on a line of its own, not into the title or each row: a title wraps at
+    # the table's width and a row's path adds to it, so a deep run folder would be folded.
+    table = Table(show_header=False)
+    table.add_column("file", no_wrap=True, overflow="fold")
     table.add_column("what", overflow="fold")
     for name, what in (
         (SCORES_PARQUET, "scores table (one row per household)"),
@@ -247,5 +250,5 @@ def _files_table(out: Path) -> Table:
         (f"{VISIT_LISTS_DIR}/index.html", "printable visit lists per township (HTML and XLSX)"),
         (MANIFEST_JSON, "input fingerprint, model, counts, timings"),
     ):
-        table.add_row(str(out / name), what)
-    return table
+        table.add_row(name, what)
+    return Group(Text(f"Written to {out}", style="italic"), table)
