@@ -28,7 +28,7 @@ block; only the final table is a pandas frame.
 from __future__ import annotations
 
 import datetime as dt
-import time
+import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,6 +59,9 @@ from .contract import (
 from .dataset import Dataset
 from .policy import Policy, RuleParameters
 from .rules import WINDOW_MONTHS, MonthlyPanel, RuleState, build_panel, rule_state
+from .stages import StageTimes
+
+_log = logging.getLogger(__name__)
 
 Columns = dict[str, np.ndarray]
 
@@ -132,7 +135,8 @@ def build_features(
     as float32 (NaN where a value cannot be known at ``as_of``). Raises
     ValueError when ``as_of`` lies outside data_start .. data_end.
 
-    ``timings``, when given, receives the seconds spent in each stage (for benchmarks).
+    ``timings``, when given, receives the seconds spent in each stage (for benchmarks);
+    the same stages are logged at DEBUG, below the level the command line shows.
 
     ``panel`` (``build_panel(dataset, through=as_of)``) and ``state`` (its
     ``rule_state``), when the caller already built them, are used instead of
@@ -146,7 +150,7 @@ def build_features(
             f"({format_month(policy.data_start)} .. {format_month(policy.data_end)})"
         )
 
-    stopwatch = _Stopwatch(timings)
+    stopwatch = StageTimes(_log, level=logging.DEBUG)
     if panel is None:
         panel = build_panel(dataset, through=as_of)
     elif panel.last_month != as_of:
@@ -165,7 +169,11 @@ def build_features(
             stage = part.__name__.strip("_").replace("_part", "").replace("_", " ")
             yield f"{stage} (SQL)", part(dataset, clock)
 
-    return features_from_parts(inputs, policy, sql_parts, stopwatch)
+    frame = features_from_parts(inputs, policy, sql_parts, stopwatch)
+    if timings is not None:
+        for stage, seconds in stopwatch.wall.items():
+            timings[stage] = timings.get(stage, 0.0) + seconds
+    return frame
 
 
 PartSource = Callable[["Clock"], Iterator[tuple[str, Columns]]]
@@ -211,14 +219,14 @@ class PanelInputs:
 
 
 def features_from_parts(
-    inputs: PanelInputs, policy: Policy, parts: PartSource, stopwatch: _Stopwatch | None = None
+    inputs: PanelInputs, policy: Policy, parts: PartSource, stopwatch: StageTimes | None = None
 ) -> pd.DataFrame:
     """The feature table at the as-of month from the rules panel's inputs and the table parts.
 
     The one home of every feature computed from those: :func:`build_features`
     feeds it DuckDB parts, and :mod:`.household_rows` numpy parts of a few households.
     """
-    stopwatch = stopwatch or _Stopwatch(None)
+    stopwatch = stopwatch or StageTimes()
     household_ids, rules, history = inputs.household_ids, inputs.rules, inputs.history
     n = len(household_ids)
     clock = Clock(as_of=inputs.as_of, first_index=policy.first_month_index, households=n)
@@ -288,18 +296,6 @@ class _FeatureTable:
         frame = pd.DataFrame(self.values.T, columns=list(FEATURE_NAMES), copy=False)
         frame.insert(0, "household_id", household_ids)
         return frame
-
-
-class _Stopwatch:
-    def __init__(self, timings: dict[str, float] | None) -> None:
-        self._timings = timings
-        self._last = time.perf_counter()
-
-    def lap(self, stage: str) -> None:
-        now = time.perf_counter()
-        if self._timings is not None:
-            self._timings[stage] = self._timings.get(stage, 0.0) + now - self._last
-        self._last = now
 
 
 # -- derived columns (numpy, on whole columns) --------------------------------------------------

@@ -792,7 +792,9 @@ def summary_renderables(summary: dict[str, Any], written: dict[str, Path]) -> li
     """Rich tables for the console: rows per table, rejects per table and rule, where the report is."""
     rows = RichTable(title="Rows per table", title_justify="left")
     for heading in ("table", "file", "read", "loaded", "rejected"):
-        rows.add_column(heading, justify="right" if heading in ("read", "loaded", "rejected") else "left")
+        rows.add_column(
+            heading, justify="right" if heading in ("read", "loaded", "rejected") else "left", overflow="fold"
+        )
     for name, counts in summary["tables"].items():
         rejected = counts["rows_rejected"]
         rows.add_row(
@@ -806,7 +808,7 @@ def summary_renderables(summary: dict[str, Any], written: dict[str, Path]) -> li
     if summary["rejects"]:
         rules = RichTable(title="Rejects per table and rule", title_justify="left")
         for heading in ("table", "column", "rule", "count"):
-            rules.add_column(heading, justify="right" if heading == "count" else "left")
+            rules.add_column(heading, justify="right" if heading == "count" else "left", overflow="fold")
         for item in summary["rejects"]:
             rules.add_row(item["table"], item["column"], item["rule"], f"{item['count']:,}")
         parts.append(rules)

@@ -309,10 +309,10 @@ def render_report(figures: list[Figure]) -> object:
     from rich.table import Table
 
     table = Table(title="Generated county vs published figures (calibration.md)")
-    table.add_column("figure")
-    table.add_column("generated", justify="right")
-    table.add_column("target")
-    table.add_column("", justify="center")
+    table.add_column("figure", overflow="fold")
+    table.add_column("generated", justify="right", overflow="fold")
+    table.add_column("target", overflow="fold")
+    table.add_column("", justify="center", overflow="fold")
     for f in figures:
         value = f"{f.value:,.0f}" if abs(f.value) >= 100 else f"{f.value:.3f}"
         mark = {True: "[green]ok[/green]", False: "[red]off[/red]", None: ""}[f.within]

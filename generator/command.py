@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rich.console import Console
+from rich.console import Console, Group
 from rich.table import Table
+from rich.text import Text
 
 from .calibration import calibration_report, render_report
 from .config import CountyConfig, TruthOptions, format_month
@@ -33,13 +34,14 @@ def describe(config: CountyConfig) -> str:
     return ", ".join(parts)
 
 
-def _summary(result: GenerationResult) -> Table:
-    table = Table(title=f"Wrote {result.folder} in {result.seconds:,.1f} s")
-    table.add_column("table")
-    table.add_column("rows", justify="right")
+def _summary(result: GenerationResult) -> Group:
+    # The folder on a line of its own: a title wraps at the narrow table's width and would fold it.
+    table = Table()
+    table.add_column("table", overflow="fold")
+    table.add_column("rows", justify="right", overflow="fold")
     for name, rows in result.rows.items():
         table.add_row(name, f"{rows:,}")
-    return table
+    return Group(Text(f"Wrote {result.folder} in {result.seconds:,.1f} s"), table)
 
 
 def generate_command(

@@ -60,7 +60,10 @@ def monitor_command(options: MonitorOptions, console: Console, errors: Console) 
 
 
 def checks_table(result: MonitorResult) -> Table:
-    table = Table("group", "check", "value", "warning / alert", "status", "what it measured", show_lines=True)
+    table = Table(show_lines=True)
+    for heading in ("group", "check", "value", "warning / alert", "status"):
+        table.add_column(heading, no_wrap=True, overflow="fold")
+    table.add_column("what it measured", overflow="fold")
     for check in result.checks:
         style = STATUS_STYLE[check.status]
         value = "n/a" if check.value is None else f"{check.value:.4g}"

@@ -29,12 +29,12 @@ from relapse_risk.features.contract import format_month, parse_month
 from relapse_risk.features.dataset import Dataset, load_dataset
 from relapse_risk.features.history import build_features
 from relapse_risk.features.rules import labels_frame
+from relapse_risk.features.stages import StageTimes
 from relapse_risk.models.model import RiskModel
 from relapse_risk.models.registry import RISK_BAND_CUTOFFS
 
 from .quality import DatasetFacts, dataset_facts
 from .sampling import VillageSample, sampled_dataset, village_sample
-from .stages import StageTimes
 
 InputKind = Literal["dataset", "scored_run", "request_log"]
 

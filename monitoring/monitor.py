@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -13,6 +14,7 @@ import mlflow
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from relapse_risk.features.contract import format_month
+from relapse_risk.features.stages import StageTimes
 from relapse_risk.models.model import RiskModel
 from relapse_risk.models.pyfunc import load_model_reference
 from relapse_risk.models.registry import (
@@ -29,7 +31,6 @@ from .inputs import MonitorSide, OpenInputs, read_side
 from .performance import ExpectedPerformance, performance_by_month, performance_checks
 from .quality import scenario_checks
 from .report import evidently_frames, evidently_html, finite, summary_document, write_report
-from .stages import StageTimes
 
 REGISTERED_MODEL = REGISTRY_MODEL_NAME
 EXPERIMENT = "relapse-risk"
@@ -37,6 +38,18 @@ EXIT_CODES = {"ok": 0, "warning": 0, "alert": 2}
 FAILED = 1
 MONITOR_ANOTHER_MODEL = "monitor with the {label}: --model {spec}"
 """How ``ModelNotRegistered.line`` tells a monitoring user to pick the model the registry does hold."""
+
+STAGE_LABELS = {
+    "model": "load the model",
+    "checks": "drift and scenario checks",
+    "performance": "matured performance",
+    "evidently": "Evidently report",
+    "report": "write report.html",
+    "mlflow": "log to MLflow",
+}
+"""Words for the log lines of the stages whose names are short keys of ``summary.json``."""
+
+_log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -158,7 +171,7 @@ def _run_monitor(
 ) -> MonitorResult:
     thresholds = options.thresholds
     seconds: dict[str, float] = {}
-    times = StageTimes()
+    times = StageTimes(_log, STAGE_LABELS)
     clock = time.perf_counter()
     tracking_uri = options.tracking_uri or default_tracking_uri()
     with times.stage("model"):
@@ -243,14 +256,16 @@ def _run_monitor(
         json.dumps(finite(summary), indent=2, ensure_ascii=False, allow_nan=False), encoding="utf-8"
     )
     report_path = options.out / "report.html"
-    write_report(summary, evidently_file, report_path)
-    if evidently_file is not None:
-        evidently_file.unlink()  # folded into report.html
+    with times.stage("report"):
+        write_report(summary, evidently_file, report_path)
+        if evidently_file is not None:
+            evidently_file.unlink()  # folded into report.html
 
     run_id = None
     if options.log_to_mlflow:
         try:
-            run_id = log_to_mlflow(summary, checks, report_path, summary_path, tracking_uri)
+            with times.stage("mlflow"):
+                run_id = log_to_mlflow(summary, checks, report_path, summary_path, tracking_uri)
         except (MlflowException, OSError) as exc:
             # The report stands on its own; an unreachable store must not hide an alert.
             summary["notes"].append(f"not logged to MLflow at {tracking_uri}: {exc}")  # type: ignore[union-attr]

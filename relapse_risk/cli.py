@@ -20,6 +20,19 @@ app = typer.Typer(
 )
 
 
+@app.callback()
+def _before_every_command(ctx: typer.Context) -> None:
+    """Log the stages of the subcommand about to run to stderr, each line stamped with the time.
+
+    Here, in the entry point, rather than at import: importing the package never
+    touches a program's logging.
+    """
+    from .console import log_stages_to_stderr
+
+    if ctx.invoked_subcommand:
+        log_stages_to_stderr(ctx.invoked_subcommand)
+
+
 @app.command()
 def validate(
     data: str = typer.Argument(..., help="Dataset folder: policy.json and the contract's tables."),
@@ -30,12 +43,14 @@ def validate(
     Exit 0 when the dataset is usable (rows that break a rule are rejected and
     reported), 2 when it cannot be used at all.
     """
+    import logging
     from pathlib import Path
 
-    from rich.console import Console
     from rich.markup import escape
 
+    from .console import error_console, output_console
     from .features.dataset import DatasetError, load_dataset
+    from .features.stages import StageTimes
     from .features.validation import (
         default_report_dir,
         summary_renderables,
@@ -49,15 +64,17 @@ def validate(
         raise typer.BadParameter(
             "the report must not be written inside the dataset folder", param_hint="--out"
         )
-    console, errors = Console(), Console(stderr=True, soft_wrap=True)
+    console, errors = output_console(), error_console()
+    stages = StageTimes(logging.getLogger(__name__))
     try:
-        with console.status(f"Checking {folder} ..."):
+        with stages.stage("load and validate"), console.status(f"Checking {folder} ..."):
             dataset = load_dataset(folder)
     except DatasetError as exc:
         errors.print(f"[bold red]Dataset cannot be used:[/bold red] {escape(str(exc))}", highlight=False)
         raise typer.Exit(code=2) from None
-    summary = validation_summary(dataset)
-    written = write_validation_report(dataset, summary, report_dir)
+    with stages.stage("write the report"):
+        summary = validation_summary(dataset)
+        written = write_validation_report(dataset, summary, report_dir)
     for part in summary_renderables(summary, written):
         console.print(part)
 
@@ -88,8 +105,7 @@ def serve(
     import os
     from pathlib import Path
 
-    from rich.console import Console
-
+    from .console import error_console, output_console
     from .serving.launch import (
         ServeOptions,
         ServeSettingsError,
@@ -110,7 +126,7 @@ def serve(
         request_log=Path(request_log) if request_log else None,
         api_keys_file=Path(api_keys_file) if api_keys_file else None,
     )
-    console, errors = Console(), Console(stderr=True, soft_wrap=True)
+    console, errors = output_console(), error_console()
     environment = server_environment(os.environ, options)
     try:
         settings = check_server_settings(environment)
@@ -150,8 +166,7 @@ def score(
     """
     from pathlib import Path
 
-    from rich.console import Console
-
+    from .console import error_console, output_console
     from .features.contract import parse_month
     from .serving.score_command import run_score_command
 
@@ -169,8 +184,8 @@ def score(
         tracking_uri=tracking_uri or None,
         explain=explain,  # type: ignore[arg-type]
         horizon=horizon or None,
-        console=Console(),
-        errors=Console(stderr=True, soft_wrap=True),
+        console=output_console(),
+        errors=error_console(),
     )
     raise typer.Exit(code=code)
 
@@ -189,11 +204,10 @@ def features(
     """
     from pathlib import Path
 
-    from rich.console import Console
-
+    from .console import error_console, output_console
     from .features.catalogue import CATALOGUE_VERSION, catalogue_rich_table, catalogue_text
 
-    console, errors = Console(), Console(stderr=True, soft_wrap=True)
+    console, errors = output_console(), error_console()
     if catalogue:
         if fmt == "table":
             console.print(catalogue_rich_table())
@@ -254,10 +268,11 @@ def explain(
     from pathlib import Path
 
     import pandas as pd
-    from rich.console import Console
     from rich.table import Table
 
-    console, errors = Console(), Console(stderr=True, soft_wrap=True)
+    from .console import error_console, output_console
+
+    console, errors = output_console(), error_console()
     if reasons:
         from .models.reasons import reason_catalogue
 
@@ -299,7 +314,11 @@ def explain(
         else:
             explained.to_parquet(target, index=False)
     shown = explained if household else explained.head(limit)
-    table = Table("household", "risk", *[f"reason {i}" for i in range(1, top + 1)], show_lines=True)
+    table = Table(show_lines=True)
+    table.add_column("household", no_wrap=True, overflow="fold")
+    table.add_column("risk", no_wrap=True, overflow="fold")
+    for i in range(1, top + 1):
+        table.add_column(f"reason {i}", overflow="fold")
     for _, row in shown.iterrows():
         cells = []
         for i in range(1, top + 1):
@@ -333,8 +352,7 @@ def labels(
     """
     from pathlib import Path
 
-    from rich.console import Console
-
+    from .console import error_console, output_console
     from .features.contract import parse_month
     from .labels_command import run_labels_command
 
@@ -342,9 +360,7 @@ def labels(
         month = parse_month(as_of)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--as-of") from None
-    code = run_labels_command(
-        Path(data), month, horizon, Path(out), Console(), Console(stderr=True, soft_wrap=True)
-    )
+    code = run_labels_command(Path(data), month, horizon, Path(out), output_console(), error_console())
     raise typer.Exit(code=code)
 
 
@@ -381,8 +397,8 @@ def generate(
     from pathlib import Path
 
     from pydantic import ValidationError
-    from rich.console import Console
 
+    from .console import error_console, output_console
     from .generator.command import generate_command
     from .generator.config import (
         CountyConfig,
@@ -430,8 +446,8 @@ def generate(
         options,
         Path(truth) if truth else None,
         report,
-        Console(),
-        Console(stderr=True, soft_wrap=True),
+        output_console(),
+        error_console(),
     )
     raise typer.Exit(code=code)
 
@@ -458,8 +474,7 @@ def demo(
     """
     from pathlib import Path
 
-    from rich.console import Console
-
+    from .console import error_console, output_console
     from .demo import DemoFolderError, run_demo
     from .features.dataset import DatasetError
     from .generator.config import CountyConfig, TruthOptions
@@ -468,7 +483,7 @@ def demo(
     def generate_county(folder: Path, truth: Path) -> None:
         generate(CountyConfig(households=households, seed=seed), folder, TruthOptions(), truth_path=truth)
 
-    console, errors = Console(), Console(stderr=True, soft_wrap=True)
+    console, errors = output_console(), error_console()
     try:
         reference = run_demo(Path(out), {"households": households, "seed": seed}, generate_county, console)
     except (DemoFolderError, DatasetError) as exc:
@@ -513,8 +528,7 @@ def train(
     """
     from pathlib import Path
 
-    from rich.console import Console
-
+    from .console import error_console, output_console
     from .training.commands import train_command
 
     settings = _training_settings(
@@ -527,7 +541,7 @@ def train(
         tracking_uri=tracking_uri,
     )
     truth_path = Path(truth) if truth else None
-    code = train_command(Path(data), settings, truth_path, Console(), Console(stderr=True, soft_wrap=True))
+    code = train_command(Path(data), settings, truth_path, output_console(), error_console())
     raise typer.Exit(code=code)
 
 
@@ -545,8 +559,7 @@ def evaluate(
     """
     from pathlib import Path
 
-    from rich.console import Console
-
+    from .console import error_console, output_console
     from .training.commands import evaluate_command
 
     folder = Path(data)
@@ -557,8 +570,8 @@ def evaluate(
         model,
         Path(truth) if truth else None,
         target,
-        Console(),
-        Console(stderr=True, soft_wrap=True),
+        output_console(),
+        error_console(),
     )
     raise typer.Exit(code=code)
 
@@ -576,15 +589,14 @@ def promote(
     """
     from pathlib import Path
 
-    from rich.console import Console
-
+    from .console import error_console, output_console
     from .training.commands import promote_command
 
     code = promote_command(
         _training_settings(tracking_uri=tracking_uri),
         Path(data) if data else None,
-        Console(),
-        Console(stderr=True, soft_wrap=True),
+        output_console(),
+        error_console(),
     )
     raise typer.Exit(code=code)
 
@@ -611,12 +623,11 @@ def monitor(
     """
     from pathlib import Path
 
-    from rich.console import Console
-
+    from .console import error_console, output_console
     from .monitoring.command import monitor_command, read_thresholds
     from .monitoring.monitor import FAILED, MonitorOptions
 
-    errors = Console(stderr=True, soft_wrap=True)
+    errors = error_console()
     try:
         levels = read_thresholds(Path(thresholds) if thresholds else None)
     except ValueError as exc:
@@ -632,7 +643,7 @@ def monitor(
         log_to_mlflow=mlflow_log,
         thresholds=levels,
     )
-    raise typer.Exit(code=monitor_command(options, Console(), errors))
+    raise typer.Exit(code=monitor_command(options, output_console(), errors))
 
 
 @app.command()
@@ -649,12 +660,11 @@ def retrain(
     """
     from pathlib import Path
 
-    from rich.console import Console
-
+    from .console import error_console, output_console
     from .training.commands import train_command
 
     settings = _training_settings(horizon=horizon, seed=seed, threads=threads, tracking_uri=tracking_uri)
-    code = train_command(Path(data), settings, None, Console(), Console(stderr=True, soft_wrap=True))
+    code = train_command(Path(data), settings, None, output_console(), error_console())
     raise typer.Exit(code=code)
 
 
@@ -665,12 +675,11 @@ def ui(
     tracking_uri: str = typer.Option("", "--tracking-uri", help="MLflow store (default: env or ./mlruns)."),
 ) -> None:
     """Open the MLflow UI on the runs and registry that `relapse train` writes."""
-    from rich.console import Console
-
+    from .console import error_console, output_console
     from .training.commands import ui_command
 
     settings = _training_settings(tracking_uri=tracking_uri)
-    code = ui_command(settings, host, port, Console(), Console(stderr=True, soft_wrap=True))
+    code = ui_command(settings, host, port, output_console(), error_console())
     raise typer.Exit(code=code)
 
 

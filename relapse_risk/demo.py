@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import time
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +29,7 @@ from rich.table import Table
 from relapse_risk.features.contract import format_month
 from relapse_risk.features.dataset import Dataset, load_dataset
 from relapse_risk.features.rules import labels_for_months
+from relapse_risk.features.stages import StageTimes
 from relapse_risk.features.training_table import quarter_ends
 from relapse_risk.features.validation import (
     default_report_dir,
@@ -48,6 +49,8 @@ COUNTY_FOLDER = "county"
 TRUTH_FILE = "county.truth.parquet"
 SETTINGS_FILE = "demo-settings.json"
 METRICS_FILE = "reference_metrics.csv"
+
+_log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -79,7 +82,7 @@ def run_demo(
     county already in ``out`` is reused only when they match.
     """
     folder, truth_path = out / COUNTY_FOLDER, out / TRUTH_FILE
-    began = time.perf_counter()
+    stages = StageTimes(_log)
     if _reusable(out, settings):
         console.print(f"Reusing the county in {folder} (same settings; delete {out} to generate it again).")
     else:
@@ -89,28 +92,24 @@ def run_demo(
                 f"choose another --out or delete {out}"
             )
         out.mkdir(parents=True, exist_ok=True)
-        with console.status(f"Generating the county into {folder} ..."):
+        with stages.stage("generate the county"), console.status(f"Generating the county into {folder} ..."):
             generate_county(folder, truth_path)
         (out / SETTINGS_FILE).write_text(json.dumps(settings, sort_keys=True) + "\n", encoding="utf-8")
-        console.print(f"Generated {folder} and {truth_path} in {time.perf_counter() - began:.0f} s")
+        console.print(f"Generated {folder} and {truth_path}", highlight=False)
 
-    began = time.perf_counter()
-    with console.status(f"Loading and validating {folder} ..."):
+    with stages.stage("load and validate"), console.status(f"Loading and validating {folder} ..."):
         dataset = load_dataset(folder)
         summary = validation_summary(dataset)
         written = write_validation_report(dataset, summary, default_report_dir(folder))
     for part in summary_renderables(summary, written):
         console.print(part)
-    console.print(f"Loaded in {time.perf_counter() - began:.1f} s")
 
     as_of_months = quarter_ends(dataset.policy, horizon)[-months:]
     if not as_of_months:
         raise ValueError(f"{folder}: the data are too short for any labelled quarter-end")
-    began = time.perf_counter()
-    with console.status("Applying the rules and ranking ..."):
+    with stages.stage("rules and reference rankings"), console.status("Applying the rules and ranking ..."):
         per_month = reference_metrics(dataset, read_truth(truth_path), as_of_months, horizon, console)
     mean = average_over_months(per_month)
-    console.print(f"Rules and rankings in {time.perf_counter() - began:.1f} s")
 
     console.print(counts_table(per_month, dataset.policy.visit_share, horizon))
     console.print(metrics_table(per_month, mean))
@@ -154,7 +153,9 @@ def counts_table(per_month: pd.DataFrame, visit_share: float, horizon: int) -> T
         box=box.SIMPLE_HEAD,
     )
     for heading in ("as of", "eligible", "label 1", "share", "k (visits)"):
-        table.add_column(heading, justify="left" if heading == "as of" else "right")
+        table.add_column(
+            heading, justify="left" if heading == "as of" else "right", no_wrap=True, overflow="fold"
+        )
     for _, row in per_month.drop_duplicates("as_of").iterrows():
         table.add_row(
             f"{row['as_of']:%Y-%m}",
@@ -170,7 +171,12 @@ def metrics_table(per_month: pd.DataFrame, mean: pd.DataFrame) -> Table:
     """recall@k, precision@k, median lead time, AUC, AP and ECE per month and method, then the means."""
     table = Table(title="Reference rankings", title_justify="left", box=box.SIMPLE_HEAD)
     for heading in ("as of", "method", "recall@k", "precision@k", "lead", "AUC", "AP", "ECE"):
-        table.add_column(heading, justify="left" if heading in ("as of", "method") else "right")
+        table.add_column(
+            heading,
+            justify="left" if heading in ("as of", "method") else "right",
+            no_wrap=True,
+            overflow="fold",
+        )
     for _, row in per_month.iterrows():
         table.add_row(
             f"{row['as_of']:%Y-%m}", _METHOD_LABELS.get(row["method"], row["method"]), *_metric_cells(row)

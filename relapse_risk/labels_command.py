@@ -110,9 +110,9 @@ def label_counts_table(frame: pd.DataFrame, as_of: dt.date, horizon: int) -> Tab
     counts = label_counts(frame)
     eligible = counts["eligible"]
     table = Table(title=f"Rules at {format_month(as_of)}, horizon {horizon} months", title_justify="left")
-    table.add_column("")
-    table.add_column("households", justify="right")
-    table.add_column("share", justify="right")
+    table.add_column("", overflow="fold")
+    table.add_column("households", justify="right", overflow="fold")
+    table.add_column("share", justify="right", overflow="fold")
 
     def row(label: str, count: int, of: int) -> None:
         table.add_row(label, f"{count:,}", f"{count / of:.1%}" if of else "-")

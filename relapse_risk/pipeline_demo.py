@@ -16,6 +16,7 @@ live in ``OUT/mlruns`` so the demo never touches a user's own store.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from rich.rule import Rule
 
 from relapse_risk.features.contract import format_month
 from relapse_risk.features.policy import Policy, read_policy
+from relapse_risk.features.stages import StageTimes
 from relapse_risk.features.training_table import quarter_ends
 from relapse_risk.monitoring.command import monitor_command
 from relapse_risk.monitoring.monitor import MonitorOptions
@@ -33,6 +35,8 @@ from relapse_risk.training.config import TrainingSettings, default_tracking_uri
 
 SCORES_FOLDER = "scores"
 MONITORING_FOLDER = "monitoring"
+
+_log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -57,14 +61,18 @@ def run_pipeline_demo(
     settings = TrainingSettings(horizon=horizon, work_dir=out, tracking_uri=tracking_uri)
     policy = read_policy(folder / "policy.json")
     codes: dict[str, int] = {}
+    # Each step logs its own stages too; these lines bracket them, so the log shows which step they are of.
+    stages = StageTimes(_log)
 
     console.print(Rule("Train: earlier months only, tested on the latest four quarter-ends"))
-    codes["train"] = train_command(folder, settings, truth, console, errors)
+    with stages.stage("train"):
+        codes["train"] = train_command(folder, settings, truth, console, errors)
     if codes["train"] != 0:
         return PipelineDemoResult(codes, out / SCORES_FOLDER, out / MONITORING_FOLDER, tracking_uri)
 
     console.print(Rule("Promote: challenger against the rule baseline and the current champion"))
-    codes["promote"] = promote_command(settings, folder, console, errors)
+    with stages.stage("promote"):
+        codes["promote"] = promote_command(settings, folder, console, errors)
     # A refused first promotion leaves no champion; the demo still scores with the challenger
     # it just trained, and says so, rather than hiding the refusal.
     model_spec = "champion" if codes["promote"] == 0 else "challenger"
@@ -74,17 +82,18 @@ def run_pipeline_demo(
     latest = policy.data_end
     console.print(Rule(f"Score: every household as of {format_month(latest)}, visit lists per township"))
     scores = out / SCORES_FOLDER
-    codes["score"] = run_score_command(
-        data=folder,
-        as_of=latest,
-        model_spec=model_spec,
-        out=scores,
-        tracking_uri=tracking_uri,
-        explain="visit_list",
-        horizon=horizon,
-        console=console,
-        errors=errors,
-    )
+    with stages.stage("score"):
+        codes["score"] = run_score_command(
+            data=folder,
+            as_of=latest,
+            model_spec=model_spec,
+            out=scores,
+            tracking_uri=tracking_uri,
+            explain="visit_list",
+            horizon=horizon,
+            console=console,
+            errors=errors,
+        )
 
     reference_month = _training_reference_month(policy, horizon)
     console.print(
@@ -94,18 +103,19 @@ def run_pipeline_demo(
         )
     )
     monitoring = out / MONITORING_FOLDER
-    codes["monitor"] = monitor_command(
-        MonitorOptions(
-            reference=f"{folder}@{format_month(reference_month)}",
-            current=f"{folder}@{format_month(latest)}",
-            out=monitoring,
-            model=model_spec,
-            tracking_uri=tracking_uri,
-            horizon=horizon,
-        ),
-        console,
-        errors,
-    )
+    with stages.stage("monitor"):
+        codes["monitor"] = monitor_command(
+            MonitorOptions(
+                reference=f"{folder}@{format_month(reference_month)}",
+                current=f"{folder}@{format_month(latest)}",
+                out=monitoring,
+                model=model_spec,
+                tracking_uri=tracking_uri,
+                horizon=horizon,
+            ),
+            console,
+            errors,
+        )
 
     console.print(Rule("Serve"))
     console.print(

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import time
+import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +28,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from relapse_risk.features.contract import format_month
 from relapse_risk.features.dataset import Dataset, load_dataset
+from relapse_risk.features.stages import StageTimes
 from relapse_risk.models.pyfunc import load_risk_model
 from relapse_risk.models.registry import models_uri, parse_models_uri, registered_version
 
@@ -55,6 +56,19 @@ from .visit_lists import township_summaries, write_visit_lists
 
 BATCH_STAGES = ("load", "rules", "features", "score", "rank", "explain", "write")
 """Stages whose wall time the manifest and the benchmark report."""
+
+STAGE_LABELS = {
+    "load": "load and validate",
+    "rules": "monitoring rules",
+    "features": "features",
+    "score": "scores",
+    "rank": "ranks and visit list",
+    "explain": "reasons (visit list)",
+    "write": "write outputs",
+}
+"""What each stage is called in the log lines and on the console."""
+
+_log = logging.getLogger(__name__)
 
 AREA_CODE_COLUMNS = ("county_code", "township_code", "village_code")
 
@@ -234,15 +248,14 @@ def score_folder(
     """
     check_output_folder(out)
     report = progress or (lambda stage, done, total: None)
-    seconds: dict[str, float] = {}
+    times = StageTimes(_log, STAGE_LABELS)
 
-    started = time.perf_counter()
-    report("load", 0, 1)
-    dataset = dataset_loader(data)
-    rejects = rejects_frame(dataset)
-    roster_extra = rejected_household_codes(dataset, rejects)
-    report("load", 1, 1)
-    seconds["load"] = time.perf_counter() - started
+    with times.stage("load"):
+        report("load", 0, 1)
+        dataset = dataset_loader(data)
+        rejects = rejects_frame(dataset)
+        roster_extra = rejected_household_codes(dataset, rejects)
+        report("load", 1, 1)
 
     result = run_scoring(
         dataset,
@@ -254,24 +267,25 @@ def score_folder(
         horizon=horizon if horizon is not None else model.horizon,
         rejected_roster=roster_extra,
         progress=progress,
+        times=times,
     )
-    seconds.update(result.seconds)
     scores = result.scores
 
-    started = time.perf_counter()
-    report("write", 0, 1)
     with staged_output(out) as staging:
-        table = scores_arrow_table(scores)
-        write_scores_parquet(table, staging / SCORES_PARQUET)
-        write_scores_csv(table, staging / SCORES_CSV)
-        write_rejects_csv(rejects, staging / REJECTS_CSV)
-        if result.features is not None:
-            # The API scores single households with the village figures of this run (village_context.py).
-            villages = scores[["household_id", "village_code"]]
-            context = village_context(result.features, villages, format_month(as_of))
-            write_village_context(context, staging / VILLAGE_CONTEXT_FILE)
-        pages = write_visit_lists(scores, staging / VISIT_LISTS_DIR)
-        seconds["write"] = time.perf_counter() - started
+        with times.stage("write"):
+            report("write", 0, 1)
+            table = scores_arrow_table(scores)
+            write_scores_parquet(table, staging / SCORES_PARQUET)
+            write_scores_csv(table, staging / SCORES_CSV)
+            write_rejects_csv(rejects, staging / REJECTS_CSV)
+            if result.features is not None:
+                # The API scores single households with the village figures of this run (village_context.py).
+                villages = scores[["household_id", "village_code"]]
+                context = village_context(result.features, villages, format_month(as_of))
+                write_village_context(context, staging / VILLAGE_CONTEXT_FILE)
+            pages = write_visit_lists(scores, staging / VISIT_LISTS_DIR)
+        # The manifest records the write stage's time, so it is written just after the stage.
+        seconds = dict(times.wall)
         manifest = run_manifest(
             dataset=dataset,
             data=data,

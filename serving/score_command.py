@@ -3,25 +3,39 @@
 The command itself (relapse_risk/cli.py) only parses options; this module
 resolves the model, runs :func:`serving.batch.score_folder` under a rich
 progress bar, turns every "cannot run" fault into one clear message and an
-exit code, and prints what came out.
+exit code, and prints what came out. The progress bar is drawn on a terminal
+only: in a cron or CI log it would appear once, complete, at the end, and the
+timestamped stage lines the batch logs already say what it would.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import logging
 from collections import Counter
 from pathlib import Path
 
 import pandas as pd
 from relapse_risk.features.dataset import DatasetError
 from relapse_risk.features.policy import PolicyError
+from relapse_risk.features.stages import StageTimes
 from relapse_risk.models.registry import ModelNotRegistered
 from rich.console import Console, Group, RenderableType
 from rich.panel import Panel
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
-from .batch import BATCH_STAGES, BatchReport, ModelSpecError, ResolvedModel, resolve_model, score_folder
+from .batch import (
+    BATCH_STAGES,
+    STAGE_LABELS,
+    BatchReport,
+    ModelSpecError,
+    ResolvedModel,
+    resolve_model,
+    score_folder,
+)
 from .config import resolve_tracking_uri
 from .outputs import (
     MANIFEST_JSON,
@@ -38,18 +52,17 @@ EXIT_OK = 0
 EXIT_CANNOT_RUN = 2
 EXIT_INTERRUPTED = 130
 
-STAGE_LABELS = {
-    "load": "Load and validate",
-    "rules": "Monitoring rules",
-    "features": "Features",
-    "score": "Scores",
-    "rank": "Ranks and visit list",
-    "explain": "Reasons (visit list)",
-    "write": "Write outputs",
-}
 SCORE_ANOTHER_MODEL = "score with the {label}: --model {spec}"
 TOWNSHIPS_SHOWN = 15
 REASONS_SHOWN = 8
+
+_log = logging.getLogger(__name__)
+
+
+def stage_title(stage: str) -> str:
+    """``load`` -> ``Load and validate``: the log's words for a stage, as a console heading."""
+    label = STAGE_LABELS.get(stage, stage)
+    return label[:1].upper() + label[1:]
 
 
 class StageProgress:
@@ -62,7 +75,7 @@ class StageProgress:
     def __call__(self, stage: str, done: int, total: int) -> None:
         task = self._tasks.get(stage)
         if task is None:
-            task = self._progress.add_task(STAGE_LABELS.get(stage, stage), total=max(total, 1))
+            task = self._progress.add_task(stage_title(stage), total=max(total, 1))
             self._tasks[stage] = task
         self._progress.update(task, completed=done if total else 1, total=max(total, 1))
 
@@ -82,17 +95,24 @@ def run_score_command(
     """Score ``data`` into ``out`` and print the summary; returns the process exit code."""
     try:
         uri = resolve_tracking_uri(tracking_uri, Path.cwd())
-        with console.status(f"Loading model {model_spec} from {uri} ..."):
+        with (
+            StageTimes(_log).stage(f"load model {model_spec}"),
+            console.status(f"Loading model {model_spec} from {uri} ..."),
+        ):
             model = resolve_model(model_spec, uri)
-        progress = Progress(
-            TextColumn("{task.description:<22}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=console,
-            transient=False,
+        progress = (
+            Progress(
+                TextColumn("{task.description:<22}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                console=console,
+                transient=False,
+            )
+            if console.is_terminal
+            else None
         )
-        with progress:
+        with progress or contextlib.nullcontext():
             report = score_folder(
                 data,
                 as_of,
@@ -100,7 +120,7 @@ def run_score_command(
                 out,
                 explain=explain,
                 horizon=horizon,
-                progress=StageProgress(progress),
+                progress=StageProgress(progress) if progress is not None else None,
             )
     except ModelNotRegistered as exc:
         # One line that says what to run; the model is looked up before anything is written.
@@ -142,9 +162,9 @@ def summary_renderables(report: BatchReport, model: ResolvedModel) -> list[Rende
 
 def _status_table(scores: pd.DataFrame) -> Table:
     table = Table(title="Households by status", title_justify="left")
-    table.add_column("status")
-    table.add_column("households", justify="right")
-    table.add_column("share", justify="right")
+    table.add_column("status", no_wrap=True, overflow="fold")
+    table.add_column("households", justify="right", overflow="fold")
+    table.add_column("share", justify="right", overflow="fold")
     counts = scores["status"].value_counts()
     total = max(len(scores), 1)
     for status in STATUSES:
@@ -175,7 +195,7 @@ def _township_table(scores: pd.DataFrame) -> Table:
         ("scored", "right"),
         ("visit list", "right"),
     ):
-        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+        table.add_column(column, justify=justify, no_wrap=True, overflow="fold")  # type: ignore[arg-type]
     for record in listed.head(TOWNSHIPS_SHOWN).to_dict("records"):
         table.add_row(
             str(record["county_code"]),
@@ -201,8 +221,8 @@ def top_reasons(scores: pd.DataFrame, limit: int = REASONS_SHOWN) -> list[tuple[
 
 def _reasons_table(scores: pd.DataFrame) -> Table:
     table = Table(title="Top reasons in the visit list", title_justify="left")
-    table.add_column("reason")
-    table.add_column("households", justify="right")
+    table.add_column("reason", no_wrap=True, overflow="fold")
+    table.add_column("households", justify="right", overflow="fold")
     for code, count in top_reasons(scores):
         table.add_row(code, f"{count:,}")
     return table
@@ -210,23 +230,25 @@ def _reasons_table(scores: pd.DataFrame) -> Table:
 
 def _timings_table(report: BatchReport) -> Table:
     table = Table(title="Time per stage", title_justify="left")
-    table.add_column("stage")
-    table.add_column("seconds", justify="right")
-    table.add_column("households/s", justify="right")
+    table.add_column("stage", no_wrap=True, overflow="fold")
+    table.add_column("seconds", justify="right", overflow="fold")
+    table.add_column("households/s", justify="right", overflow="fold")
     for stage in BATCH_STAGES:
         seconds = report.seconds.get(stage)
         if seconds is None:
             continue
         rows = report.explained if stage == "explain" else report.households
         rate = f"{rows / seconds:,.0f}" if seconds > 0 and rows else "-"
-        table.add_row(STAGE_LABELS[stage], f"{seconds:.2f}", rate)
+        table.add_row(stage_title(stage), f"{seconds:.2f}", rate)
     return table
 
 
-def _files_table(out: Path) -> Table:
-    table = Table(title=f"Written to {out}", title_justify="left", show_header=False)
-    table.add_column("file")
-    table.add_column("what")
+def _files_table(out: Path) -> Group:
+    # The folder goes on a line of its own, not into the title or each row: a title wraps at
+    # the table's width and a row's path adds to it, so a deep run folder would be folded.
+    table = Table(show_header=False)
+    table.add_column("file", no_wrap=True, overflow="fold")
+    table.add_column("what", overflow="fold")
     for name, what in (
         (SCORES_PARQUET, "scores table (one row per household)"),
         (SCORES_CSV, "the same, for spreadsheets (UTF-8 with BOM)"),
@@ -234,5 +256,5 @@ def _files_table(out: Path) -> Table:
         (f"{VISIT_LISTS_DIR}/index.html", "printable visit lists per township (HTML and XLSX)"),
         (MANIFEST_JSON, "input fingerprint, model, counts, timings"),
     ):
-        table.add_row(str(out / name), what)
-    return table
+        table.add_row(name, what)
+    return Group(Text(f"Written to {out}", style="italic"), table)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ from relapse_risk.features.dataset import Dataset, Reject
 from relapse_risk.features.history import build_features
 from relapse_risk.features.policy import Policy
 from relapse_risk.features.rules import RISK_TYPE_NAMES, RuleState, build_panel, rule_state
+from relapse_risk.features.stages import StageTimes
 from relapse_risk.models.explain import contribution_tables, explain_reasons, reason_field
 from relapse_risk.models.reasons import Reason
 
@@ -187,8 +187,12 @@ def run_scoring(
     progress: ProgressCallback | None = None,
     features: pd.DataFrame | None = None,
     state: RuleState | None = None,
+    times: StageTimes | None = None,
 ) -> ScoringResult:
-    """:func:`score_dataset` with per-stage timings and progress reports (for long batch runs)."""
+    """:func:`score_dataset` with per-stage timings and progress reports (for long batch runs).
+
+    ``times`` receives the stages of :data:`SCORING_STAGES` (and logs them if it has a logger).
+    """
     if explain not in ("visit_list", "all", "none"):
         raise ValueError(f"explain must be 'visit_list', 'all' or 'none', not {explain!r}")
     policy = dataset.policy
@@ -202,21 +206,20 @@ def run_scoring(
         horizon if horizon is not None else getattr(model, "horizon", DEFAULT_HORIZON_MONTHS)
     )
     report = progress or _no_progress
-    seconds: dict[str, float] = {}
+    times = StageTimes() if times is None else times
 
-    started = time.perf_counter()
-    rejects = rejects_frame(dataset)
-    roster = household_roster(dataset, rejects, rejected_roster)
-    report("rules", 0, len(roster))
-    # The rules panel and state serve both the statuses here and the features below: built once.
-    panel = build_panel(dataset, through=as_of) if features is None else None
-    if state is None:
-        state = rule_state(panel if panel is not None else build_panel(dataset, through=as_of), policy)
-    facts = rule_facts_at(dataset, as_of, state=state)
+    with times.stage("rules"):
+        rejects = rejects_frame(dataset)
+        roster = household_roster(dataset, rejects, rejected_roster)
+        report("rules", 0, len(roster))
+        # The rules panel and state serve both the statuses here and the features below: built once.
+        panel = build_panel(dataset, through=as_of) if features is None else None
+        if state is None:
+            state = rule_state(panel if panel is not None else build_panel(dataset, through=as_of), policy)
+        facts = rule_facts_at(dataset, as_of, state=state)
     if features is None:
-        features_started = time.perf_counter()
-        features = build_features(dataset, as_of, panel=panel, state=state)
-        seconds["features"] = time.perf_counter() - features_started
+        with times.stage("features"):
+            features = build_features(dataset, as_of, panel=panel, state=state)
     # The panel and rule state are the largest arrays of a batch run: gone before scoring.
     del panel, state
     return score_roster(
@@ -233,8 +236,7 @@ def run_scoring(
         horizon_months=horizon_months,
         cutoffs=cutoffs,
         progress=report,
-        seconds=seconds,
-        started=started,
+        times=times,
     )
 
 
@@ -253,8 +255,7 @@ def score_roster(
     horizon_months: int,
     cutoffs: RiskBandCutoffs = RISK_BAND_CUTOFFS,
     progress: ProgressCallback | None = None,
-    seconds: dict[str, float] | None = None,
-    started: float | None = None,
+    times: StageTimes | None = None,
     explain_threads: int = 1,
 ) -> ScoringResult:
     """:func:`run_scoring` once the households, the rejects, the rule state and the features are known.
@@ -263,7 +264,7 @@ def score_roster(
     ``facts`` :func:`rule_facts_at`'s and ``features`` the feature table at ``as_of``.
     The figures come from :func:`roster_scores`, laid out by :func:`scores_table`.
     """
-    seconds = {} if seconds is None else seconds
+    times = StageTimes() if times is None else times
     figures = roster_scores(
         roster,
         rejected_household_reasons(rejects),
@@ -274,8 +275,7 @@ def score_roster(
         explain=explain,
         cutoffs=cutoffs,
         progress=progress,
-        seconds=seconds,
-        started=started,
+        times=times,
         explain_threads=explain_threads,
     )
     scores = scores_table(
@@ -287,7 +287,7 @@ def score_roster(
         model_version=model_version,
     )
     return ScoringResult(
-        scores=scores, seconds=seconds, explained=figures.explained, features=figures.features
+        scores=scores, seconds=dict(times.wall), explained=figures.explained, features=figures.features
     )
 
 
@@ -334,16 +334,16 @@ def roster_scores(
     explain: ExplainScope,
     cutoffs: RiskBandCutoffs = RISK_BAND_CUTOFFS,
     progress: ProgressCallback | None = None,
-    seconds: dict[str, float] | None = None,
-    started: float | None = None,
+    times: StageTimes | None = None,
     explain_threads: int = 1,
 ) -> RosterScores:
     """Status, score, band, ranks, visit flag, margin, rule and reasons of every roster household.
 
     ``rejected`` is :func:`rejected_household_reasons` of the rejects (empty
-    when nothing was rejected). ``seconds``, when given, receives the wall
-    time of the stages of :data:`SCORING_STAGES` (a ``features`` entry already
-    in it is the time the caller spent building them).
+    when nothing was rejected). ``times``, when given, receives the time of
+    the stages of :data:`SCORING_STAGES`; a ``rules`` or ``features`` stage
+    :func:`run_scoring` already began there is finished here without being
+    announced a second time.
 
     ``explain_threads`` > 1 explains that many slices of the rows at once when
     LightGBM computes the contributions (it releases the interpreter while it
@@ -351,63 +351,61 @@ def roster_scores(
     are the same whatever the slicing.
     """
     report = progress or _no_progress
-    seconds = {} if seconds is None else seconds
-    started = time.perf_counter() if started is None else started
-    built_features = seconds.pop("features", 0.0)
+    times = StageTimes() if times is None else times
     total = len(roster)
     ids = roster["household_id"].to_numpy()
-    # Facts cover the households table; the roster adds households whose row was rejected.
-    fact_row = _positions(facts["household_id"].to_numpy(), ids)
-    status, reject_reason = _household_status(ids, facts, fact_row, rejected)
+    with times.stage("rules", quiet="rules" in times.wall):
+        # Facts cover the households table; the roster adds households whose row was rejected.
+        fact_row = _positions(facts["household_id"].to_numpy(), ids)
+        status, reject_reason = _household_status(ids, facts, fact_row, rejected)
     report("rules", total, total)
-    seconds["rules"] = time.perf_counter() - started - built_features
 
-    started = time.perf_counter()
-    report("features", 0, total)
-    if "household_id" not in features.columns:
-        features = features.reset_index()
-    scored_mask = status == "scored"
-    scored_features = _rows_for(features, ids[scored_mask], "build_features")
-    report("features", total, total)
-    seconds["features"] = time.perf_counter() - started + built_features
+    with times.stage("features", quiet="features" in times.wall):
+        report("features", 0, total)
+        if "household_id" not in features.columns:
+            features = features.reset_index()
+        scored_mask = status == "scored"
+        scored_features = _rows_for(features, ids[scored_mask], "build_features")
+        report("features", total, total)
 
-    started = time.perf_counter()
-    report("score", 0, len(scored_features))
-    raw = np.empty(len(scored_features), dtype=np.float64)
-    for begin in range(0, len(scored_features), PREDICT_CHUNK_ROWS):
-        chunk = _rows_from(scored_features, begin, PREDICT_CHUNK_ROWS)
-        raw[begin : begin + len(chunk)] = model.raw_score(chunk)
-        report("score", begin + len(chunk), len(scored_features))
-    probability = model.calibrate(raw) if len(raw) else np.zeros(0)
-    seconds["score"] = time.perf_counter() - started
+    with times.stage("score"):
+        report("score", 0, len(scored_features))
+        raw = np.empty(len(scored_features), dtype=np.float64)
+        for begin in range(0, len(scored_features), PREDICT_CHUNK_ROWS):
+            chunk = _rows_from(scored_features, begin, PREDICT_CHUNK_ROWS)
+            raw[begin : begin + len(chunk)] = model.raw_score(chunk)
+            report("score", begin + len(chunk), len(scored_features))
+        probability = model.calibrate(raw) if len(raw) else np.zeros(0)
 
-    started = time.perf_counter()
     n = total
-    report("rank", 0, n)
-    risk_score = np.full(n, np.nan)
-    risk_score[scored_mask] = probability
-    raw_full = np.full(n, np.nan)
-    raw_full[scored_mask] = raw
-    ranks = {
-        level: area_ranks(roster[f"{level}_code"].to_numpy(dtype=object), risk_score, raw_full, scored_mask)
-        for level in AREA_LEVELS
-    }
-    visit = visit_list_flags(
-        roster["county_code"].to_numpy(dtype=object), ranks["county"], scored_mask, policy.visit_share
-    )
-    report("rank", n, n)
-    seconds["rank"] = time.perf_counter() - started
+    with times.stage("rank"):
+        report("rank", 0, n)
+        risk_score = np.full(n, np.nan)
+        risk_score[scored_mask] = probability
+        raw_full = np.full(n, np.nan)
+        raw_full[scored_mask] = raw
+        ranks = {
+            level: area_ranks(
+                roster[f"{level}_code"].to_numpy(dtype=object), risk_score, raw_full, scored_mask
+            )
+            for level in AREA_LEVELS
+        }
+        visit = visit_list_flags(
+            roster["county_code"].to_numpy(dtype=object), ranks["county"], scored_mask, policy.visit_share
+        )
+        report("rank", n, n)
 
-    started = time.perf_counter()
-    explain_mask = {"visit_list": visit, "all": scored_mask, "none": np.zeros(n, dtype=bool)}[explain]
-    # Explaining every scored household (the API) explains the rows just scored: no second look-up.
-    explained_features = (
-        scored_features
-        if explain == "all"
-        else _rows_for(scored_features, ids[explain_mask], "build_features")
-    )
-    chosen = _explain_in_chunks(explain_reasons, model, explained_features, report, threads=explain_threads)
-    seconds["explain"] = time.perf_counter() - started
+    with times.stage("explain"):
+        explain_mask = {"visit_list": visit, "all": scored_mask, "none": np.zeros(n, dtype=bool)}[explain]
+        # Explaining every scored household (the API) explains the rows just scored: no second look-up.
+        explained_features = (
+            scored_features
+            if explain == "all"
+            else _rows_for(scored_features, ids[explain_mask], "build_features")
+        )
+        chosen = _explain_in_chunks(
+            explain_reasons, model, explained_features, report, threads=explain_threads
+        )
 
     known = fact_row >= 0
     margin = np.full(n, np.nan)

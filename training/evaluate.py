@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,7 @@ from pathlib import Path
 from relapse_risk.features.contract import format_month, month_index, parse_month
 from relapse_risk.features.dataset import Dataset
 from relapse_risk.features.loading import load_dataset
+from relapse_risk.features.stages import StageTimes
 from relapse_risk.features.training_table import build_training_table, quarter_ends
 from relapse_risk.models.baseline import read_truth
 from relapse_risk.models.model import RiskModel
@@ -30,6 +32,15 @@ from .tracking import configure_tracking, model_uri, resolve_version
 from .truth import find_truth
 
 Progress = Callable[[str], None]
+
+STAGE_LABELS = {
+    "model": "load the model",
+    "load": "load and validate",
+    "assessment": "features, scores and metrics of the as-of months",
+}
+"""Words for the log lines of the stages of :func:`evaluate_folder`."""
+
+_log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -159,9 +170,12 @@ def evaluate_folder(
 ) -> EvaluationReport:
     """Evaluate a registered model on a dataset folder (truth: given, else beside the folder, else none)."""
     say = progress or (lambda _message: None)
-    loaded = load_registered_model(settings, model_reference)
+    times = StageTimes(_log, STAGE_LABELS)
+    with times.stage("model"):
+        loaded = load_registered_model(settings, model_reference)
     say(f"model {loaded.name} version {loaded.version or '?'} ({loaded.uri})")
-    dataset = load_dataset(folder)
+    with times.stage("load"):
+        dataset = load_dataset(folder)
     horizon = loaded.horizon or settings.horizon
     chosen = list(months) if months else default_months(dataset, horizon, settings.test_months)
     truth_path = truth_path if truth_path is not None else find_truth(folder)
@@ -169,7 +183,8 @@ def evaluate_folder(
         f"as-of months {', '.join(format_month(m) for m in chosen)}, horizon {horizon}, "
         f"truth {truth_path or 'none (oracle omitted)'}"
     )
-    assessment = assess_on_dataset(dataset, loaded.model, chosen, horizon, settings, truth_path)
+    with times.stage("assessment"):
+        assessment = assess_on_dataset(dataset, loaded.model, chosen, horizon, settings, truth_path)
     return EvaluationReport(Path(folder), loaded, horizon, truth_path, assessment, dataset.fingerprint)
 
 

@@ -30,13 +30,13 @@ def _fmt(value: object, pattern: str) -> str:
 def metric_table(assessment: Assessment, title: str) -> Table:
     """Per-month and averaged rules.md metrics, one block of rows per method."""
     table = Table(title=title, title_justify="left")
-    table.add_column("method")
-    table.add_column("as of")
-    table.add_column("eligible", justify="right")
-    table.add_column("positives", justify="right")
-    table.add_column("k", justify="right")
+    table.add_column("method", no_wrap=True, overflow="fold")
+    table.add_column("as of", no_wrap=True, overflow="fold")
+    table.add_column("eligible", justify="right", overflow="fold")
+    table.add_column("positives", justify="right", overflow="fold")
+    table.add_column("k", justify="right", overflow="fold")
     for _, header, _ in _METRICS:
-        table.add_column(header, justify="right")
+        table.add_column(header, justify="right", overflow="fold")
     for method in assessment.methods:
         rows = assessment.per_month[assessment.per_month["method"] == method]
         for row in rows.to_dict(orient="records"):
@@ -95,7 +95,12 @@ def gate_table(gate: pd.DataFrame, title: str) -> Table:
     table = Table(title=title, title_justify="left")
     headers = ("group", "positives", "model", "baseline", "oracle", "parity", "base par.", "orc par.")
     for header in (*headers, "obs/pred", "verdict"):
-        table.add_column(header, justify="left" if header in ("group", "verdict") else "right")
+        table.add_column(
+            header,
+            justify="left" if header in ("group", "verdict") else "right",
+            no_wrap=header == "group",
+            overflow="fold",
+        )
     for row in gate.to_dict(orient="records"):
         verdicts = []
         if row["below_baseline"]:
@@ -128,7 +133,12 @@ def subgroup_table(assessment: Assessment) -> Table:
 def champion_table(versus: pd.DataFrame, champion_version: str) -> Table:
     table = Table(title=f"Against the champion (v{champion_version}), same rows", title_justify="left")
     for header in ("group", "positives", "challenger", "champion", "p (fell)", "verdict"):
-        table.add_column(header, justify="left" if header in ("group", "verdict") else "right")
+        table.add_column(
+            header,
+            justify="left" if header in ("group", "verdict") else "right",
+            no_wrap=header == "group",
+            overflow="fold",
+        )
     for row in versus.to_dict(orient="records"):
         table.add_row(
             row["group"],
@@ -154,7 +164,9 @@ def comparison_table(decision: PromotionDecision) -> Table:
         "obs/pred by month",
     )
     for header in (*headers, "refused groups"):
-        table.add_column(header, justify="left" if header in ("", "months", "refused groups") else "right")
+        table.add_column(
+            header, justify="left" if header in ("", "months", "refused groups") else "right", overflow="fold"
+        )
     for row in decision.comparison().to_dict(orient="records"):
         table.add_row(
             row["who"],

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import tempfile
 import time
 from collections.abc import Callable
@@ -50,6 +51,7 @@ from relapse_risk.features.dataset import Dataset
 from relapse_risk.features.loading import load_dataset
 from relapse_risk.features.policy import Policy
 from relapse_risk.features.rules import labels_for_months
+from relapse_risk.features.stages import StageTimes
 from relapse_risk.features.training_table import (
     HISTORY_BEFORE_FIRST_AS_OF,
     build_training_table,
@@ -78,6 +80,25 @@ from .truth import find_truth
 from .tune import TuningResult, risk_model, tune
 
 Progress = Callable[[str], None]
+
+STAGE_LABELS = {
+    "load": "load and validate",
+    "labels": "labels of the split's months",
+    "training_table": "training table (features and labels)",
+    "tuning": "hyper-parameter search",
+    "fit": "fit and calibrate the backtest model",
+    "assessment": "assess on the test months",
+    "refit": "refit the production model on every labelled month",
+    "tracking": "log and register in MLflow",
+    "store": "open the MLflow store",
+}
+"""Words for the log lines of the stages whose names are the keys of ``seconds.*`` in MLflow."""
+
+_log = logging.getLogger(__name__)
+
+
+def _stages() -> StageTimes:
+    return StageTimes(_log, STAGE_LABELS)
 
 
 ROLES = ("train", "validation", "test", "refit", "calibration")
@@ -222,7 +243,7 @@ def prepare_training_data(
     roles (``settings.min_positives`` each).
     """
     say = progress or (lambda _message: None)
-    seconds: dict[str, float] = {}
+    times = _stages()
     layout = plan_rows(dataset, settings)
     split = layout.split
     say(split.summary())
@@ -232,13 +253,13 @@ def prepare_training_data(
         + ", ".join(format_month(m) for m in layout.calibration_months)
     )
     # Labels alone are cheap; refuse before spending minutes on features.
-    labels = labels_for_months(dataset, layout.months, settings.horizon)
+    with times.stage("labels"):
+        labels = labels_for_months(dataset, layout.months, settings.horizon)
     where = f"{dataset.source}: " if dataset.source else ""
     _check_positives(labels, layout, settings.min_positives, where)
-    started = time.perf_counter()
-    table = build_training_table(dataset, layout.months, settings.horizon)
-    seconds["training_table"] = time.perf_counter() - started
-    say(f"training table: {len(table):,} eligible household-months in {seconds['training_table']:.0f} s")
+    with times.stage("training_table"):
+        table = build_training_table(dataset, layout.months, settings.horizon)
+    say(f"training table: {len(table):,} eligible household-months")
     truth = read_truth(truth_path) if truth_path is not None else None
     return TrainingData(
         dataset,
@@ -247,7 +268,7 @@ def prepare_training_data(
         visit_share_of(settings, dataset),
         truth=truth,
         truth_path=truth_path,
-        seconds=seconds,
+        seconds=dict(times.wall),
     )
 
 
@@ -321,40 +342,39 @@ def train_prepared(
     tracking: Tracking,
     progress: Progress | None = None,
 ) -> TrainingResult:
-    """Steps 2-4 of the module docstring on prepared data."""
+    """Steps 2-5 of the module docstring on prepared data."""
     say = progress or (lambda _message: None)
-    seconds = dict(data.seconds)
+    times = _stages()
     tuning = None
     params = settings.booster
     if settings.tune_minutes > 0:
         say(f"tuning for up to {settings.tune_minutes:g} min on the validation months")
-        tuning = tune(data.rows("train"), data.rows("validation"), data.visit_share, settings)
+        with times.stage("tuning"):
+            tuning = tune(data.rows("train"), data.rows("validation"), data.visit_share, settings)
         params = tuning.best
-        seconds["tuning"] = tuning.seconds
         say(
             f"tuning: {len(tuning.trials)} trials, validation recall@k {tuning.default_value:.3f} "
             f"(defaults) -> {tuning.best_value:.3f}"
         )
-    started = time.perf_counter()
-    backtest = fit_risk_model(data, settings, params)
-    seconds["fit"] = time.perf_counter() - started
-    say(f"backtest model fitted: best iteration {backtest.best_iteration_} in {seconds['fit']:.0f} s")
-    started = time.perf_counter()
-    assessment = assess_model(backtest, data, settings)
-    seconds["assessment"] = time.perf_counter() - started
-    started = time.perf_counter()
-    production = refit_production_model(data, settings, params, backtest.best_iteration_)
-    seconds["refit"] = time.perf_counter() - started
+    with times.stage("fit"):
+        backtest = fit_risk_model(data, settings, params)
+    say(f"backtest model fitted: best iteration {backtest.best_iteration_}")
+    with times.stage("assessment"):
+        assessment = assess_model(backtest, data, settings)
+    with times.stage("refit"):
+        production = refit_production_model(data, settings, params, backtest.best_iteration_)
     trained_through = data.layout.trained_through
     say(
         f"production model refit on {production.training_summary_['train_rows']:,} rows through "
-        f"{format_month(trained_through)} in {seconds['refit']:.0f} s"
+        f"{format_month(trained_through)}"
     )
-    started = time.perf_counter()
-    run_id, version = record_run(
-        data, backtest, production, assessment, params, settings, tracking, tuning, seconds
-    )
-    seconds["tracking"] = time.perf_counter() - started
+    # The run records the seconds of every stage before it; its own are added afterwards.
+    seconds = {**data.seconds, **times.wall}
+    with times.stage("tracking"):
+        run_id, version = record_run(
+            data, backtest, production, assessment, params, settings, tracking, tuning, seconds
+        )
+    seconds["tracking"] = times.wall["tracking"]
     say(f"registered {settings.model_name} version {version} as {CHALLENGER} (run {run_id})")
     return TrainingResult(
         run_id=run_id,
@@ -382,13 +402,15 @@ def run_training(
     """
     say = progress or (lambda _message: None)
     started = time.perf_counter()
-    dataset = load_dataset(folder)
-    loaded = time.perf_counter() - started
-    say(f"loaded {folder} in {loaded:.0f} s ({len(dataset.rejects):,} rejected rows reported)")
+    times = _stages()
+    with times.stage("load"):
+        dataset = load_dataset(folder)
+    say(f"loaded {folder} ({len(dataset.rejects):,} rejected rows reported)")
     truth_path = truth_path if truth_path is not None else find_truth(folder)
     data = prepare_training_data(dataset, settings, truth_path, progress)
-    data.seconds["load"] = loaded
-    tracking = configure_tracking(settings)
+    data.seconds["load"] = times.wall["load"]
+    with times.stage("store"):
+        tracking = configure_tracking(settings)
     result = train_prepared(data, settings, tracking, progress)
     result.seconds["total"] = time.perf_counter() - started
     tracking.client.log_metric(result.run_id, "seconds.total", result.seconds["total"])
