@@ -1,12 +1,18 @@
-"""Who the visit list misses: recall@k and false-positive rate by household group.
+"""Who the visit list serves worse: the fairness gate's table of household groups.
 
 Groups are facts a county can check at the as-of month itself (point in time):
 a member with a disability, only members aged 60 or more, a single member,
 mountain terrain, registered poor or not, and the township. A group's recall is
 the share of its label-1 households that the *county-wide* top k catches, so a
 group is judged by the list staff actually get, not by a ranking made for it.
-"""
 
+The gate compares each group with what it gets today (the rule baseline's
+list) and with the current champion, never with the county as a whole: some
+groups are harder to foresee for every method, the oracle included, so a
+parity rule (group recall over overall recall) would refuse good models, and
+a perfect one. Each comparison is an exact one-sided test on the group's own
+positives, so a group of a dozen positives is not refused for noise.
+"""
 from __future__ import annotations
 
 import datetime as dt
