@@ -9,7 +9,7 @@ quick model that sees only the tables gets to the oracle.
 For the last four labelled quarter-end as-of months (the demo's test months)
 it prints recall@k (k = visit share x eligible households) of
 
-- the rule baseline (margin to the line, rules.md),
+- the rule baseline (margin to the line, docs/rules-and-labels.md),
 - the oracle (p_true of the truth file: the best any ranking can do),
 - a quick model: features and labels of relapse_risk.features.training_table,
   LightGBM (models/model.py) trained on every month-end before the gap, stopped
@@ -20,7 +20,7 @@ it prints recall@k (k = visit share x eligible households) of
 per month and on average, with the ratios the product's targets are stated in
 (model / baseline >= 2.0, model / oracle >= 0.95), the model's median lead
 time and calibration error, and the generator's calibration figures
-(calibration.md) for the same county.
+(docs/calibration.md) for the same county.
 
 The county is generated into a temporary folder (removed afterwards) unless
 ``--out`` keeps it; ``--data`` evaluates a folder generated earlier, reading
@@ -178,7 +178,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2, help="LightGBM threads")
     parser.add_argument("--out", type=Path, default=None, help="keep the generated county in this folder")
     parser.add_argument("--data", type=Path, default=None, help="evaluate this existing folder instead")
-    parser.add_argument("--no-calibration", action="store_true", help="skip the calibration.md figures")
+    parser.add_argument("--no-calibration", action="store_true", help="skip the docs/calibration.md figures")
     parser.add_argument(
         "--scores", type=Path, default=None, help="write every test household's label and scores (Parquet)"
     )
@@ -208,7 +208,7 @@ def main() -> None:
         if args.scores is not None:
             result.scores.to_parquet(args.scores, index=False)
         if not args.no_calibration:
-            print("calibration.md figures:")
+            print("docs/calibration.md figures:")
             print(calibration_text(folder))
     finally:
         if scratch is not None:

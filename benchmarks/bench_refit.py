@@ -12,7 +12,7 @@ county is cut back to month t, as its system held the data then
 - the *refit* is the production model registered by training, refit with the
   backtest's settings on every labelled month up to t - H.
 
-Both then score the households at t, and rules.md's metrics are computed
+Both then score the households at t, and docs/rules-and-labels.md's metrics are computed
 against the outcomes the full folder holds: recall@k, precision@k, ECE,
 beside the rule baseline and (with the generator's truth file) the oracle.
 No MLflow store is involved: the fits are the same functions training calls.

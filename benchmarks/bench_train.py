@@ -6,7 +6,7 @@
 
 Trains exactly as ``relapse train`` does (no tuning unless ``--tune``) into a
 throw-away MLflow store, then prints the seconds of each stage, the peak
-resident memory, the rules.md metric table over the last four labelled
+resident memory, the docs/rules-and-labels.md metric table over the last four labelled
 quarter-ends (trained only on earlier months), the recall ratios against the
 rule baseline and the oracle, and the targets:
 

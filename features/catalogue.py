@@ -333,7 +333,8 @@ def _income_features() -> list[FeatureSpec]:
             "yuan/person/year",
             "12m",
             "income",
-            "Annualised income I(t) per household member n(t) (rules.md); NaN with too few reports",
+            "Annualised income I(t) per household member n(t) (docs/rules-and-labels.md); "
+            "NaN with too few reports",
             "近12个月人均纯收入(年化)",
         ),
         FeatureSpec(
@@ -1222,7 +1223,7 @@ def _reporting_features() -> list[FeatureSpec]:
             "months",
             "12m",
             "reporting",
-            "Months of the last 12 with any income reported (r of rules.md)",
+            "Months of the last 12 with any income reported (r of docs/rules-and-labels.md)",
             "近12个月收入填报月数",
         ),
         FeatureSpec(

@@ -1,6 +1,6 @@
 """The household data contract, version 1, as data.
 
-One declaration per table of ``shared/spec/data-contract.md``: its columns,
+One declaration per table of ``docs/data-contract.md``: its columns,
 their logical types, allowed values and keys. The loader validates against
 these declarations, the generator's tests check its output against them, and
 nothing else restates the contract.

@@ -316,7 +316,7 @@ def _village_share(village: np.ndarray, flag: np.ndarray, households: np.ndarray
 
 
 def _derived(table: _FeatureTable, rules: Columns, clock: Clock) -> Columns:
-    """Features that combine tables or use the rule quantities of rules.md at t."""
+    """Features that combine tables or use the rule quantities of docs/rules-and-labels.md at t."""
     n, income, expense, line = rules["n"], rules["I"], rules["E"], rules["L"]
     margin = rules["margin"]
     margin_change_3m = margin - rules["margin_3m_ago"]
@@ -616,7 +616,7 @@ class _IncomeHistory:
     reported: np.ndarray
     income: np.ndarray
     rigid: np.ndarray
-    """Rigid expenditure (rules.md) dated in each month."""
+    """Rigid expenditure (docs/rules-and-labels.md) dated in each month."""
     months_since_report: np.ndarray
     """Since the latest reported month of the whole panel; NaN if none."""
 
@@ -651,7 +651,7 @@ class _IncomeHistory:
 
 def _income_total_features(history: _IncomeHistory) -> Columns:
     """Level, trend and volatility of total income; windows count only reported months
-    (data-contract.md: a month without income rows is not reported, not zero)."""
+    (docs/data-contract.md: a month without income rows is not reported, not zero)."""
     out: Columns = {f"income_total_mean_{w}m": history.mean(0, w) for w in WINDOWS}
     year = history.window(0, 12)
     k = np.arange(12, dtype=np.float64)
@@ -680,7 +680,7 @@ def _income_total_features(history: _IncomeHistory) -> Columns:
 def _projected_rule_features(
     history: _IncomeHistory, rules: Columns, params: RuleParameters, wages: Columns
 ) -> Columns:
-    """The rules of rules.md evaluated 1 .. 6 months ahead, had income gone on at a run rate.
+    """The rules of docs/rules-and-labels.md evaluated 1 .. 6 months ahead, had income gone on at a run rate.
 
     At t+h the 12-month window still holds the known months t-11+h .. t (k < 12 - h)
     and h months not yet seen; those are filled with a monthly run rate. Rigid

@@ -1,6 +1,6 @@
 """Load a dataset folder or in-memory tables: stage them in DuckDB, check every rule, keep the valid rows.
 
-The loader is the one place that parses, casts and validates (data-contract.md).
+The loader is the one place that parses, casts and validates (docs/data-contract.md).
 All checks run as SQL in DuckDB straight over the files (``read_parquet`` with
 ``file_row_number``, ``read_csv`` with every column as text), so a province of a
 million households is loaded in a few scans per table, never row by row in Python.

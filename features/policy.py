@@ -1,4 +1,4 @@
-"""``policy.json``: monitoring lines and rule parameters (rules.md)."""
+"""``policy.json``: monitoring lines and rule parameters (docs/rules-and-labels.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The monitoring rules of rules.md, vectorised over every household and month.
+"""The monitoring rules of docs/rules-and-labels.md, vectorised over every household and month.
 
 Two steps, both stable interfaces for the rest of the project:
 
@@ -10,7 +10,7 @@ Two steps, both stable interfaces for the rest of the project:
     never read.
 
 ``rule_state(panel, policy)``
-    The quantities of rules.md (r, I, E, I_prev, L), the three rules, their
+    The quantities of docs/rules-and-labels.md (r, I, E, I_prev, L), the three rules, their
     priority, eligibility and the rule-baseline margin, for every household and
     month of the panel.
 
@@ -23,7 +23,7 @@ panel built through t; the labels below rely on this to read the present at t
 and the future after t from one panel. tests/test_rules.py checks it on
 hand-made and on random datasets.
 
-Labels (rules.md): y(h, t) = 1 when any rule fires in t+1 .. t+H, defined only
+Labels (docs/rules-and-labels.md): y(h, t) = 1 when any rule fires in t+1 .. t+H, defined only
 for households eligible at t and when t+H <= data_end.
 """
 
@@ -52,7 +52,7 @@ INCOME_DROP = RISK_TYPE_NAMES.index("income_drop")
 """Code of rule R3."""
 
 WINDOW_MONTHS = 12
-"""Length of the trailing windows m-11 .. m of rules.md."""
+"""Length of the trailing windows m-11 .. m of docs/rules-and-labels.md."""
 
 LABEL_COLUMNS: tuple[str, ...] = (
     "household_id",
@@ -119,18 +119,18 @@ class MonthlyPanel:
 
 @dataclass(frozen=True, eq=False)
 class RuleState:
-    """rules.md's quantities and rules at every household and month of a panel.
+    """docs/rules-and-labels.md's quantities and rules at every household and month of a panel.
 
     Arrays have shape (households, months) except ``L`` (months,). Undefined
     quantities are NaN, and a rule whose quantities are undefined does not fire.
-    Names follow rules.md so the code can be read against it.
+    Names follow docs/rules-and-labels.md so the code can be read against it.
     """
 
     household_ids: np.ndarray
     first_month: dt.date
     r: np.ndarray
     """Reported months among m-11 .. m that lie inside the panel (int8)."""
-    I: np.ndarray  # noqa: E741 - rules.md's name for annualised income
+    I: np.ndarray  # noqa: E741 - docs/rules-and-labels.md's name for annualised income
     """Annualised income: sum of income over m-11 .. m x 12 / r; NaN when r < min_reported_months."""
     E: np.ndarray
     """Rigid expenditure over m-11 .. m, yuan."""
@@ -153,7 +153,7 @@ class RuleState:
     under_monitoring: np.ndarray
     """The panel's monitoring status (same array, not a copy)."""
     eligible: np.ndarray
-    """Not under monitoring and not triggered: the households rules.md ranks and labels."""
+    """Not under monitoring and not triggered: the households docs/rules-and-labels.md ranks and labels."""
 
     @property
     def n_months(self) -> int:
@@ -235,7 +235,7 @@ def build_panel(dataset: Dataset, through: dt.date | None = None) -> MonthlyPane
 
 
 def rule_state(panel: MonthlyPanel, policy: Policy) -> RuleState:
-    """Evaluate rules.md at every household and month of ``panel``.
+    """Evaluate docs/rules-and-labels.md at every household and month of ``panel``.
 
     Months before the panel are not in the data: r(m) counts only panel months,
     and I_prev(m) is NaN for the first twelve columns. The result at column m
@@ -294,7 +294,7 @@ def _evaluate_rules(
     line: np.ndarray,
     params: RuleParameters,
 ) -> dict[str, np.ndarray]:
-    """rules.md on a block of household rows: the arrays of :class:`RuleState` by field name."""
+    """The rules (docs/rules-and-labels.md) on a block of households: :class:`RuleState` arrays by name."""
     r = _trailing_sum(reported.astype(np.int8), WINDOW_MONTHS)
     income_sum = _trailing_sum(income, WINDOW_MONTHS)
     income_sum *= WINDOW_MONTHS

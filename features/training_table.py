@@ -1,6 +1,6 @@
 """Training examples: point-in-time features plus the rules' labels, for many as-of months.
 
-One row per household eligible at an as-of month t (rules.md: not under
+One row per household eligible at an as-of month t (docs/rules-and-labels.md: not under
 monitoring and no rule firing at t), carrying the features of
 :func:`~.history.build_features` at t and the label of whether a rule fires in
 t+1 .. t+H. Labels come from :func:`~.rules.labels_for_months`, so this module

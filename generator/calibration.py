@@ -1,9 +1,9 @@
-"""Does a generated county look like the published figures of calibration.md?
+"""Does a generated county look like the published figures of docs/calibration.md?
 
 :func:`calibration_report` reads a written dataset folder (not the
 simulator's memory, so it measures what users will load) and returns each
 figure next to its published target; :func:`render_report` prints them.
-:func:`rule_panel` applies the rules of rules.md to the folder for every
+:func:`rule_panel` applies the rules of docs/rules-and-labels.md to the folder for every
 household and month; the report uses it for the share of eligible
 households whose rule fires within the horizon, and tests use it to check
 the oracle against what really happened.
@@ -45,7 +45,7 @@ class Figure:
 
 @dataclass(frozen=True)
 class Panel:
-    """Rules of rules.md on a dataset folder, for every household and month from data_start."""
+    """Rules of docs/rules-and-labels.md on a dataset folder, every household and month from data_start."""
 
     household_ids: np.ndarray
     registered: np.ndarray
@@ -53,7 +53,7 @@ class Panel:
     triggered: np.ndarray
     """(N, T) bool."""
     monitored: np.ndarray
-    """(N, T) bool: under monitoring (data-contract.md)."""
+    """(N, T) bool: under monitoring (docs/data-contract.md)."""
 
     def eligible(self, as_of: int) -> np.ndarray:
         t = as_of - self.first_month
@@ -154,7 +154,7 @@ def quarter_ends(first: int, last: int, horizon: int, count: int = 4) -> list[in
 
 
 def calibration_report(folder: Path, horizon: int = 6) -> list[Figure]:
-    """Generated figures of a dataset folder next to the published targets of calibration.md."""
+    """Generated figures of a dataset folder next to the published targets of docs/calibration.md."""
     folder = Path(folder)
     policy = json.loads((folder / "policy.json").read_text(encoding="utf-8"))
     start = parse_month(policy["data_start"])
@@ -308,7 +308,7 @@ def render_report(figures: list[Figure]) -> object:
     """A rich table of the figures (returned so callers choose the console)."""
     from rich.table import Table
 
-    table = Table(title="Generated county vs published figures (calibration.md)")
+    table = Table(title="Generated county vs published figures (docs/calibration.md)")
     table.add_column("figure", overflow="fold")
     table.add_column("generated", justify="right", overflow="fold")
     table.add_column("target", overflow="fold")

@@ -1,4 +1,4 @@
-"""What ``relapse generate`` does once its options are parsed: generate, then compare with calibration.md."""
+"""What ``relapse generate`` does once its options are parsed: generate, compare (docs/calibration.md)."""
 
 from __future__ import annotations
 
@@ -79,7 +79,7 @@ def generate_command(
     else:
         console.print("No truth file (--no-truth).")
     if report:
-        with console.status("Comparing with calibration.md ..."):
+        with console.status("Comparing with docs/calibration.md ..."):
             figures = calibration_report(folder, horizon=truth.horizon if truth is not None else 6)
         console.print(render_report(figures))
     return 0

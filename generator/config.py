@@ -3,7 +3,7 @@
 :class:`CountyConfig` holds the size, dates and seed of a run, the
 :class:`Scenario` (lockdown, line change, disaster year, reporting outage,
 county profile) and the :class:`Dynamics` constants of the mechanisms. The
-defaults are the county calibrated to ``shared/spec/calibration.md``; a test
+defaults are the county calibrated to ``docs/calibration.md``; a test
 or a scenario changes one field with ``model_copy(update=...)`` or through the
 CLI options, never by editing constants in code.
 
@@ -133,7 +133,7 @@ class Profile(BaseModel):
     """Net yearly farm income per mu in 2021 yuan on plain, hill, mountain."""
     livestock_share: float = Field(ge=0, le=1)
     wage_factor: float = Field(gt=0)
-    """Local wage level relative to the national averages of calibration.md."""
+    """Local wage level relative to the national averages of docs/calibration.md."""
 
     @model_validator(mode="after")
     def _shares(self) -> Profile:
@@ -269,7 +269,7 @@ def parse_line_jump(text: str) -> LineJump:
 
 
 class Dynamics(BaseModel):
-    """Constants of the mechanisms, calibrated so the default county matches calibration.md.
+    """Constants of the mechanisms, calibrated so the default county matches docs/calibration.md.
 
     Money is yuan at 2021 prices unless a field says otherwise; hazards are per
     person (or household) per month.
@@ -490,7 +490,7 @@ class CountyConfig(BaseModel):
         return lines
 
     def policy_json(self) -> dict[str, object]:
-        """The dataset's ``policy.json`` (rules.md)."""
+        """The dataset's ``policy.json`` (docs/rules-and-labels.md)."""
         lines = self.monitoring_lines()
         return {
             "contract_version": CONTRACT_VERSION,

@@ -6,7 +6,7 @@ the pending official cases and the income and expense windows included)
 fresh random draws, village-wide disasters drawn anew for every copy of a
 village; a lockdown or reporting outage that begins after the as-of month is
 not foreseen (:func:`foreseeable`). A future month counts as triggered by the
-rules of rules.md on what the dataset would show: months before ``data_start``
+rules of docs/rules-and-labels.md on what the dataset would show: months before ``data_start``
 are not in the dataset, so they are left out of the windows exactly as the
 evaluator will.
 """

@@ -1,4 +1,4 @@
-"""The monitoring rules R1-R3 of rules.md, vectorised over households.
+"""The monitoring rules R1-R3 of docs/rules-and-labels.md, vectorised over households.
 
 The county system (and so the generator) decides official identification with
 these rules, the oracle labels its re-simulated futures with them, and the

@@ -1,4 +1,4 @@
-"""The two reference rankings of rules.md: the rule baseline and, on generated data, the oracle.
+"""The reference rankings of docs/rules-and-labels.md: the rule baseline and, on generated data, the oracle.
 
 Both return scores indexed by household_id in the convention of
 models/metrics.py (higher = visit first), so they are evaluated exactly like a

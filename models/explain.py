@@ -266,7 +266,7 @@ def explain_households(
 def reasons_frame(
     household_ids: Sequence[object] | np.ndarray, chosen: Sequence[Sequence[Reason]], top: int
 ) -> pd.DataFrame:
-    """Lay out chosen reasons in the ``reason_{i}_*`` columns of outputs.md."""
+    """Lay out chosen reasons in the ``reason_{i}_*`` columns of docs/outputs.md."""
     columns: dict[str, list[object]] = {"household_id": list(household_ids)}
     for i in range(1, top + 1):
         for field in REASON_COLUMNS:

@@ -1,4 +1,4 @@
-"""Headline metrics of rules.md for one as-of month, and their average over months.
+"""Headline metrics of docs/rules-and-labels.md for one as-of month, and their average over months.
 
 Everything here is a pure function of labels and scores. A method is anything
 that gives each eligible household a score where higher means "visit first":

@@ -21,7 +21,7 @@ How reasons are chosen for a household (:func:`choose_reasons`):
 5. A household whose risk is above the base rate (contributions sum > 0) but
    for which no family yields a reason (many small pushes, none with a fact
    worth a sentence) gets the one general reason
-   :data:`NO_SINGLE_DRIVER`: outputs.md requires a reason for everyone in the
+   :data:`NO_SINGLE_DRIVER`: docs/outputs.md requires a reason for everyone in the
    visit list, and the honest one is that the visit must find the cause.
 """
 
@@ -789,7 +789,7 @@ _M = MEASURES
 _NEAR_TRIGGER_SHARE = 0.25
 """A quarter of income: about what losing one of two earners' work for half a year costs."""
 _NEAR_TRIGGER_BILL = 20_000.0
-"""The low end of a serious illness's out-of-pocket bill (calibration.md)."""
+"""The low end of a serious illness's out-of-pocket bill (docs/calibration.md)."""
 _EVENT_DRIVERS = {
     kind: (f"events_{kind}_12m", f"months_since_{kind}")
     for kind in (

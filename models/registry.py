@@ -42,7 +42,7 @@ def resolve_tracking_uri(explicit: str | None, work_dir: Path) -> str:
 class RiskBandCutoffs(BaseModel):
     """Calibrated-probability cut-offs: high if score >= high, medium if >= medium, else low.
 
-    Part of the output contract (outputs.md: "fixed probability cut-offs stated
+    Part of the output contract (docs/outputs.md: "fixed probability cut-offs stated
     in the model card"); change them only together with models/MODEL_CARD.md.
     With 2-5 % of eligible households reaching a rule within six months, a
     household at 0.30 is six or more times as likely as the average one to

@@ -1,12 +1,12 @@
 """Monitoring thresholds in one place, with the measurement each default comes from.
 
 Every check compares one statistic with a warning and an alert level. The
-defaults were set from ``relapse monitor --calibrate`` (see
-:mod:`.calibrate_thresholds`): 10 pairs of generated counties with no drift
+defaults were set with ``benchmarks/calibrate_monitor.py`` (there is no
+``relapse`` subcommand for it): 10 pairs of generated counties with no drift
 (different seeds, same policy, 1,500 households x 36 months) gave the
 largest no-drift values noted beside each field; levels sit well above them so
 that a quiet county stays ``ok``, and below what the five named scenarios
-produce (the README's "Monitoring" section has both tables).
+produce (docs/performance.md, "Monitoring", has both tables).
 """
 
 from __future__ import annotations

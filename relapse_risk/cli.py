@@ -390,10 +390,12 @@ def generate(
     horizon: int = typer.Option(6, "--horizon", min=1, max=24, help="Months ahead H of p_true."),
     workers: int = typer.Option(2, "--workers", min=1, help="Processes for the oracle."),
     chunk: int = typer.Option(100_000, "--chunk-households", min=1, help="Households simulated at once."),
-    report: bool = typer.Option(True, "--report/--no-report", help="Compare with calibration.md afterwards."),
+    report: bool = typer.Option(
+        True, "--report/--no-report", help="Compare with docs/calibration.md afterwards."
+    ),
 ) -> None:
     """Generate a county's dataset folder (and the oracle's truth file beside it), then compare it with
-    the published figures of calibration.md. Exit 2 on bad options or an existing non-empty OUT."""
+    the published figures of docs/calibration.md. Exit 2 on bad options or an existing non-empty OUT."""
     from pathlib import Path
 
     from pydantic import ValidationError
@@ -553,7 +555,8 @@ def evaluate(
     out: str = typer.Option("", "--out", help="JSON report (default: ./evaluation-<DATA name>.json)."),
     tracking_uri: str = typer.Option("", "--tracking-uri", help="MLflow store (default: env or ./mlruns)."),
 ) -> None:
-    """rules.md metrics for model, rule baseline and oracle on the folder's last labelled quarter-ends.
+    """Headline metrics (docs/rules-and-labels.md) for model, rule baseline and oracle on the last labelled
+    quarter-ends of the folder.
 
     Also the subgroup table (recall@k and false-positive rate by group, flagged below 0.8x overall).
     """

@@ -4,7 +4,7 @@ Steps: generate the default county into ``OUT/county`` with its truth file
 beside it (``OUT/county.truth.parquet``), load and validate it like
 ``relapse validate``, then at the last four quarter-ends whose labels are
 known evaluate the rule baseline (margin to the line) and the oracle (p_true)
-with the headline metrics of rules.md, per month and on average, and write
+with the headline metrics of docs/rules-and-labels.md, per month and on average, and write
 them to ``OUT/reference_metrics.csv``.
 
 The generator is passed in as a function (relapse_risk/cli.py supplies it), so

@@ -2,7 +2,7 @@
 
     relapse score --data DIR --as-of 2024-06 --model champion --out OUT
 
-``OUT`` receives (outputs.md): ``scores.parquet`` and ``scores.csv`` (one row
+``OUT`` receives (docs/outputs.md): ``scores.parquet`` and ``scores.csv`` (one row
 per household), ``rejects.csv`` (every rejected input row), ``visit_lists/``
 (per township HTML and XLSX, and an index) and ``manifest.json``. All of it
 appears at once when the run succeeds (:mod:`serving.outputs`); a folder that
@@ -328,7 +328,7 @@ def run_manifest(
     explained: int,
     files: dict[str, dict[str, object]],
 ) -> dict[str, object]:
-    """manifest.json of outputs.md: what went in, what model scored it, what came out, how long it took."""
+    """manifest.json (docs/outputs.md): what went in, which model scored it, what came out, how long."""
     status_counts = scores["status"].value_counts()
     listed = scores[scores["in_visit_list"].fillna(False).astype(bool)]
     townships = township_summaries(scores)

@@ -1,6 +1,6 @@
 """Serving constants shared by the batch job and the API: one typed place.
 
-The risk-band cut-offs are part of the output contract (outputs.md: "fixed
+The risk-band cut-offs are part of the output contract (docs/outputs.md: "fixed
 probability cut-offs stated in the model card"); change them only together
 with models/MODEL_CARD.md. Nothing here reads the environment at import time.
 """

@@ -66,7 +66,7 @@ SCORES_SCHEMA = pa.schema(
         pa.field("model_version", pa.string(), nullable=False),
     ]
 )
-"""Arrow types of the scores table (outputs.md); field order is :data:`serving.scoring.SCORE_COLUMNS`."""
+"""Arrow types of the scores table (docs/outputs.md); field order is :data:`serving.scoring.SCORE_COLUMNS`."""
 
 FLOAT_DECIMALS: dict[str, int] = {"risk_score": RISK_SCORE_DECIMALS, "rule_margin": RULE_MARGIN_DECIMALS}
 

@@ -56,7 +56,7 @@ SCORE_COLUMNS: tuple[str, ...] = (
     "model_name",
     "model_version",
 )
-"""Columns of the scores table, in the order of outputs.md."""
+"""Columns of the scores table, in the order of docs/outputs.md."""
 
 STATUSES = ("scored", "under_monitoring", "triggered_now", "rejected")
 AREA_LEVELS = ("county", "township", "village")
@@ -107,7 +107,7 @@ def score_dataset(
     features: pd.DataFrame | None = None,
     state: RuleState | None = None,
 ) -> pd.DataFrame:
-    """The scores table of outputs.md for every household of ``dataset`` at ``as_of``.
+    """The scores table of docs/outputs.md for every household of ``dataset`` at ``as_of``.
 
     One row per household, sorted by ``household_id``, with the columns of
     :data:`SCORE_COLUMNS` (pandas nullable dtypes: ``string``, ``Float64``,
@@ -116,7 +116,7 @@ def score_dataset(
     - ``status``: ``rejected`` when any of the household's rows was rejected by
       the loader (``reject_reason`` says "table row N, column: reason"); else
       ``under_monitoring`` when a monitoring record is open at ``as_of``; else
-      ``triggered_now`` when a rule of rules.md fires at ``as_of``
+      ``triggered_now`` when a rule of docs/rules-and-labels.md fires at ``as_of``
       (``triggered_rule`` names it); else ``scored``.
     - ``risk_score`` (calibrated probability that a rule fires within
       ``horizon`` months), ``risk_band`` (cut-offs of
@@ -447,7 +447,7 @@ def scores_table(
     model_name: str,
     model_version: str,
 ) -> pd.DataFrame:
-    """The scores table of outputs.md (:data:`SCORE_COLUMNS`, pandas nullable dtypes) of the roster."""
+    """The scores table of docs/outputs.md (:data:`SCORE_COLUMNS`, pandas nullable dtypes) of the roster."""
     n = len(roster)
     scores = pd.DataFrame(
         {

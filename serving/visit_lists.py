@@ -104,7 +104,7 @@ class TownshipPage:
 def township_pages(scores: pd.DataFrame) -> list[TownshipPage]:
     """One page per township that has households in the visit list, by township code.
 
-    ``scores`` is a scores table (outputs.md). The chart counts the visit-list
+    ``scores`` is a scores table (docs/outputs.md). The chart counts the visit-list
     households citing each driver family (a reason code's family, e.g.
     ``medical_oop_high`` -> health) in any of their three reasons.
     """

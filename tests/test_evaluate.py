@@ -1,4 +1,4 @@
-"""`relapse evaluate` reruns rules.md's metric table and the subgroup table on any contract folder."""
+"""`relapse evaluate` reruns the metric table (docs/rules-and-labels.md) and subgroup table on any folder."""
 
 from __future__ import annotations
 

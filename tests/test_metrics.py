@@ -1,4 +1,4 @@
-"""Headline metrics of rules.md, the rule baseline and the oracle, on hand-computed rankings."""
+"""Headline metrics (docs/rules-and-labels.md), the rule baseline and the oracle, on hand-made rankings."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
-"""rules.md, checked on hand-computed households.
+"""docs/rules-and-labels.md, checked on hand-computed households.
 
 Each test builds a tiny county in which the expected r, I, E, I_prev, L, rule,
-margin or label was worked out by hand from rules.md and data-contract.md.
+margin or label was worked out by hand from docs/rules-and-labels.md and docs/data-contract.md.
 Policy of these tests: data 2021-01 .. 2023-12, lines 6,000 / 6,300 / 6,900,
 min_reported_months 6, rigid_expense_ratio 1.0, income_drop_share 0.5,
 income_drop_band 1.5.

@@ -1,6 +1,6 @@
 """Visit lists per township: what a village cadre prints and takes on home visits.
 
-Built from a hand-made scores table (outputs.md shape), so every expectation is
+Built from a hand-made scores table (docs/outputs.md shape), so every expectation is
 checked against known households. The last tests open the page in a real
 headless browser (Debian's chromium), print it to PDF and read the rendered DOM.
 """

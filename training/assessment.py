@@ -1,4 +1,5 @@
-"""One assessment of a scored set of as-of months: rules.md's metrics for model, baseline, oracle.
+"""One assessment of a scored set of as-of months: the headline metrics (docs/rules-and-labels.md) for model,
+baseline and oracle.
 
 Training (on its test months), ``relapse evaluate`` (on any folder) and
 ``relapse promote`` (challenger against champion) all judge a model with this

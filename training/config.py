@@ -56,7 +56,7 @@ class TrainingSettings(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    horizon: int = Field(default=6, ge=1, le=24, description="H of rules.md, in months")
+    horizon: int = Field(default=6, ge=1, le=24, description="H of docs/rules-and-labels.md, in months")
     visit_share: float | None = Field(
         default=None, gt=0, le=1, description="share of eligible households visited; None: the policy's"
     )

@@ -1,4 +1,4 @@
-"""``relapse evaluate``: rules.md's metric table and the subgroup table for any contract folder.
+"""``relapse evaluate``: the metric table (docs/rules-and-labels.md) and the subgroup table for any folder.
 
 Works on folders the model has never seen (another county, another seed, a
 lockdown) and without a truth file (the oracle row is then left out). The

@@ -28,7 +28,7 @@ def _fmt(value: object, pattern: str) -> str:
 
 
 def metric_table(assessment: Assessment, title: str) -> Table:
-    """Per-month and averaged rules.md metrics, one block of rows per method."""
+    """Per-month and averaged docs/rules-and-labels.md metrics, one block of rows per method."""
     table = Table(title=title, title_justify="left")
     table.add_column("method", no_wrap=True, overflow="fold")
     table.add_column("as of", no_wrap=True, overflow="fold")

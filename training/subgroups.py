@@ -45,7 +45,7 @@ def household_groups(dataset: Dataset, as_of_months: Sequence[dt.date]) -> pd.Da
     Columns: household_id, as_of (datetime64), disabled_member, elderly_only,
     single_person, mountain, registered_poor, not_registered_poor, township_code.
     Members count when joined_month is null or <= t and left_month is null or > t
-    (data-contract.md); a disability counts when the member's recorded grade is
+    (docs/data-contract.md); a disability counts when the member's recorded grade is
     1-4 or a ``disability_certified`` event for the member is dated in or before t.
     """
     months = pd.DataFrame({"as_of": pd.to_datetime([m.replace(day=1) for m in as_of_months])})

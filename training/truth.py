@@ -1,8 +1,8 @@
 """Where a generated county keeps its oracle: beside the dataset folder, never inside it.
 
-The generator writes ``<folder>.truth.parquet`` next to the folder (rules.md calls
-the file ``truth.parquet``; a plain ``truth.parquet`` beside the folder is
-accepted too). Real counties have no truth file, and every job that reads one
+The generator writes ``<folder>.truth.parquet`` next to the folder (the oracle's
+file of docs/rules-and-labels.md); a plain ``truth.parquet`` beside the folder is
+accepted too. Real counties have no truth file, and every job that reads one
 works without it.
 """
 

@@ -2,7 +2,7 @@
 
 Each trial trains on the training months, stops early on the validation months
 and is scored by the mean recall@k over the validation months (the headline
-metric of rules.md). Test months are never touched, so the test figures of the
+metric of docs/rules-and-labels.md). Test months are never touched, so the test figures of the
 final model stay an honest estimate. Optuna's TPE sampler is seeded; with a
 trial limit the search is reproducible, with only a time limit the number of
 trials (not their order) depends on the machine's speed.
