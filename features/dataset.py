@@ -86,7 +86,8 @@ class Dataset:
 
     def frame(self, table: str) -> pd.DataFrame:
         """A whole table as pandas; for small tables and tests."""
-        return self.connection.table(table).df()
+        frame: pd.DataFrame = self.connection.table(table).df()
+        return frame
 
     def row_count(self, table: str) -> int:
         # fetchall, not fetchone: DuckDB 2 keeps a partly fetched result open and refuses the next query.

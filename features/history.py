@@ -29,9 +29,10 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import pandas as pd
@@ -284,7 +285,8 @@ class _FeatureTable:
         """A feature (as float64) or an intermediate column."""
         if name in self.extras:
             return self.extras[name]
-        return self.values[_FEATURE_POSITION[name]].astype(np.float64)
+        feature: np.ndarray = self.values[_FEATURE_POSITION[name]].astype(np.float64)
+        return feature
 
     def take_extras(self, wanted: Callable[[str], bool]) -> Columns:
         return {name: self.extras.pop(name) for name in [n for n in self.extras if wanted(n)]}
@@ -301,6 +303,11 @@ class _FeatureTable:
 # -- derived columns (numpy, on whole columns) --------------------------------------------------
 
 
+def _sum_of(arrays: Iterable[np.ndarray]) -> np.ndarray:
+    """Elementwise sum of one or more arrays (sum() types its start, 0, into the result)."""
+    return cast(np.ndarray, sum(arrays))
+
+
 def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
     """numerator / denominator where the denominator is known and positive, else NaN.
 
@@ -312,7 +319,8 @@ def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
 
 
 def _village_share(village: np.ndarray, flag: np.ndarray, households: np.ndarray) -> np.ndarray:
-    return (np.bincount(village, weights=flag, minlength=len(households)) / households)[village]
+    share: np.ndarray = (np.bincount(village, weights=flag, minlength=len(households)) / households)[village]
+    return share
 
 
 def _derived(table: _FeatureTable, rules: Columns, clock: Clock) -> Columns:
@@ -387,7 +395,7 @@ def _fetch(dataset: Dataset, aggregate: str, select: str) -> Columns:
 
 def _as_float(values: np.ndarray) -> np.ndarray:
     if isinstance(values, np.ma.MaskedArray):
-        return values.astype(np.float64).filled(np.nan)
+        return np.ma.filled(values.astype(np.float64), np.nan)
     return np.asarray(values, dtype=np.float64)
 
 
@@ -594,14 +602,15 @@ class _Window:
         # Summed squares cancel to rounding noise for a steady source: that is no variation.
         variance[variance <= 1e-12 * mean * mean] = 0.0
         variance[self.n < 2] = np.nan
-        return np.sqrt(variance)
+        deviation: np.ndarray = np.sqrt(variance)
+        return deviation
 
     def slope(self, total: np.ndarray, k_weighted_sum: np.ndarray) -> np.ndarray:
         """Least-squares change per month forward in time; NaN with fewer than two months."""
         with np.errstate(invalid="ignore", divide="ignore"):
             spread = self.k_square_sum - self.k_sum * self.k_sum / self.n
             # time runs opposite to k (k counts months back from t)
-            slope = (self.k_sum * total / self.n - k_weighted_sum) / spread
+            slope: np.ndarray = (self.k_sum * total / self.n - k_weighted_sum) / spread
         slope[self.n < 2] = np.nan
         return slope
 
@@ -643,7 +652,8 @@ class _IncomeHistory:
         return _Window.of(self.reported, lo, hi)
 
     def total(self, lo: int, hi: int) -> np.ndarray:
-        return self.income[:, lo:hi].sum(axis=1)
+        total: np.ndarray = self.income[:, lo:hi].sum(axis=1)
+        return total
 
     def mean(self, lo: int, hi: int) -> np.ndarray:
         return _ratio(self.total(lo, hi), self.reported[:, lo:hi].sum(axis=1).astype(np.float64))
@@ -838,14 +848,14 @@ def _income_source_features(history: _IncomeHistory, sums: Columns) -> Columns:
         out[f"income_{source}_yoy_change_12m"] = year.mean(total) - previous.mean(sums[f"{source}_sprev"])
     # Net business income of the last 3 months against the 3 before them: a business slides before it fails.
     recent, before = windows[3], history.window(3, 6)
-    wage = {name: sum(sums[f"{s}_{name}"] for s in WAGE_SOURCES) for name in ("s3", "s12")}
+    wage = {name: _sum_of(sums[f"{s}_{name}"] for s in WAGE_SOURCES) for name in ("s3", "s12")}
     business_3m, business_6m = sums["business_s3"], sums["business_s6"]
     out["income_business_change_3m"] = recent.mean(business_3m) - before.mean(business_6m - business_3m)
     # Wage sums in yuan for the projection at current work (with the employment counts).
     out["_wage_3m"], out["_wage_12m"] = wage["s3"], wage["s12"]
     year_total = history.total(0, 12)
-    out["income_wage_share_12m"] = _ratio(sum(sums[f"{s}_s12"] for s in WAGE_SOURCES), year_total)
-    out["income_transfer_share_12m"] = _ratio(sum(sums[f"{s}_s12"] for s in TRANSFER_SOURCES), year_total)
+    out["income_wage_share_12m"] = _ratio(_sum_of(sums[f"{s}_s12"] for s in WAGE_SOURCES), year_total)
+    out["income_transfer_share_12m"] = _ratio(_sum_of(sums[f"{s}_s12"] for s in TRANSFER_SOURCES), year_total)
     return out
 
 

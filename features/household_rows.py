@@ -338,7 +338,8 @@ def _days(kind: str, text: pa.Array, missing: np.ndarray, policy: Policy) -> np.
     if kind == "month":  # a few dozen months over thousands of cells
         distinct, where = _distinct(text)
         absent = np.asarray(distinct.is_null().to_numpy(zero_copy_only=False), dtype=bool)
-        return _days_of(kind, distinct, absent, policy)[where]
+        days: np.ndarray = _days_of(kind, distinct, absent, policy)[where]
+        return days
     return _days_of(kind, text, missing, policy)
 
 
@@ -527,7 +528,8 @@ def _month_of(days: np.ndarray) -> np.ndarray:
 def _round_half_away(values: np.ndarray) -> np.ndarray:
     """DuckDB's round(): halves away from zero."""
     whole = np.trunc(values)
-    return whole + np.where(np.abs(values - whole) >= 0.5, np.sign(values), 0.0)
+    rounded: np.ndarray = whole + np.where(np.abs(values - whole) >= 0.5, np.sign(values), 0.0)
+    return rounded
 
 
 _LARGEST_FEN = 2**29
@@ -784,7 +786,8 @@ def _employment_part(clean: CleanTables, rows: RowOwners, clock: Clock) -> Colum
     def status_is(*statuses: str) -> np.ndarray:
         chosen = np.zeros(len(EMPLOYMENT_STATUSES) + 1, dtype=bool)  # the last for code -1: no status
         chosen[[_STATUS_INDEX[s] for s in statuses]] = True
-        return chosen[status]
+        is_status: np.ndarray = chosen[status]
+        return is_status
 
     employed, wage_work = status_is(*EMPLOYED_STATUSES), status_is(*WAGE_STATUSES)
     lo_work, hi_work = WORKING_AGE

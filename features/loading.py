@@ -53,6 +53,7 @@ import tempfile
 import weakref
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import duckdb
@@ -496,9 +497,16 @@ def parquet_reading(column: Column, physical: str) -> Reading | None:
     if physical == "VARCHAR" or physical.startswith("ENUM("):
         return "native" if kind in ("str", "enum") else "text"
     if physical in _INTEGER_TYPES:
-        return {"int": "native", "money": "native", "float": "native", "bool": "int_to_bool"}.get(kind)  # type: ignore[return-value]
+        from_integer: dict[str, Reading] = {
+            "int": "native",
+            "money": "native",
+            "float": "native",
+            "bool": "int_to_bool",
+        }
+        return from_integer.get(kind)
     if physical in _FLOAT_TYPES or physical.startswith("DECIMAL"):
-        return {"int": "float_to_int", "money": "native", "float": "native"}.get(kind)  # type: ignore[return-value]
+        from_float: dict[str, Reading] = {"int": "float_to_int", "money": "native", "float": "native"}
+        return from_float.get(kind)
     if physical == "BOOLEAN":
         return "native" if kind == "bool" else None
     if physical == "DATE":
@@ -551,7 +559,7 @@ def _stage_csv(
     except _UNREADABLE as exc:
         raise DatasetError(f"{path}: cannot be parsed as CSV ({_first_lines(exc)})") from None
     staging.drops.append(f"DROP TABLE _csv_{table.name}")
-    first_alias = {}
+    first_alias: dict[str, str] = {}
     for alias, name in names.items():
         first_alias.setdefault(name, alias)
     selected = ", ".join(f"{quote(first_alias[c.name])} AS {quote(c.name)}" for c in table.columns)
@@ -611,16 +619,20 @@ def _check_steps(
     for key in table.unique:
         steps.append(
             _CheckStep(
-                lambda rows, key=key: duplicate_rejects_sql(staged, key, rows),
-                lambda rows, key=key: any_repeated_key_sql(key, rows),
+                partial(duplicate_rejects_sql, staged, key),
+                partial(any_repeated_key_sql, key),
             )
         )
     for foreign_key in table.foreign_keys:
         parent = foreign_key.table
         steps.append(
             _CheckStep(
-                lambda rows, fk=foreign_key, parent=parent: foreign_key_rejects_sql(
-                    table, fk, rows, parent, typed[parent]
+                partial(
+                    foreign_key_rejects_sql,
+                    table,
+                    foreign_key,
+                    parent_clean=parent,
+                    parent_typed=typed[parent],
                 )
             )
         )

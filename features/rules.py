@@ -101,7 +101,7 @@ class MonthlyPanel:
 
     @property
     def n_months(self) -> int:
-        return self.size.shape[1]
+        return int(self.size.shape[1])
 
     @property
     def last_month(self) -> dt.date:
@@ -157,7 +157,7 @@ class RuleState:
 
     @property
     def n_months(self) -> int:
-        return self.r.shape[1]
+        return int(self.r.shape[1])
 
     @property
     def last_month(self) -> dt.date:
@@ -244,7 +244,9 @@ def rule_state(panel: MonthlyPanel, policy: Policy) -> RuleState:
     """
     line = np.array([policy.line(m.year) for m in panel.months], dtype=np.float64)
     shape = panel.size.shape
-    state = {name: np.empty(shape, dtype=dtype) for name, dtype in _STATE_ARRAYS.items()}
+    state: dict[str, np.ndarray] = {
+        name: np.empty(shape, dtype=dtype) for name, dtype in _STATE_ARRAYS.items()
+    }
     # Blocks of households keep the many temporaries small enough to stay in cache.
     for start in range(0, panel.n_households, _ROWS_PER_BLOCK):
         rows = slice(start, start + _ROWS_PER_BLOCK)
@@ -388,7 +390,8 @@ def label_defined(policy: Policy, as_of: dt.date, horizon: int) -> bool:
 
 def risk_type_categorical(codes: np.ndarray) -> pd.Categorical:
     """risk_type codes as a pandas Categorical of their names; :data:`NO_RISK` becomes null."""
-    return pd.Categorical.from_codes(codes.astype(np.int64), categories=list(RISK_TYPE_NAMES))
+    # pandas-stubs ask for a Sequence[int] and an Index; pandas takes an ndarray and a list.
+    return pd.Categorical.from_codes(codes.astype(np.int64), categories=list(RISK_TYPE_NAMES))  # type: ignore[arg-type]
 
 
 def _labels_at(state: RuleState, as_of: dt.date, horizon: int) -> pd.DataFrame:

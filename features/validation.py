@@ -463,7 +463,8 @@ def _bound_rules(staged: StagedTable, column: Column, policy: Policy) -> list[Ro
     elif low is not None:
         wanted = f" must be at least {_bound(low)}"
     else:
-        wanted = f" must be at most {_bound(high)}"  # type: ignore[arg-type]
+        assert high is not None  # both bounds None returned [] above
+        wanted = f" must be at most {_bound(high)}"
     return [
         RowRule(
             name,

@@ -17,8 +17,9 @@ Calibrators serialise to plain JSON (no pickles in model artefacts).
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from sklearn.isotonic import IsotonicRegression
@@ -37,7 +38,8 @@ _MIN_SLOPE = 1e-6
 
 
 def _logit(p: np.ndarray) -> np.ndarray:
-    return np.log(p) - np.log1p(-p)
+    logit: np.ndarray = np.log(p) - np.log1p(-p)
+    return logit
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
@@ -188,14 +190,15 @@ def fit_calibrator(method: CalibrationMethod, raw_score: np.ndarray, label: np.n
     raise ValueError(f"calibration must be 'isotonic' or 'platt', not {method!r}")
 
 
-def calibrator_from_json(data: dict[str, object]) -> Calibrator:
+def calibrator_from_json(data: Mapping[str, Any]) -> Calibrator:
+    """The calibrator of parsed JSON; float() and tuple() are what check the values' shapes."""
     method = data.get("method")
     if method == "isotonic":
-        knots_raw = tuple(float(v) for v in data["knots_raw"])  # type: ignore[union-attr]
-        knots_logit = tuple(float(v) for v in data["knots_logit"])  # type: ignore[union-attr]
+        knots_raw = tuple(float(v) for v in data["knots_raw"])
+        knots_logit = tuple(float(v) for v in data["knots_logit"])
         if not knots_raw or len(knots_raw) != len(knots_logit):
             raise ValueError("isotonic calibrator needs the same, non-zero number of raw and logit knots")
-        return IsotonicCalibrator(knots_raw, knots_logit, float(data["tail_slope"]))  # type: ignore[arg-type]
+        return IsotonicCalibrator(knots_raw, knots_logit, float(data["tail_slope"]))
     if method == "platt":
-        return PlattCalibrator(float(data["slope"]), float(data["intercept"]))  # type: ignore[arg-type]
+        return PlattCalibrator(float(data["slope"]), float(data["intercept"]))
     raise ValueError(f"unknown calibrator method {method!r}")

@@ -42,6 +42,8 @@ from .model import RiskModel
 from .reasons import REASON_COLUMNS, Reason, choose_reasons
 
 if TYPE_CHECKING:
+    from pandas._typing import Axes  # what DataFrame takes as an index
+
     from .treeshap import TreeShapTables
 
 _TABLES_BY_BOOSTER: weakref.WeakKeyDictionary[object, TreeShapTables | None] = weakref.WeakKeyDictionary()
@@ -115,9 +117,10 @@ class Contributions:
 
     @property
     def raw_score(self) -> np.ndarray:
-        return self.base_value + self.values.sum(axis=1)
+        raw_score: np.ndarray = self.base_value + self.values.sum(axis=1)
+        return raw_score
 
-    def frame(self, index: Sequence[object] | pd.Index | None = None) -> pd.DataFrame:
+    def frame(self, index: Axes | None = None) -> pd.DataFrame:
         return pd.DataFrame(self.values, columns=list(self.feature_names), index=index)
 
 
@@ -162,11 +165,12 @@ def _contributions(model: RiskModel, matrix: np.ndarray, tables: TreeShapTables 
     width = len(model.feature_names_)
     if matrix.shape[0] == 0:
         return Contributions(model.feature_names_, np.zeros((0, width)), np.zeros(0))
+    predicted: object
     if tables is not None:
-        raw = tables.contributions(matrix)
+        predicted = tables.contributions(matrix)
     else:
-        raw = model.booster_.predict(matrix, pred_contrib=True, num_threads=model.num_threads)
-    raw = np.asarray(raw, dtype=np.float64).reshape(matrix.shape[0], width + 1)
+        predicted = model.booster_.predict(matrix, pred_contrib=True, num_threads=model.num_threads)
+    raw = np.asarray(predicted, dtype=np.float64).reshape(matrix.shape[0], width + 1)
     return Contributions(model.feature_names_, raw[:, :width], raw[:, width])
 
 

@@ -246,13 +246,14 @@ class RiskModel:
         # prediction, explanation and saved file agrees on one set of trees.
         booster = lgb.Booster(model_str=booster.model_to_string(num_iteration=best_iteration))
 
-        valid_raw = booster.predict(valid_matrix, raw_score=True, num_threads=self.num_threads)
+        # predict() is typed for sparse input too; a dense matrix gives an ndarray, which asarray keeps.
+        valid_raw = np.asarray(booster.predict(valid_matrix, raw_score=True, num_threads=self.num_threads))
         self.booster_ = booster
         self.feature_names_ = names
         self.best_iteration_ = int(best_iteration)
         self.scale_pos_weight_ = float(scale_pos_weight)
         self.calibrator_: Calibrator = fit_calibrator(self.calibration, valid_raw, valid_label)
-        self.training_summary_ = {
+        self.training_summary_: dict[str, float | str] = {
             "train_rows": int(train_label.size),
             "train_positives": positives,
             "valid_rows": int(valid_label.size),
@@ -319,8 +320,10 @@ class RiskModel:
         # One binning of the whole matrix serves both fits (LightGBM's subset reuses the bins).
         everything = self._dataset(matrix, label, names, params=params)
         learn = everything.subset(np.flatnonzero(~held_out).tolist())
-        calibration_raw = lgb.train(params, learn, num_boost_round=rounds).predict(
-            matrix[scored], raw_score=True, num_threads=self.num_threads
+        calibration_raw = np.asarray(
+            lgb.train(params, learn, num_boost_round=rounds).predict(
+                matrix[scored], raw_score=True, num_threads=self.num_threads
+            )
         )
         booster = lgb.train(params, everything, num_boost_round=rounds)
         booster = lgb.Booster(model_str=booster.model_to_string())
@@ -389,7 +392,8 @@ class RiskModel:
     def calibrate(self, raw_score: np.ndarray) -> np.ndarray:
         """Map raw log-odds to calibrated probabilities."""
         self._check_fitted()
-        return np.clip(self.calibrator_.transform(raw_score), 0.0, 1.0)
+        calibrated: np.ndarray = np.clip(self.calibrator_.transform(raw_score), 0.0, 1.0)
+        return calibrated
 
     def feature_importance(self, importance_type: Literal["gain", "split"] = "gain") -> pd.Series:
         """Total gain (or split count) per feature, descending."""

@@ -24,7 +24,11 @@ import mlflow
 import pandas as pd
 from mlflow.models import ModelSignature
 from mlflow.models.model import ModelInfo
-from mlflow.types.schema import ColSpec, Schema
+
+# From the module itself: the attribute mlflow.pyfunc is a lazy loader that type checkers
+# cannot see through. Subclassing loads the module at import either way.
+from mlflow.pyfunc import PythonModel, PythonModelContext
+from mlflow.types.schema import ColSpec, Schema, TensorSpec
 
 from .model import RiskModel
 
@@ -38,7 +42,7 @@ _ENTRY_POINT = Path(__file__).with_name("pyfunc_entry.py")
 _RUNTIME_PACKAGES = ("lightgbm", "numpy", "pandas", "scikit-learn", "mlflow")
 
 
-class RiskModelPyfunc(mlflow.pyfunc.PythonModel):
+class RiskModelPyfunc(PythonModel):
     """Scores a feature frame with a saved :class:`RiskModel`.
 
     Input: one row per household with the model's feature columns as float64
@@ -47,12 +51,12 @@ class RiskModelPyfunc(mlflow.pyfunc.PythonModel):
     one ``risk_score`` column, the calibrated probability, in input row order.
     """
 
-    def load_context(self, context: mlflow.pyfunc.PythonModelContext) -> None:
+    def load_context(self, context: PythonModelContext) -> None:
         self.model = RiskModel.load(context.artifacts[ARTIFACT_KEY])
 
     def predict(
         self,
-        context: mlflow.pyfunc.PythonModelContext | None,
+        context: PythonModelContext | None,
         model_input: pd.DataFrame,
         params: dict[str, Any] | None = None,
     ) -> pd.DataFrame:
@@ -62,7 +66,7 @@ class RiskModelPyfunc(mlflow.pyfunc.PythonModel):
 
 def model_signature(model: RiskModel) -> ModelSignature:
     """Feature columns as doubles (integer codes included), ``household_id`` optional; ``risk_score`` out."""
-    inputs = [ColSpec("string", ID_COLUMN, required=False)]
+    inputs: list[ColSpec | TensorSpec] = [ColSpec("string", ID_COLUMN, required=False)]
     inputs += [ColSpec("double", name) for name in model.feature_names_]
     return ModelSignature(inputs=Schema(inputs), outputs=Schema([ColSpec("double", SCORE_COLUMN)]))
 
@@ -119,7 +123,7 @@ def log_risk_model(
     }
     with tempfile.TemporaryDirectory(prefix="risk_model_") as folder:
         saved = model.save(Path(folder) / ARTIFACT_KEY)
-        return mlflow.pyfunc.log_model(
+        info: ModelInfo = mlflow.pyfunc.log_model(
             name=name,
             python_model=str(_ENTRY_POINT),
             artifacts={ARTIFACT_KEY: str(saved)},
@@ -129,6 +133,7 @@ def log_risk_model(
             pip_requirements=runtime_requirements(),
             metadata=metadata,
         )
+        return info
 
 
 def load_risk_model(uri: str) -> RiskModel:
