@@ -8,10 +8,19 @@ pytest-xdist worker: a file lock makes the others wait for the first).
 from __future__ import annotations
 
 import fcntl
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+STAGE_LINE = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2} [a-z-]+: ")
+"""A timestamped stage line the CLI logs to stderr (``2026-12-06 15:40:01 score: ... started``)."""
+
+
+def message_lines(output: str) -> list[str]:
+    """A command's output without its timestamped stage lines: what it says to the person."""
+    return [line for line in output.strip().splitlines() if not STAGE_LINE.match(line)]
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from conftest import message_lines
 from relapse_risk.features.dataset import Reject
 from relapse_risk.serving import batch, outputs
 from relapse_risk.serving.batch import ModelSpecError, ResolvedModel, registry_uri, score_folder
@@ -708,12 +709,12 @@ def test_relapse_score_without_a_champion_says_in_one_line_to_promote_or_score_t
     empty = runner.invoke(app, [*command, "--tracking-uri", empty_registry])
 
     assert only_challenger.exit_code == 2
-    assert only_challenger.output.strip().splitlines() == [
+    assert message_lines(only_challenger.output) == [
         f"No model at models:/relapse-risk@champion in {challenger_only_registry}: run `relapse train` "
         "then `relapse promote`, or score with the challenger: --model challenger"
     ]
     assert empty.exit_code == 2
-    assert empty.output.strip().splitlines() == [
+    assert message_lines(empty.output) == [
         f"No model at models:/relapse-risk@champion in {empty_registry}: "
         "run `relapse train` then `relapse promote`"
     ]

@@ -18,6 +18,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import message_lines
 from relapse_risk.monitoring.checks import overall_status
 from relapse_risk.monitoring.config import Level, MonitorThresholds
 from relapse_risk.monitoring.drift import (
@@ -352,7 +353,7 @@ def test_monitor_asked_for_a_champion_the_registry_lacks_says_in_one_line_to_pro
     )
 
     assert result.exit_code == 1  # "could not run": 2 is an alert
-    assert result.output.strip().splitlines() == [
+    assert message_lines(result.output) == [
         f"No model at models:/relapse-risk@champion in {challenger_only_registry}: run `relapse train` "
         "then `relapse promote`, or monitor with the challenger: --model challenger"
     ]
