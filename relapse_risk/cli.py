@@ -2,11 +2,59 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+import sys
+import traceback
+from typing import Annotated, Any
 
+import click
 import typer
+from typer.core import TyperGroup
+
+from .features.errors import ExitCode, RelapseRiskError, exit_code_lines
+
+
+class _ExitCodeGroup(TyperGroup):
+    """Every subcommand's failures end in one exit code of :class:`ExitCode`, whoever raised them.
+
+    An expected failure (:class:`RelapseRiskError`) that a subcommand did not
+    word itself prints its message alone and exits CANNOT_RUN; anything else is
+    a bug, so its traceback is printed and the exit code says UNEXPECTED. Here,
+    in the command group rather than in ``main``, so that the installed
+    ``relapse`` script and tests that invoke ``app`` behave the same.
+    """
+
+    def invoke(self, ctx: click.Context) -> Any:  # noqa: ANN401 - whatever the subcommand returns
+        try:
+            return super().invoke(ctx)
+        except (typer.Exit, typer.Abort, click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+            raise  # exit codes chosen by a subcommand, usage errors, --help: typer and click know what to do
+        except RelapseRiskError as exc:
+            from rich.markup import escape
+
+            from .console import error_console
+
+            error_console().print(f"[bold red]Cannot run:[/bold red] {escape(str(exc))}", highlight=False)
+            raise typer.Exit(code=ExitCode.CANNOT_RUN) from None
+        except KeyboardInterrupt:
+            print("Interrupted.", file=sys.stderr, flush=True)
+            raise typer.Exit(code=ExitCode.INTERRUPTED) from None
+        except Exception:  # noqa: BLE001 - the point: a bug must never look like an expected failure
+            print(traceback.format_exc(), file=sys.stderr, end="", flush=True)
+            print(
+                f"Unexpected error (exit {int(ExitCode.UNEXPECTED)}): this is a bug; "
+                "please report it with the traceback above.",
+                file=sys.stderr,
+                flush=True,
+            )
+            raise typer.Exit(code=ExitCode.UNEXPECTED) from None
+
+
+EXIT_CODES_HELP = "Exit codes:\n\n" + "\n".join(exit_code_lines())
+"""The exit-code table under ``relapse --help``, made from :class:`ExitCode` so the two never differ."""
 
 app = typer.Typer(
+    cls=_ExitCodeGroup,
+    epilog=EXIT_CODES_HELP,
     name="relapse",
     help=(
         "Early warning of households at risk of falling back into poverty (防止返贫监测).\n\n"
@@ -100,7 +148,8 @@ def serve(
     """Serve the case-management API (BentoML): /score, /visit_list, /household, /model_info.
 
     Keys come from RELAPSE_API_KEYS or a key file, never from the command line.
-    Exit 2 when a setting would stop the server from starting.
+    Exit 2 when a setting would stop the server from starting, 5 when a worker
+    could not load the model after the start and the server stopped.
     """
     import os
     from pathlib import Path
@@ -221,7 +270,7 @@ def features(
         raise typer.BadParameter(f"give {', '.join(missing)} (or --catalogue)")
 
     from .features.contract import format_month, parse_month
-    from .features.dataset import DatasetError, load_dataset
+    from .features.dataset import load_dataset
     from .features.history import build_features, write_feature_table
 
     try:
@@ -235,7 +284,7 @@ def features(
             dataset = load_dataset(Path(data))
         with console.status(f"Building features at {format_month(month)} ..."):
             table = build_features(dataset, month)
-    except (DatasetError, ValueError) as exc:
+    except RelapseRiskError as exc:  # a broken folder, an as-of month outside the data
         errors.print(f"[bold red]Cannot build features:[/bold red] {exc}", highlight=False)
         raise typer.Exit(code=2) from None
     write_feature_table(table, Path(out))
@@ -293,17 +342,17 @@ def explain(
     from .models.pyfunc import load_model_reference
 
     path = Path(features)
+    if path.suffix.lower() not in (".parquet", ".csv"):
+        raise typer.BadParameter("read FILE.parquet or FILE.csv", param_hint="--features")
     try:
         if path.suffix.lower() == ".parquet":
             frame = pd.read_parquet(path)
-        elif path.suffix.lower() == ".csv":
-            frame = pd.read_csv(path, dtype={"household_id": str}, encoding="utf-8-sig")
         else:
-            raise ValueError(f"{path}: read .parquet or .csv, not {path.suffix or 'no suffix'}")
+            frame = pd.read_csv(path, dtype={"household_id": str}, encoding="utf-8-sig")
         with console.status(f"Loading model {model} ..."):
             risk_model = load_model_reference(model)
         explained = explain_households(risk_model, frame, household or (), top=top)
-    except (OSError, ValueError) as exc:
+    except (OSError, RelapseRiskError) as exc:  # no such file or model, features that do not fit it
         errors.print(f"[bold red]Cannot explain:[/bold red] {exc}", highlight=False)
         raise typer.Exit(code=2) from None
     if out:
@@ -618,8 +667,8 @@ def monitor(
 ) -> None:
     """Drift, data quality, named scenarios and matured performance of CURRENT against REFERENCE.
 
-    Writes OUT/report.html and OUT/summary.json. Exit 0 for ok and warning, 2 for alert,
-    1 when monitoring could not run.
+    Writes OUT/report.html and OUT/summary.json. Exit 0 for ok and warning, 3 for alert,
+    2 when monitoring could not run.
     """
     from pathlib import Path
 
@@ -630,7 +679,7 @@ def monitor(
     errors = error_console()
     try:
         levels = read_thresholds(Path(thresholds) if thresholds else None)
-    except ValueError as exc:
+    except RelapseRiskError as exc:
         errors.print(f"[bold red]Monitoring could not run:[/bold red] {exc}", highlight=False)
         raise typer.Exit(code=FAILED) from None
     options = MonitorOptions(

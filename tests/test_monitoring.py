@@ -18,6 +18,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 import pytest
+from relapse_risk.features.errors import ExitCode
 from relapse_risk.monitoring.checks import overall_status
 from relapse_risk.monitoring.config import Level, MonitorThresholds
 from relapse_risk.monitoring.drift import (
@@ -235,7 +236,7 @@ def test_each_scenario_raises_an_alert_that_names_it(
     result = _monitor(counties.reference, counties.scenarios[scenario], tmp_path)
     check = next(c for c in result.checks if c.name == named)
     assert check.status == "alert", check
-    assert result.status == "alert" and result.exit_code == 2
+    assert result.status == "alert" and result.exit_code == ExitCode.ALERT == 3
     assert named in result.summary["named_causes"]
     assert any(action_words in action for action in result.summary["actions"])
 
@@ -319,7 +320,9 @@ def test_a_county_over_the_limit_is_sampled_by_villages_and_its_county_checks_st
     assert "whole villages" in (tmp_path / "sampled" / "report.html").read_text(encoding="utf-8")
 
 
-def test_the_cli_exits_0_2_and_1_and_writes_one_html_report(counties: Counties, tmp_path: Path) -> None:
+def test_the_cli_exits_0_ok_3_alert_2_cannot_run_and_writes_one_html_report(
+    counties: Counties, tmp_path: Path
+) -> None:
     runner = CliRunner()
     base = ["monitor", "--reference", str(counties.reference), "--model", "none", "--no-mlflow"]
     quiet = runner.invoke(app, [*base, "--current", str(counties.quiet), "--out", str(tmp_path / "quiet")])
@@ -331,12 +334,12 @@ def test_the_cli_exits_0_2_and_1_and_writes_one_html_report(counties: Counties, 
     outage = runner.invoke(
         app, [*base, "--current", str(counties.scenarios["outage"]), "--out", str(tmp_path / "outage")]
     )
-    assert outage.exit_code == 2, outage.output
+    assert outage.exit_code == 3, outage.output
 
     missing = runner.invoke(
         app, [*base, "--current", str(tmp_path / "nowhere"), "--out", str(tmp_path / "x")]
     )
-    assert missing.exit_code == 1
+    assert missing.exit_code == 2
     assert "nowhere" in missing.output
 
 
@@ -351,7 +354,7 @@ def test_monitor_asked_for_a_champion_the_registry_lacks_says_in_one_line_to_pro
         + ["--no-mlflow"],
     )
 
-    assert result.exit_code == 1  # "could not run": 2 is an alert
+    assert result.exit_code == 2  # "cannot run": 3 is an alert
     assert result.output.strip().splitlines() == [
         f"No model at models:/relapse-risk@champion in {challenger_only_registry}: run `relapse train` "
         "then `relapse promote`, or monitor with the challenger: --model challenger"
@@ -370,7 +373,7 @@ def test_monitor_without_a_model_option_goes_on_without_the_missing_champion_and
     assert note.endswith("prediction drift and performance skipped")
 
 
-def test_an_as_of_month_outside_the_data_fails_with_exit_1(counties: Counties, tmp_path: Path) -> None:
+def test_an_as_of_month_outside_the_data_cannot_run_exit_2(counties: Counties, tmp_path: Path) -> None:
     result = CliRunner().invoke(
         app,
         [
@@ -386,7 +389,7 @@ def test_an_as_of_month_outside_the_data_fails_with_exit_1(counties: Counties, t
             "--no-mlflow",
         ],
     )
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "2030-01" in result.output
 
 
