@@ -6,7 +6,6 @@ import sys
 import traceback
 from typing import Annotated, Any
 
-import click
 import typer
 from typer.core import TyperGroup
 
@@ -23,11 +22,11 @@ class _ExitCodeGroup(TyperGroup):
     ``relapse`` script and tests that invoke ``app`` behave the same.
     """
 
-    def invoke(self, ctx: click.Context) -> Any:  # noqa: ANN401 - whatever the subcommand returns
+    def invoke(self, ctx: typer.Context) -> Any:  # noqa: ANN401 - whatever the subcommand returns
         try:
             return super().invoke(ctx)
-        except (typer.Exit, typer.Abort, click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
-            raise  # exit codes chosen by a subcommand, usage errors, --help: typer and click know what to do
+        except (typer.Exit, typer.Abort, typer.TyperException):
+            raise  # exit codes chosen by a subcommand, usage errors (BadParameter), --help
         except RelapseRiskError as exc:
             from rich.markup import escape
 
