@@ -34,6 +34,10 @@ class MonthOutsideDataError(RelapseRiskError, ValueError):
     """An as-of month outside the data's months, or one whose label runs past ``data_end``."""
 
 
+class MissingExtraError(RelapseRiskError, ImportError):
+    """A command needs an optional part of the package (an extra) that is not installed."""
+
+
 class ExitCode(IntEnum):
     """The exit codes of every `relapse` subcommand (and of the API server), in one table.
 

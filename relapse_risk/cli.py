@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperGroup
 
-from .features.errors import ExitCode, RelapseRiskError, exit_code_lines
+from .features.errors import ExitCode, MissingExtraError, RelapseRiskError, exit_code_lines
 
 
 class _ExitCodeGroup(TyperGroup):
@@ -46,6 +46,31 @@ class _ExitCodeGroup(TyperGroup):
                 flush=True,
             )
             raise typer.Exit(code=ExitCode.UNEXPECTED) from None
+
+
+EXTRAS = {
+    "serve": ("bentoml",),
+    "train": ("optuna", "matplotlib", "shap"),
+    "monitor": ("evidently",),
+}
+"""The modules each extra of pyproject.toml installs that some command imports."""
+
+
+def _require_extras(command: str, *extras: str) -> None:
+    """Say which extra to install before a command fails on an import deep inside a library.
+
+    Checked without importing (a module's spec is enough), so the check costs
+    nothing when the extra is there.
+    """
+    from importlib.util import find_spec
+
+    for extra in extras:
+        missing = [module for module in EXTRAS[extra] if find_spec(module) is None]
+        if missing:
+            raise MissingExtraError(
+                f"`relapse {command}` needs the {extra} extra ({', '.join(missing)} is not installed): "
+                f"pip install 'relapse-risk[{extra}]'"
+            )
 
 
 EXIT_CODES_HELP = "Exit codes:\n\n" + "\n".join(exit_code_lines())
@@ -150,6 +175,7 @@ def serve(
     Exit 2 when a setting would stop the server from starting, 5 when a worker
     could not load the model after the start and the server stopped.
     """
+    _require_extras("serve", "serve")
     import os
     from pathlib import Path
 
@@ -520,6 +546,8 @@ def demo(
     API. Exit 2 when OUT holds a county generated with other settings or a step
     cannot run.
     """
+    if not reference_only:
+        _require_extras("demo", "train", "monitor")  # before the county is generated
     from pathlib import Path
 
     from .console import error_console, output_console
@@ -574,6 +602,7 @@ def train(
 
     Exit 2 when the folder has too little history or too few positives to train honestly.
     """
+    _require_extras("train", "train")
     from pathlib import Path
 
     from .console import error_console, output_console
@@ -605,6 +634,7 @@ def evaluate(
 
     Also the subgroup table (recall@k and false-positive rate by group, flagged below 0.8x overall).
     """
+    _require_extras("evaluate", "train")
     from pathlib import Path
 
     from .console import error_console, output_console
@@ -635,6 +665,7 @@ def promote(
 
     Prints the comparison; exit 1 with the reasons when refused, 2 when it cannot be judged.
     """
+    _require_extras("promote", "train")
     from pathlib import Path
 
     from .console import error_console, output_console
@@ -669,6 +700,7 @@ def monitor(
     Writes OUT/report.html and OUT/summary.json. Exit 0 for ok and warning, 3 for alert,
     2 when monitoring could not run.
     """
+    _require_extras("monitor", "monitor")
     from pathlib import Path
 
     from .console import error_console, output_console
@@ -706,6 +738,7 @@ def retrain(
 
     `relapse promote` decides afterwards. Exit 2 when the folder cannot be trained on.
     """
+    _require_extras("retrain", "train")
     from pathlib import Path
 
     from .console import error_console, output_console
@@ -723,6 +756,7 @@ def ui(
     tracking_uri: str = typer.Option("", "--tracking-uri", help="MLflow store (default: env or ./mlruns)."),
 ) -> None:
     """Open the MLflow UI on the runs and registry that `relapse train` writes."""
+    _require_extras("ui", "train")
     from .console import error_console, output_console
     from .training.commands import ui_command
 

@@ -152,6 +152,28 @@ def test_a_monitoring_alert_exits_3(monkeypatch: pytest.MonkeyPatch, tmp_path: P
     assert result.exit_code == ExitCode.ALERT == 3, result.output
 
 
+def test_a_command_whose_extra_is_missing_names_the_extra_to_install(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import importlib.util
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "evidently" else real_find_spec(name, *a),
+    )
+
+    result = CliRunner().invoke(
+        app, ["monitor", "--reference", "r", "--current", "c", "--out", str(tmp_path)]
+    )
+
+    assert result.exit_code == 2
+    assert "`relapse monitor` needs the monitor extra" in result.output
+    assert "pip install 'relapse-risk[monitor]'" in result.output
+    assert "Traceback" not in result.output
+
+
 def test_help_and_readme_carry_the_same_table() -> None:
     help_text = " ".join(CliRunner().invoke(app, ["--help"]).output.split())
     readme = README.read_text(encoding="utf-8")
