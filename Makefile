@@ -25,6 +25,10 @@ test: $(BIN)/.installed
 test-fast: $(BIN)/.installed
 	$(BIN)/python -m pytest -m "not slow" -n 2 --dist loadfile
 
+# What the Bento installs (bentofile.yaml): the serve extra's closure at constraints.txt's pins.
+requirements-serve.txt: $(BIN)/.installed constraints.txt pyproject.toml
+	$(BIN)/python .ci/serve_requirements.py > $@
+
 lint: $(BIN)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
