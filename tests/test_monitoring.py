@@ -506,7 +506,7 @@ def test_thresholds_can_be_overridden_from_a_file(counties: Counties, tmp_path: 
         str(lenient),
     ]
     unknown_field = CliRunner().invoke(app, args)
-    assert unknown_field.exit_code == 1 and "feature_drift" in unknown_field.output
+    assert unknown_field.exit_code == 2 and "feature_drift" in unknown_field.output
 
     lenient.write_text(json.dumps({"unreported_share_change": levels}), encoding="utf-8")
     result = CliRunner().invoke(app, args)
