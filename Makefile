@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 DEMO_DIR ?= demo-output
 
-.PHONY: demo test install lint types bench clean
+.PHONY: demo test test-fast install lint types bench clean
 
 $(BIN)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,15 @@ demo: $(BIN)/.installed
 
 test: $(BIN)/.installed
 	$(BIN)/python -m pytest -n 2 --dist loadfile
+
+# The edit loop: everything but the tests that train models, start servers, run notebooks
+# or a browser (@pytest.mark.slow). CI runs `make test`, slow tests included.
+test-fast: $(BIN)/.installed
+	$(BIN)/python -m pytest -m "not slow" -n 2 --dist loadfile
+
+# What the Bento installs (bentofile.yaml): the serve extra's closure at constraints.txt's pins.
+requirements-serve.txt: $(BIN)/.installed constraints.txt pyproject.toml
+	$(BIN)/python .ci/serve_requirements.py > $@
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check .

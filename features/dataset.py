@@ -17,6 +17,7 @@ import duckdb
 import pandas as pd
 
 from .contract import TABLES, Column, Table
+from .errors import RelapseRiskError
 from .policy import Policy
 
 _DUCKDB_TYPES = {
@@ -35,7 +36,7 @@ def duckdb_type(column: Column) -> str:
     return _DUCKDB_TYPES[column.kind]
 
 
-class DatasetError(ValueError):
+class DatasetError(RelapseRiskError, ValueError):
     """The dataset folder cannot be used; the message names the file and what is wrong.
 
     Raised for faults of a whole folder, file, table or column. Faults of single

@@ -58,6 +58,7 @@ from .contract import (
     month_start,
 )
 from .dataset import Dataset
+from .errors import MonthOutsideDataError
 from .policy import Policy, RuleParameters
 from .rules import WINDOW_MONTHS, MonthlyPanel, RuleState, build_panel, rule_state
 from .stages import StageTimes
@@ -146,7 +147,7 @@ def build_features(
     policy = dataset.policy
     as_of = as_of.replace(day=1)
     if not policy.data_start <= as_of <= policy.data_end:
-        raise ValueError(
+        raise MonthOutsideDataError(
             f"as_of {format_month(as_of)} is outside the data "
             f"({format_month(policy.data_start)} .. {format_month(policy.data_end)})"
         )

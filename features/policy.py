@@ -10,9 +10,10 @@ from typing import Annotated
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from .contract import CONTRACT_VERSION, format_month, month_index, parse_month
+from .errors import RelapseRiskError
 
 
-class PolicyError(ValueError):
+class PolicyError(RelapseRiskError, ValueError):
     """``policy.json`` is missing or broken; the message names the file and the fault."""
 
 

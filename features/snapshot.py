@@ -28,6 +28,7 @@ import pandas as pd
 
 from .contract import TABLES, format_month
 from .dataset import Dataset
+from .errors import MonthOutsideDataError
 from .policy import Policy
 
 STARTS_WHEN_NULLABLE = frozenset({"joined_month"})
@@ -39,7 +40,7 @@ def snapshot_frames(dataset: Dataset, month: dt.date) -> tuple[Policy, dict[str,
     policy = dataset.policy
     cut = month.replace(day=1)
     if not policy.data_start <= cut <= policy.data_end:
-        raise ValueError(
+        raise MonthOutsideDataError(
             f"cannot cut at {format_month(cut)}: the data run from {format_month(policy.data_start)} "
             f"to {format_month(policy.data_end)}"
         )

@@ -18,6 +18,7 @@ import pandas as pd
 from .catalogue import FEATURE_NAMES
 from .contract import format_month, month_index, month_start
 from .dataset import Dataset
+from .errors import MonthOutsideDataError
 from .history import build_features
 from .policy import Policy
 from .rules import labels_for_months
@@ -64,7 +65,7 @@ def build_training_table(
     months = sorted({m.replace(day=1) for m in requested})
     unlabelled = [format_month(m) for m in months if month_index(m) + horizon > policy.last_month_index]
     if unlabelled:
-        raise ValueError(
+        raise MonthOutsideDataError(
             f"as-of month(s) {', '.join(unlabelled)} have no label: t + horizon ({horizon}) "
             f"runs past data_end {format_month(policy.data_end)}"
         )

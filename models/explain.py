@@ -38,7 +38,7 @@ import numpy as np
 import pandas as pd
 from relapse_risk.features.catalogue import FEATURES_BY_NAME
 
-from .model import RiskModel
+from .model import FeatureMismatchError, RiskModel
 from .reasons import REASON_COLUMNS, Reason, choose_reasons
 
 if TYPE_CHECKING:
@@ -251,13 +251,13 @@ def explain_households(
     an error that names them.
     """
     if "household_id" not in features.columns:
-        raise ValueError("the feature table has no household_id column")
+        raise FeatureMismatchError("the feature table has no household_id column")
     ids = features["household_id"].astype(str)
     if household_ids:
         wanted = list(dict.fromkeys(str(h) for h in household_ids))
         unknown = sorted(set(wanted) - set(ids))
         if unknown:
-            raise ValueError(f"household(s) not in the feature table: {', '.join(unknown[:20])}")
+            raise FeatureMismatchError(f"household(s) not in the feature table: {', '.join(unknown[:20])}")
         features = features.loc[ids.isin(wanted).to_numpy()]
     features = features.assign(household_id=features["household_id"].astype(str)).reset_index(drop=True)
     reasons = explain(model, features, top=top)

@@ -25,6 +25,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
+from relapse_risk.features.errors import RelapseRiskError
+
 # LightGBM's OpenMP threads spin while they wait for each other. When the two
 # cores are shared (parallel test workers, a scoring service beside a training
 # job) the spinning starves the thread being waited for: measured here, 40
@@ -66,7 +68,7 @@ _HYPER_PARAMETERS = (
 )
 
 
-class FeatureMismatchError(ValueError):
+class FeatureMismatchError(RelapseRiskError, ValueError):
     """The frame handed to the model does not carry the features it was trained on."""
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from relapse_risk.features.errors import RelapseRiskError
 
 if TYPE_CHECKING:  # MLflow takes seconds to import: only the functions that query the registry do
     from mlflow.entities.model_registry import ModelVersion
@@ -105,7 +106,7 @@ def parse_models_uri(uri: str) -> tuple[str, str, bool]:
     raise ValueError(f"{uri}: expected models:/NAME@ALIAS or models:/NAME/VERSION")
 
 
-class ModelNotRegistered(LookupError):
+class ModelNotRegistered(RelapseRiskError, LookupError):
     """The registry holds no model version under a URI.
 
     Each command says in its own words how to pick another model, so the

@@ -7,14 +7,14 @@ from pathlib import Path
 
 from mlflow.exceptions import MlflowException
 from pydantic import ValidationError
-from relapse_risk.features.dataset import DatasetError
-from relapse_risk.features.policy import PolicyError
+from relapse_risk.features.errors import RelapseRiskError
 from relapse_risk.models.registry import ModelNotRegistered
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from .config import MonitorThresholds
+from .inputs import MonitorInputError
 from .monitor import FAILED, MONITOR_ANOTHER_MODEL, MonitorOptions, MonitorResult, run_monitor
 from .report import sampling_lines
 
@@ -28,18 +28,20 @@ def read_thresholds(path: Path | None) -> MonitorThresholds:
     try:
         return MonitorThresholds.model_validate(json.loads(path.read_text(encoding="utf-8")))
     except (OSError, json.JSONDecodeError, ValidationError) as exc:
-        raise ValueError(f"{path}: thresholds cannot be read: {exc}") from None
+        raise MonitorInputError(f"{path}: thresholds cannot be read: {exc}") from None
 
 
 def monitor_command(options: MonitorOptions, console: Console, errors: Console) -> int:
-    """0 for ok and warning, 2 for alert, 1 when monitoring could not run."""
+    """0 for ok and warning, 3 for alert, 2 when monitoring could not run (``ExitCode``)."""
     try:
         with console.status("Monitoring ...") as status:
             result = run_monitor(options, progress=lambda text: status.update(f"Monitoring: {text} ..."))
     except ModelNotRegistered as exc:
         errors.print(exc.line(MONITOR_ANOTHER_MODEL), highlight=False, markup=False)
         return FAILED
-    except (DatasetError, PolicyError, ValueError, OSError, MlflowException) as exc:
+    # A file that cannot be read or a tracking server that does not answer is the setting's fault,
+    # not a bug: both say so in one line like the expected failures.
+    except (RelapseRiskError, OSError, MlflowException) as exc:
         errors.print(f"[bold red]Monitoring could not run:[/bold red] {escape(str(exc))}", highlight=False)
         return FAILED
     console.print(checks_table(result))

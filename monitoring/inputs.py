@@ -27,6 +27,7 @@ import pandas as pd
 from relapse_risk.features.catalogue import FEATURE_NAMES
 from relapse_risk.features.contract import format_month, parse_month
 from relapse_risk.features.dataset import Dataset, load_dataset
+from relapse_risk.features.errors import RelapseRiskError
 from relapse_risk.features.history import build_features
 from relapse_risk.features.rules import labels_frame
 from relapse_risk.features.stages import StageTimes
@@ -39,7 +40,7 @@ from .sampling import VillageSample, sampled_dataset, village_sample
 InputKind = Literal["dataset", "scored_run", "request_log"]
 
 
-class MonitorInputError(ValueError):
+class MonitorInputError(RelapseRiskError, ValueError):
     """A side cannot be read; the message names the path and what is wrong."""
 
 

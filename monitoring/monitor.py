@@ -14,6 +14,7 @@ import mlflow
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from relapse_risk.features.contract import format_month
+from relapse_risk.features.errors import ExitCode
 from relapse_risk.features.stages import StageTimes
 from relapse_risk.models.model import RiskModel
 from relapse_risk.models.pyfunc import load_model_reference
@@ -27,15 +28,16 @@ from relapse_risk.models.registry import (
 from .checks import Check, overall_status
 from .config import DEFAULT_THRESHOLDS, MonitorThresholds
 from .drift import feature_drift, feature_drift_check, prediction_drift_checks
-from .inputs import MonitorSide, OpenInputs, read_side
+from .inputs import MonitorInputError, MonitorSide, OpenInputs, read_side
 from .performance import ExpectedPerformance, performance_by_month, performance_checks
 from .quality import scenario_checks
 from .report import evidently_frames, evidently_html, finite, summary_document, write_report
 
 REGISTERED_MODEL = REGISTRY_MODEL_NAME
 EXPERIMENT = "relapse-risk"
-EXIT_CODES = {"ok": 0, "warning": 0, "alert": 2}
-FAILED = 1
+EXIT_CODES = {"ok": ExitCode.DONE, "warning": ExitCode.DONE, "alert": ExitCode.ALERT}
+"""A warning is for the report reader; only an alert changes what a scheduled job does next."""
+FAILED = ExitCode.CANNOT_RUN
 MONITOR_ANOTHER_MODEL = "monitor with the {label}: --model {spec}"
 """How ``ModelNotRegistered.line`` tells a monitoring user to pick the model the registry does hold."""
 
@@ -121,7 +123,7 @@ def load_model(
         )
     except Exception as exc:  # noqa: BLE001 - any failure to load means "no model" when none was named
         if options.model:
-            raise ValueError(f"cannot load model {uri}: {exc}") from exc
+            raise MonitorInputError(f"cannot load model {uri}: {exc}") from exc
         return (
             None,
             ExpectedPerformance(),

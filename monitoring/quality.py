@@ -23,6 +23,7 @@ from relapse_risk.features.contract import (
     month_start,
 )
 from relapse_risk.features.dataset import Dataset
+from relapse_risk.features.errors import MonthOutsideDataError
 from relapse_risk.features.policy import Policy
 
 from .checks import CHECK_FEED, RETRAIN, REVIEW_LINE, REVIEW_POPULATION, Check, judged
@@ -64,7 +65,7 @@ def dataset_facts(dataset: Dataset, as_of: dt.date) -> DatasetFacts:
     policy = dataset.policy
     t = as_of.replace(day=1)
     if not policy.data_start <= t <= policy.data_end:
-        raise ValueError(
+        raise MonthOutsideDataError(
             f"as-of {format_month(t)} is outside the data "
             f"({format_month(policy.data_start)} .. {format_month(policy.data_end)})"
         )

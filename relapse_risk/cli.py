@@ -2,11 +2,83 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+import sys
+import traceback
+from typing import Annotated, Any
 
 import typer
+from typer.core import TyperGroup
+
+from .features.errors import ExitCode, MissingExtraError, RelapseRiskError, exit_code_lines
+
+
+class _ExitCodeGroup(TyperGroup):
+    """Every subcommand's failures end in one exit code of :class:`ExitCode`, whoever raised them.
+
+    An expected failure (:class:`RelapseRiskError`) that a subcommand did not
+    word itself prints its message alone and exits CANNOT_RUN; anything else is
+    a bug, so its traceback is printed and the exit code says UNEXPECTED. Here,
+    in the command group rather than in ``main``, so that the installed
+    ``relapse`` script and tests that invoke ``app`` behave the same.
+    """
+
+    def invoke(self, ctx: typer.Context) -> Any:  # noqa: ANN401 - whatever the subcommand returns
+        try:
+            return super().invoke(ctx)
+        except (typer.Exit, typer.Abort, typer.TyperException):
+            raise  # exit codes chosen by a subcommand, usage errors (BadParameter), --help
+        except RelapseRiskError as exc:
+            from rich.markup import escape
+
+            from .console import error_console
+
+            error_console().print(f"[bold red]Cannot run:[/bold red] {escape(str(exc))}", highlight=False)
+            raise typer.Exit(code=ExitCode.CANNOT_RUN) from None
+        except KeyboardInterrupt:
+            print("Interrupted.", file=sys.stderr, flush=True)
+            raise typer.Exit(code=ExitCode.INTERRUPTED) from None
+        except Exception:  # noqa: BLE001 - the point: a bug must never look like an expected failure
+            print(traceback.format_exc(), file=sys.stderr, end="", flush=True)
+            print(
+                f"Unexpected error (exit {int(ExitCode.UNEXPECTED)}): this is a bug; "
+                "please report it with the traceback above.",
+                file=sys.stderr,
+                flush=True,
+            )
+            raise typer.Exit(code=ExitCode.UNEXPECTED) from None
+
+
+EXTRAS = {
+    "serve": ("bentoml",),
+    "train": ("optuna", "matplotlib", "shap"),
+    "monitor": ("evidently",),
+}
+"""The modules each extra of pyproject.toml installs that some command imports."""
+
+
+def _require_extras(command: str, *extras: str) -> None:
+    """Say which extra to install before a command fails on an import deep inside a library.
+
+    Checked without importing (a module's spec is enough), so the check costs
+    nothing when the extra is there.
+    """
+    from importlib.util import find_spec
+
+    for extra in extras:
+        missing = [module for module in EXTRAS[extra] if find_spec(module) is None]
+        if missing:
+            raise MissingExtraError(
+                f"`relapse {command}` needs the {extra} extra ({', '.join(missing)} is not installed): "
+                f"pip install 'relapse-risk[{extra}]'"
+            )
+
+
+EXIT_CODES_HELP = "Exit codes:\n\n" + "\n".join(exit_code_lines())
+"""The exit-code table under ``relapse --help``, made from :class:`ExitCode` so the two never differ."""
 
 app = typer.Typer(
+    cls=_ExitCodeGroup,
+    epilog=EXIT_CODES_HELP,
     name="relapse",
     help=(
         "Early warning of households at risk of falling back into poverty (防止返贫监测).\n\n"
@@ -100,8 +172,10 @@ def serve(
     """Serve the case-management API (BentoML): /score, /visit_list, /household, /model_info.
 
     Keys come from RELAPSE_API_KEYS or a key file, never from the command line.
-    Exit 2 when a setting would stop the server from starting.
+    Exit 2 when a setting would stop the server from starting, 5 when a worker
+    could not load the model after the start and the server stopped.
     """
+    _require_extras("serve", "serve")
     import os
     from pathlib import Path
 
@@ -221,7 +295,7 @@ def features(
         raise typer.BadParameter(f"give {', '.join(missing)} (or --catalogue)")
 
     from .features.contract import format_month, parse_month
-    from .features.dataset import DatasetError, load_dataset
+    from .features.dataset import load_dataset
     from .features.history import build_features, write_feature_table
 
     try:
@@ -235,7 +309,7 @@ def features(
             dataset = load_dataset(Path(data))
         with console.status(f"Building features at {format_month(month)} ..."):
             table = build_features(dataset, month)
-    except (DatasetError, ValueError) as exc:
+    except RelapseRiskError as exc:  # a broken folder, an as-of month outside the data
         errors.print(f"[bold red]Cannot build features:[/bold red] {exc}", highlight=False)
         raise typer.Exit(code=2) from None
     write_feature_table(table, Path(out))
@@ -293,17 +367,17 @@ def explain(
     from .models.pyfunc import load_model_reference
 
     path = Path(features)
+    if path.suffix.lower() not in (".parquet", ".csv"):
+        raise typer.BadParameter("read FILE.parquet or FILE.csv", param_hint="--features")
     try:
         if path.suffix.lower() == ".parquet":
             frame = pd.read_parquet(path)
-        elif path.suffix.lower() == ".csv":
-            frame = pd.read_csv(path, dtype={"household_id": str}, encoding="utf-8-sig")
         else:
-            raise ValueError(f"{path}: read .parquet or .csv, not {path.suffix or 'no suffix'}")
+            frame = pd.read_csv(path, dtype={"household_id": str}, encoding="utf-8-sig")
         with console.status(f"Loading model {model} ..."):
             risk_model = load_model_reference(model)
         explained = explain_households(risk_model, frame, household or (), top=top)
-    except (OSError, ValueError) as exc:
+    except (OSError, RelapseRiskError) as exc:  # no such file or model, features that do not fit it
         errors.print(f"[bold red]Cannot explain:[/bold red] {exc}", highlight=False)
         raise typer.Exit(code=2) from None
     if out:
@@ -474,6 +548,8 @@ def demo(
     API. Exit 2 when OUT holds a county generated with other settings or a step
     cannot run.
     """
+    if not reference_only:
+        _require_extras("demo", "train", "monitor")  # before the county is generated
     from pathlib import Path
 
     from .console import error_console, output_console
@@ -528,6 +604,7 @@ def train(
 
     Exit 2 when the folder has too little history or too few positives to train honestly.
     """
+    _require_extras("train", "train")
     from pathlib import Path
 
     from .console import error_console, output_console
@@ -560,6 +637,7 @@ def evaluate(
 
     Also the subgroup table (recall@k and false-positive rate by group, flagged below 0.8x overall).
     """
+    _require_extras("evaluate", "train")
     from pathlib import Path
 
     from .console import error_console, output_console
@@ -590,6 +668,7 @@ def promote(
 
     Prints the comparison; exit 1 with the reasons when refused, 2 when it cannot be judged.
     """
+    _require_extras("promote", "train")
     from pathlib import Path
 
     from .console import error_console, output_console
@@ -621,9 +700,10 @@ def monitor(
 ) -> None:
     """Drift, data quality, named scenarios and matured performance of CURRENT against REFERENCE.
 
-    Writes OUT/report.html and OUT/summary.json. Exit 0 for ok and warning, 2 for alert,
-    1 when monitoring could not run.
+    Writes OUT/report.html and OUT/summary.json. Exit 0 for ok and warning, 3 for alert,
+    2 when monitoring could not run.
     """
+    _require_extras("monitor", "monitor")
     from pathlib import Path
 
     from .console import error_console, output_console
@@ -633,7 +713,7 @@ def monitor(
     errors = error_console()
     try:
         levels = read_thresholds(Path(thresholds) if thresholds else None)
-    except ValueError as exc:
+    except RelapseRiskError as exc:
         errors.print(f"[bold red]Monitoring could not run:[/bold red] {exc}", highlight=False)
         raise typer.Exit(code=FAILED) from None
     options = MonitorOptions(
@@ -661,6 +741,7 @@ def retrain(
 
     `relapse promote` decides afterwards. Exit 2 when the folder cannot be trained on.
     """
+    _require_extras("retrain", "train")
     from pathlib import Path
 
     from .console import error_console, output_console
@@ -678,6 +759,7 @@ def ui(
     tracking_uri: str = typer.Option("", "--tracking-uri", help="MLflow store (default: env or ./mlruns)."),
 ) -> None:
     """Open the MLflow UI on the runs and registry that `relapse train` writes."""
+    _require_extras("ui", "train")
     from .console import error_console, output_console
     from .training.commands import ui_command
 

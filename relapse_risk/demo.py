@@ -28,6 +28,7 @@ from rich.table import Table
 
 from relapse_risk.features.contract import format_month
 from relapse_risk.features.dataset import Dataset, load_dataset
+from relapse_risk.features.errors import RelapseRiskError
 from relapse_risk.features.rules import labels_for_months
 from relapse_risk.features.stages import StageTimes
 from relapse_risk.features.training_table import quarter_ends
@@ -64,7 +65,7 @@ class DemoResult:
     metrics_file: Path
 
 
-class DemoFolderError(ValueError):
+class DemoFolderError(RelapseRiskError, ValueError):
     """The output folder holds a different demo; the message says what to do."""
 
 

@@ -20,10 +20,11 @@ from rich.table import Table
 
 from relapse_risk.features.contract import format_month
 from relapse_risk.features.dataset import DatasetError, load_dataset
+from relapse_risk.features.errors import ExitCode
 from relapse_risk.features.rules import RISK_TYPE_NAMES, label_defined, labels_frame
 
-EXIT_OK = 0
-EXIT_CANNOT_RUN = 2
+EXIT_OK = ExitCode.DONE
+EXIT_CANNOT_RUN = ExitCode.CANNOT_RUN
 LABEL_FILE_SUFFIXES = (".parquet", ".csv")
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from relapse_risk.features.catalogue import FEATURES_BY_NAME
+from relapse_risk.features.errors import RelapseRiskError
 from relapse_risk.features.policy import Policy, PolicyError, read_policy
 from relapse_risk.models.explain import warm_up_explainer
 from relapse_risk.models.registry import ModelNotRegistered
@@ -40,7 +41,7 @@ SERVE_ANOTHER_MODEL = "serve the {label} with RELAPSE_MODEL_URI={uri}"
 """How the server tells its operator to pick another model: the variable a Bento reads."""
 
 
-class ApiStartupError(RuntimeError):
+class ApiStartupError(RelapseRiskError, RuntimeError):
     """The server cannot start: the message names the setting or resource at fault."""
 
 

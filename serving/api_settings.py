@@ -33,6 +33,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from relapse_risk.features.errors import RelapseRiskError
 
 from .api_models import MAX_HOUSEHOLDS_PER_REQUEST
 from .config import DEFAULT_MODEL_ALIAS, REGISTRY_MODEL_NAME, TRACKING_URI_VARIABLE
@@ -53,7 +54,7 @@ HOUSEHOLD_BODY_BYTES = 64 * 1024
 DEFAULT_MAX_BODY_BYTES = MAX_HOUSEHOLDS_PER_REQUEST * HOUSEHOLD_BODY_BYTES
 
 
-class ApiSettingsError(ValueError):
+class ApiSettingsError(RelapseRiskError, ValueError):
     """A setting is missing or malformed; the message names the variable."""
 
 

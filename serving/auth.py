@@ -21,6 +21,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from relapse_risk.features.errors import RelapseRiskError
+
 KEYS_VARIABLE = "RELAPSE_API_KEYS"
 KEYS_FILE_VARIABLE = "RELAPSE_API_KEYS_FILE"
 MIN_KEY_LENGTH = 16
@@ -32,7 +34,7 @@ Scope = dict[str, Any]
 Message = dict[str, Any]
 
 
-class ApiKeyConfigError(RuntimeError):
+class ApiKeyConfigError(RelapseRiskError, RuntimeError):
     """No usable API keys are configured; the message says where keys are read from."""
 
 

@@ -28,6 +28,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from relapse_risk.features.contract import format_month
 from relapse_risk.features.dataset import Dataset, load_dataset
+from relapse_risk.features.errors import RelapseRiskError
 from relapse_risk.features.stages import StageTimes
 from relapse_risk.models.pyfunc import load_risk_model
 from relapse_risk.models.registry import models_uri, parse_models_uri, registered_version
@@ -73,7 +74,7 @@ _log = logging.getLogger(__name__)
 AREA_CODE_COLUMNS = ("county_code", "township_code", "village_code")
 
 
-class ModelSpecError(ValueError):
+class ModelSpecError(RelapseRiskError, ValueError):
     """``--model`` names no model the registry holds; the message says what was tried."""
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from mlflow.exceptions import MlflowException
+from relapse_risk.features.errors import RelapseRiskError
 from relapse_risk.features.policy import PolicyError, read_policy
 from relapse_risk.models.registry import ModelNotRegistered, models_uri, registered_version
 
@@ -42,7 +43,7 @@ TRACE_NO_URL_OPTION = f"services.{SERVICE_NAME}.tracing.excluded_urls=."
 BentoML 1.4 merges the served service's configuration over the root's ``tracing``."""
 
 
-class ServeSettingsError(ValueError):
+class ServeSettingsError(RelapseRiskError, ValueError):
     """The server would not start with these settings; the message names the setting."""
 
 

@@ -30,6 +30,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
+from relapse_risk.features.errors import RelapseRiskError
 
 from .scoring import REASON_COLUMNS, SCORE_COLUMNS
 
@@ -71,7 +72,7 @@ SCORES_SCHEMA = pa.schema(
 FLOAT_DECIMALS: dict[str, int] = {"risk_score": RISK_SCORE_DECIMALS, "rule_margin": RULE_MARGIN_DECIMALS}
 
 
-class OutputFolderError(ValueError):
+class OutputFolderError(RelapseRiskError, ValueError):
     """``OUT`` cannot be written or replaced; the message names the path and why."""
 
 

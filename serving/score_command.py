@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 from relapse_risk.features.dataset import DatasetError
+from relapse_risk.features.errors import ExitCode, RelapseRiskError
 from relapse_risk.features.policy import PolicyError
 from relapse_risk.features.stages import StageTimes
 from relapse_risk.models.registry import ModelNotRegistered
@@ -31,7 +32,6 @@ from .batch import (
     BATCH_STAGES,
     STAGE_LABELS,
     BatchReport,
-    ModelSpecError,
     ResolvedModel,
     resolve_model,
     score_folder,
@@ -43,14 +43,13 @@ from .outputs import (
     SCORES_CSV,
     SCORES_PARQUET,
     VISIT_LISTS_DIR,
-    OutputFolderError,
 )
 from .scoring import STATUSES, ExplainScope
 from .visit_lists import township_summaries
 
-EXIT_OK = 0
-EXIT_CANNOT_RUN = 2
-EXIT_INTERRUPTED = 130
+EXIT_OK = ExitCode.DONE
+EXIT_CANNOT_RUN = ExitCode.CANNOT_RUN
+EXIT_INTERRUPTED = ExitCode.INTERRUPTED
 
 SCORE_ANOTHER_MODEL = "score with the {label}: --model {spec}"
 TOWNSHIPS_SHOWN = 15
@@ -130,7 +129,7 @@ def run_score_command(
         errors.print(f"[bold red]Dataset cannot be used:[/bold red] {exc}", highlight=False)
         errors.print("Nothing was written.", highlight=False)
         return EXIT_CANNOT_RUN
-    except (ModelSpecError, OutputFolderError, ValueError) as exc:
+    except RelapseRiskError as exc:  # ModelSpecError, OutputFolderError, a month outside the data
         errors.print(f"[bold red]Cannot score:[/bold red] {exc}", highlight=False)
         errors.print("Nothing was written.", highlight=False)
         return EXIT_CANNOT_RUN

@@ -34,6 +34,8 @@ import threading
 from collections.abc import Mapping, MutableMapping
 from types import FrameType
 
+from relapse_risk.features.errors import ExitCode
+
 from .api_scorer import SERVE_ANOTHER_MODEL
 from .launch import ServeSettingsError, check_server_settings
 
@@ -41,10 +43,10 @@ SERVER_PID_VARIABLE = "RELAPSE_SERVER_PID"
 """Set by the deployment hook to the server's main process id; the workers inherit it."""
 WORKER_FAILED_SIGNAL = signal.SIGUSR2
 """The process manager handles HUP, QUIT, INT, TERM and WINCH itself; this one is free."""
-EXIT_CANNOT_SERVE = 2
+EXIT_CANNOT_SERVE = ExitCode.CANNOT_RUN
 """As ``relapse serve``: a setting or the model would stop the server (the CLI's "cannot run")."""
-EXIT_WORKER_FAILED = 3
-"""As uvicorn's own code for a failed start-up: a worker could not load what it serves."""
+EXIT_WORKER_FAILED = ExitCode.WORKER_FAILED
+"""A worker could not load what it serves; its own code, so a supervisor can tell it from a bad setting."""
 
 
 def check_before_workers(environ: MutableMapping[str, str]) -> None:

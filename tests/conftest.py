@@ -134,3 +134,19 @@ def challenger_only_registry(tmp_path: Path) -> str:
     version = client.create_model_version("relapse-risk", source=str(tmp_path / "no-artifacts"))
     client.set_registered_model_alias("relapse-risk", "challenger", version.version)
     return uri
+
+
+SLOW_FIXTURES = frozenset({"trained_small_county", "medium_county"})
+"""Fixtures that train a model or generate the 6,000-household county: minutes on two cores."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test that reaches a training fixture ``slow``, however it reaches it.
+
+    A test that uses ``trained_small_county`` waits for a whole `relapse train`
+    run; marking it here rather than by hand keeps ``make test-fast`` fast when
+    such a test is added.
+    """
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)

@@ -41,6 +41,7 @@ from mlflow.tracking import MlflowClient
 from pydantic import ValidationError
 from relapse_risk.features.catalogue import CATEGORICAL_FEATURES, FEATURE_NAMES
 from relapse_risk.features.contract import format_month, parse_month
+from relapse_risk.features.errors import ExitCode
 from relapse_risk.features.policy import Policy
 from relapse_risk.generator.config import CountyConfig
 from relapse_risk.generator.run import generate
@@ -904,7 +905,7 @@ def test_a_worker_that_cannot_load_the_registered_model_stops_the_whole_server(
 
     code, output, seconds = _run_until_exit(command, environment, tmp_path)
 
-    assert code == 3, output[-3000:]
+    assert code == ExitCode.WORKER_FAILED == 5, output[-3000:]
     assert "could not be loaded" in output
     assert "Cannot serve: a worker could not start" in output
     # Each failed start-up logs its reason once: one, or two if a restart was under way, never a loop.

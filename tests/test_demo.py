@@ -25,6 +25,7 @@ def refuse_to_generate(folder: Path, truth: Path) -> None:
     raise AssertionError("the county should have been reused")
 
 
+@pytest.mark.slow
 def test_demo_shows_baseline_and_oracle_at_the_last_four_labelled_quarter_ends(tmp_path: Path) -> None:
     out = tmp_path / "demo"
     console = Console(record=True, width=120)

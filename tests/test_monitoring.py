@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from conftest import message_lines
+from relapse_risk.features.errors import ExitCode
 from relapse_risk.monitoring.checks import overall_status
 from relapse_risk.monitoring.config import Level, MonitorThresholds
 from relapse_risk.monitoring.drift import (
@@ -236,7 +237,7 @@ def test_each_scenario_raises_an_alert_that_names_it(
     result = _monitor(counties.reference, counties.scenarios[scenario], tmp_path)
     check = next(c for c in result.checks if c.name == named)
     assert check.status == "alert", check
-    assert result.status == "alert" and result.exit_code == 2
+    assert result.status == "alert" and result.exit_code == ExitCode.ALERT == 3
     assert named in result.summary["named_causes"]
     assert any(action_words in action for action in result.summary["actions"])
 
@@ -320,7 +321,9 @@ def test_a_county_over_the_limit_is_sampled_by_villages_and_its_county_checks_st
     assert "whole villages" in (tmp_path / "sampled" / "report.html").read_text(encoding="utf-8")
 
 
-def test_the_cli_exits_0_2_and_1_and_writes_one_html_report(counties: Counties, tmp_path: Path) -> None:
+def test_the_cli_exits_0_ok_3_alert_2_cannot_run_and_writes_one_html_report(
+    counties: Counties, tmp_path: Path
+) -> None:
     runner = CliRunner()
     base = ["monitor", "--reference", str(counties.reference), "--model", "none", "--no-mlflow"]
     quiet = runner.invoke(app, [*base, "--current", str(counties.quiet), "--out", str(tmp_path / "quiet")])
@@ -332,12 +335,12 @@ def test_the_cli_exits_0_2_and_1_and_writes_one_html_report(counties: Counties, 
     outage = runner.invoke(
         app, [*base, "--current", str(counties.scenarios["outage"]), "--out", str(tmp_path / "outage")]
     )
-    assert outage.exit_code == 2, outage.output
+    assert outage.exit_code == 3, outage.output
 
     missing = runner.invoke(
         app, [*base, "--current", str(tmp_path / "nowhere"), "--out", str(tmp_path / "x")]
     )
-    assert missing.exit_code == 1
+    assert missing.exit_code == 2
     assert "nowhere" in missing.output
 
 
@@ -352,7 +355,7 @@ def test_monitor_asked_for_a_champion_the_registry_lacks_says_in_one_line_to_pro
         + ["--no-mlflow"],
     )
 
-    assert result.exit_code == 1  # "could not run": 2 is an alert
+    assert result.exit_code == 2  # "cannot run": 3 is an alert
     assert message_lines(result.output) == [
         f"No model at models:/relapse-risk@champion in {challenger_only_registry}: run `relapse train` "
         "then `relapse promote`, or monitor with the challenger: --model challenger"
@@ -371,7 +374,7 @@ def test_monitor_without_a_model_option_goes_on_without_the_missing_champion_and
     assert note.endswith("prediction drift and performance skipped")
 
 
-def test_an_as_of_month_outside_the_data_fails_with_exit_1(counties: Counties, tmp_path: Path) -> None:
+def test_an_as_of_month_outside_the_data_cannot_run_exit_2(counties: Counties, tmp_path: Path) -> None:
     result = CliRunner().invoke(
         app,
         [
@@ -387,7 +390,7 @@ def test_an_as_of_month_outside_the_data_fails_with_exit_1(counties: Counties, t
             "--no-mlflow",
         ],
     )
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "2030-01" in result.output
 
 
@@ -504,7 +507,7 @@ def test_thresholds_can_be_overridden_from_a_file(counties: Counties, tmp_path: 
         str(lenient),
     ]
     unknown_field = CliRunner().invoke(app, args)
-    assert unknown_field.exit_code == 1 and "feature_drift" in unknown_field.output
+    assert unknown_field.exit_code == 2 and "feature_drift" in unknown_field.output
 
     lenient.write_text(json.dumps({"unreported_share_change": levels}), encoding="utf-8")
     result = CliRunner().invoke(app, args)

@@ -30,6 +30,7 @@ def outputs(notebook: nbformat.NotebookNode, kind: str) -> list[object]:
     return [output for cell in code for output in cell.outputs if output.output_type == kind]
 
 
+@pytest.mark.slow
 def test_the_exploration_notebook_runs_on_a_dataset_folder(small_county, monkeypatch) -> None:
     monkeypatch.setenv("RELAPSE_DATA", str(small_county.folder))
     notebook = run_notebook("explore_dataset.ipynb")
@@ -39,6 +40,7 @@ def test_the_exploration_notebook_runs_on_a_dataset_folder(small_county, monkeyp
     assert str(small_county.folder) in printed
 
 
+@pytest.mark.slow
 def test_the_run_notebook_shows_a_registered_run_and_its_figures(trained_small_county, monkeypatch) -> None:
     monkeypatch.setenv("MLFLOW_TRACKING_URI", trained_small_county.tracking_uri)
     monkeypatch.setenv("RELAPSE_MODEL_ALIAS", "challenger")

@@ -208,6 +208,7 @@ def printed_page(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     return {"folder": folder, "pdf": pdf, "printed": printed, "dom": dom}
 
 
+@pytest.mark.slow
 @needs_chromium
 def test_the_browser_prints_the_page_to_a_pdf(printed_page):
     pdf: Path = printed_page["pdf"]  # type: ignore[assignment]
@@ -220,6 +221,7 @@ def test_the_browser_prints_the_page_to_a_pdf(printed_page):
     assert all(abs(float(w) - 842) < 1.5 and abs(float(h) - 595) < 1.5 for w, h in boxes)
 
 
+@pytest.mark.slow
 @needs_chromium
 def test_the_rendered_page_shows_the_reasons_and_measures(printed_page):
     dom = printed_page["dom"].stdout  # type: ignore[union-attr]
@@ -228,6 +230,7 @@ def test_the_rendered_page_shows_the_reasons_and_measures(printed_page):
     assert "<svg" in dom and OUTCOME_COLUMN_ZH in dom
 
 
+@pytest.mark.slow
 @needs_chromium
 def test_chinese_glyphs_render_with_a_cjk_font():
     fonts = shutil.which("fc-list")

@@ -1,8 +1,11 @@
 """The train, evaluate, promote and ui subcommands: parse nothing, print everything.
 
-``relapse_risk/cli.py`` turns options into these calls; each returns the exit
-code: 0 done, 1 refused (promotion checks failed), 2 could not run (bad data,
-too little history, no model).
+``relapse_risk/cli.py`` turns options into these calls; each returns its
+:class:`~relapse_risk.features.errors.ExitCode`: done, refused (promotion
+checks failed) or cannot run (bad data, too little history, no model). Only
+expected failures (:class:`~relapse_risk.features.errors.RelapseRiskError`)
+become a "Cannot ..." line here; anything else is a bug and reaches the CLI,
+which prints its traceback.
 """
 
 from __future__ import annotations
@@ -13,14 +16,13 @@ import sys
 from pathlib import Path
 
 from relapse_risk.features.contract import format_month
-from relapse_risk.features.dataset import DatasetError
+from relapse_risk.features.errors import ExitCode, RelapseRiskError
 from rich.console import Console
 
 from . import report
 from .config import TrainingSettings, default_tracking_uri, resolve_tracking_uri
-from .split import TrainingDataError
 
-DONE, REFUSED, CANNOT_RUN = 0, 1, 2
+DONE, REFUSED, CANNOT_RUN = ExitCode.DONE, ExitCode.REFUSED, ExitCode.CANNOT_RUN
 
 
 def _say(console: Console):  # noqa: ANN202 - a tiny closure factory
@@ -44,7 +46,7 @@ def train_command(
     quiet_mlflow()
     try:
         result = run_training(data, settings, truth, progress=_say(console))
-    except (DatasetError, TrainingDataError, ValueError) as exc:
+    except RelapseRiskError as exc:
         errors.print(f"[bold red]Cannot train:[/bold red] {exc}", highlight=False)
         return CANNOT_RUN
     assessment = result.assessment
@@ -82,7 +84,7 @@ def evaluate_command(
     quiet_mlflow()
     try:
         evaluation = evaluate_folder(data, settings, model, truth, progress=_say(console))
-    except (DatasetError, TrainingDataError, LookupError, ValueError) as exc:
+    except RelapseRiskError as exc:
         errors.print(f"[bold red]Cannot evaluate:[/bold red] {exc}", highlight=False)
         return CANNOT_RUN
     written = write_report(evaluation, out)
@@ -104,12 +106,12 @@ def evaluate_command(
 
 
 def promote_command(settings: TrainingSettings, data: Path | None, console: Console, errors: Console) -> int:
-    from .promote import PromotionError, promote
+    from .promote import promote
 
     quiet_mlflow()
     try:
         decision = promote(settings, data, progress=_say(console))
-    except (PromotionError, DatasetError, TrainingDataError, ValueError) as exc:
+    except RelapseRiskError as exc:
         errors.print(f"[bold red]Cannot promote:[/bold red] {exc}", highlight=False)
         return CANNOT_RUN
     console.print(report.comparison_table(decision))

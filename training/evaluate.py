@@ -17,6 +17,7 @@ from pathlib import Path
 
 from relapse_risk.features.contract import format_month, month_index, parse_month
 from relapse_risk.features.dataset import Dataset
+from relapse_risk.features.errors import RelapseRiskError
 from relapse_risk.features.loading import load_dataset
 from relapse_risk.features.stages import StageTimes
 from relapse_risk.features.training_table import build_training_table, quarter_ends
@@ -30,6 +31,11 @@ from .split import TrainingDataError
 from .subgroups import household_groups
 from .tracking import configure_tracking, model_uri, resolve_version
 from .truth import find_truth
+
+
+class UnknownModelError(RelapseRiskError, LookupError):
+    """The registry holds no version or alias by the name `relapse evaluate` was given."""
+
 
 Progress = Callable[[str], None]
 
@@ -100,7 +106,7 @@ def load_registered_model(settings: TrainingSettings, reference: str) -> LoadedM
     uri = model_uri(settings.model_name, reference)
     version = resolve_version(tracking.client, settings.model_name, reference)
     if version is None and not (":" in reference or "/" in reference):
-        raise LookupError(
+        raise UnknownModelError(
             f"{settings.model_name} has no version or alias {reference!r} in the registry at {tracking.uri}; "
             "train one with `relapse train` (and `relapse promote` for champion)"
         )

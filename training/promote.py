@@ -56,6 +56,7 @@ import mlflow
 import pandas as pd
 from mlflow.entities.model_registry import ModelVersion
 from relapse_risk.features.contract import month_index, parse_month
+from relapse_risk.features.errors import RelapseRiskError
 from relapse_risk.features.loading import load_dataset
 from relapse_risk.models.metrics import BASELINE
 from relapse_risk.models.model import RiskModel
@@ -72,7 +73,7 @@ from .truth import find_truth
 Progress = Callable[[str], None]
 
 
-class PromotionError(RuntimeError):
+class PromotionError(RelapseRiskError, RuntimeError):
     """Promotion cannot even be judged (no challenger, missing data to compare on)."""
 
 

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from relapse_risk.features.contract import format_month, month_index
+from relapse_risk.features.errors import RelapseRiskError
 
 LATER_MONTHS = "later_months"
 HELD_OUT_HOUSEHOLDS = "held_out_households"
@@ -41,7 +42,7 @@ QUARTER_ALIGNMENT_MONTHS = 2
 """Months a test as-of month may have to wait for the next quarter-end."""
 
 
-class TrainingDataError(ValueError):
+class TrainingDataError(RelapseRiskError, ValueError):
     """The data cannot support an honest training run (too little history, too few positives)."""
 
 

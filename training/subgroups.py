@@ -13,6 +13,7 @@ parity rule (group recall over overall recall) would refuse good models, and
 a perfect one. Each comparison is an exact one-sided test on the group's own
 positives, so a group of a dozen positives is not refused for noise.
 """
+
 from __future__ import annotations
 
 import datetime as dt
