@@ -6,7 +6,7 @@
 Without ``--url`` it starts ``relapse serve`` itself on a free loopback port
 (policy from the dataset folder, the registry's champion, a throw-away key)
 and stops it at the end. Requests are real ``POST /score`` bodies built from
-the dataset folder at ``--as-of`` (serving/api_payloads.py), one household
+the dataset folder at ``--as-of`` (serving/api/folder_payloads.py), one household
 each, then batches of ``--batch-size``.
 
 Reports, for single households, p50 and p99 latency at each ``--concurrency``
@@ -42,7 +42,7 @@ import httpx
 import numpy as np
 import psutil
 from relapse_risk.features.contract import parse_month
-from relapse_risk.serving.api_payloads import score_entries
+from relapse_risk.serving.api.folder_payloads import score_entries
 from rich.console import Console
 from rich.table import Table
 

@@ -2,8 +2,8 @@
 
     .venv/bin/python benchmarks/bench_load_round.py --data /tmp/county20k --as-of 2024-06
 
-Builds real ``/score`` entries from the dataset folder (serving/api_payloads.py),
-then times ``serving.api_scoring.load_round`` (rows to a checked, loaded
+Builds real ``/score`` entries from the dataset folder (serving/api/folder_payloads.py),
+then times ``serving.api.score_rounds.load_round`` (rows to a checked, loaded
 :class:`Dataset`) for rounds of each ``--sizes`` households, ``--repeats`` times
 each after one untimed warm-up, and ``build_features`` on the loaded round.
 Reports median, p90 and max wall milliseconds of the load, its median CPU
@@ -29,9 +29,9 @@ from relapse_risk.features.contract import parse_month
 from relapse_risk.features.history import build_features
 from relapse_risk.features.household_rows import household_features, read_clean_tables
 from relapse_risk.features.policy import read_policy
-from relapse_risk.serving.api_models import HouseholdInput
-from relapse_risk.serving.api_payloads import score_entries
-from relapse_risk.serving.api_scoring import load_round, policy_at, round_tables
+from relapse_risk.serving.api.folder_payloads import score_entries
+from relapse_risk.serving.api.schemas import HouseholdInput
+from relapse_risk.serving.api.score_rounds import load_round, policy_at, round_tables
 from rich.console import Console
 from rich.table import Table
 

@@ -15,7 +15,7 @@ scoring alone:
    ``--train-households`` (kept in ``--model-dir`` and reused), the way a
    champion would be trained, only smaller;
 3. score ``--data`` at its last month into ``--out`` in this process, exactly as
-   `relapse score` does (:func:`serving.batch.score_folder`), and print the
+   `relapse score` does (:func:`serving.batch.job.score_folder`), and print the
    seconds and households/s of every stage and the peak resident memory.
 """
 
@@ -128,7 +128,8 @@ def main() -> None:
     # Imported after the children ran so their memory is not counted here.
     from relapse_risk.features.policy import read_policy
     from relapse_risk.models.model import RiskModel
-    from relapse_risk.serving.batch import BATCH_STAGES, ResolvedModel, score_folder
+    from relapse_risk.serving.batch.job import BATCH_STAGES, score_folder
+    from relapse_risk.serving.registered_model import ResolvedModel
 
     as_of: dt.date = read_policy(data / "policy.json").data_end
     model = ResolvedModel(

@@ -22,8 +22,8 @@ from relapse_risk.features.contract import parse_month
 from relapse_risk.features.history import build_features
 from relapse_risk.features.loading import load_dataset
 from relapse_risk.models.treeshap import TABLE_MAX_FEATURES, TreeShapTables
-from relapse_risk.serving.api_settings import DEFAULT_MODEL_URI
-from relapse_risk.serving.batch import resolve_model
+from relapse_risk.serving.api.settings import DEFAULT_MODEL_URI
+from relapse_risk.serving.registered_model import resolve_model
 from rich.console import Console
 from rich.table import Table
 

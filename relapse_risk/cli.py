@@ -180,7 +180,7 @@ def serve(
     from pathlib import Path
 
     from .console import error_console, output_console
-    from .serving.launch import (
+    from .serving.api.launch import (
         ServeOptions,
         ServeSettingsError,
         check_server_settings,
@@ -242,7 +242,7 @@ def score(
 
     from .console import error_console, output_console
     from .features.contract import parse_month
-    from .serving.score_command import run_score_command
+    from .serving.batch.command import run_score_command
 
     try:
         month = parse_month(as_of)

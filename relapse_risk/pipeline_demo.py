@@ -29,7 +29,7 @@ from relapse_risk.features.stages import StageTimes
 from relapse_risk.features.training_table import quarter_ends
 from relapse_risk.monitoring.command import monitor_command
 from relapse_risk.monitoring.monitor import MonitorOptions
-from relapse_risk.serving.score_command import run_score_command
+from relapse_risk.serving.batch.command import run_score_command
 from relapse_risk.training.commands import promote_command, train_command
 from relapse_risk.training.config import TrainingSettings, default_tracking_uri
 

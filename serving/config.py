@@ -24,3 +24,8 @@ DEFAULT_HORIZON_MONTHS = 6
 RiskBand = Literal["high", "medium", "low"]
 RISK_BANDS: tuple[RiskBand, ...] = ("high", "medium", "low")
 RISK_BAND_ZH: dict[str, str] = {"high": "高", "medium": "中", "low": "低"}
+
+# Decimals of the scores table's floats; ``/score`` answers round the same way, so the
+# API and the batch run print the same score for the same household.
+RISK_SCORE_DECIMALS = 6
+RULE_MARGIN_DECIMALS = 4

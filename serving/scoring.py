@@ -1,6 +1,6 @@
 """Score every household of a dataset at one as-of month: the one scoring path.
 
-The quarterly batch job (:mod:`serving.batch`) and the API (:mod:`serving.service`)
+The quarterly batch job (:mod:`serving.batch`) and the API (:mod:`serving.api.service`)
 both call :func:`score_dataset`, so a household gets the same status, score,
 band and reasons from either, for the same rows, as-of month and model version.
 """

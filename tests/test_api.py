@@ -46,10 +46,25 @@ from relapse_risk.features.policy import Policy
 from relapse_risk.generator.config import CountyConfig
 from relapse_risk.generator.run import generate
 from relapse_risk.models.model import RiskModel
-from relapse_risk.serving.api_models import HouseholdInput, HouseholdTables, ScoreRequest, VisitListRequest
-from relapse_risk.serving.api_payloads import score_entries
-from relapse_risk.serving.api_scorer import ApiStartupError
-from relapse_risk.serving.api_scoring import (
+from relapse_risk.serving.api.auth import (
+    ApiKeyConfigError,
+    KeyChecker,
+    bearer_token,
+    is_open_path,
+    load_api_keys,
+)
+from relapse_risk.serving.api.folder_payloads import score_entries
+from relapse_risk.serving.api.household_scorer import ApiStartupError
+from relapse_risk.serving.api.http_middleware import api_openapi_document
+from relapse_risk.serving.api.launch import SERVICE_IMPORT, ServeOptions, server_environment
+from relapse_risk.serving.api.request_log import (
+    LOGGED_ANSWER_FIELDS,
+    RequestLog,
+    read_request_log,
+    request_log_records,
+)
+from relapse_risk.serving.api.schemas import HouseholdInput, HouseholdTables, ScoreRequest, VisitListRequest
+from relapse_risk.serving.api.score_rounds import (
     ScoredBatch,
     ServedModel,
     _text_column,
@@ -59,26 +74,12 @@ from relapse_risk.serving.api_scoring import (
     prepare_households,
     score_prepared,
 )
-from relapse_risk.serving.api_settings import DEFAULT_MAX_BODY_BYTES, ApiSettings, ApiSettingsError
-from relapse_risk.serving.auth import (
-    ApiKeyConfigError,
-    KeyChecker,
-    bearer_token,
-    is_open_path,
-    load_api_keys,
-)
-from relapse_risk.serving.batch import resolve_model, score_folder
-from relapse_risk.serving.http_middleware import api_openapi_document
-from relapse_risk.serving.launch import SERVICE_IMPORT, ServeOptions, server_environment
-from relapse_risk.serving.request_log import (
-    LOGGED_ANSWER_FIELDS,
-    RequestLog,
-    read_request_log,
-    request_log_records,
-)
-from relapse_risk.serving.scored_runs import RunCatalog, household_row, reasons_of, visit_list
-from relapse_risk.serving.scoring_process import ScoringProcess, ScoringUnavailable
-from relapse_risk.serving.server_guard import SERVER_PID_VARIABLE, stop_server_after_failed_start
+from relapse_risk.serving.api.scored_runs import RunCatalog, household_row, reasons_of, visit_list
+from relapse_risk.serving.api.scoring_process import ScoringProcess, ScoringUnavailable
+from relapse_risk.serving.api.server_guard import SERVER_PID_VARIABLE, stop_server_after_failed_start
+from relapse_risk.serving.api.settings import DEFAULT_MAX_BODY_BYTES, ApiSettings, ApiSettingsError
+from relapse_risk.serving.batch.job import score_folder
+from relapse_risk.serving.registered_model import resolve_model
 from relapse_risk.serving.village_context import (
     VillageFigures,
     apply_village_context,
@@ -308,7 +309,7 @@ def test_serve_options_become_the_servers_environment_without_keys_on_the_comman
 
 _TRACED_URLS_PROBE = """
 from bentoml._internal.configuration.containers import BentoMLContainer
-from relapse_risk.serving.service import RelapseRiskApi
+from relapse_risk.serving.api.service import RelapseRiskApi
 RelapseRiskApi.inject_config()  # what each worker does before it builds its app
 print(BentoMLContainer.tracing_excluded_urls.get().url_disabled("http://127.0.0.1:3000/score"))
 """

@@ -23,9 +23,9 @@ from relapse_risk.features.catalogue import CATEGORICAL_FEATURES, FEATURE_NAMES
 from relapse_risk.features.contract import TABLES, month_index, month_start
 from relapse_risk.features.policy import read_policy
 from relapse_risk.models.model import RiskModel
-from relapse_risk.serving.api_models import HouseholdInput
-from relapse_risk.serving.api_payloads import score_entries
-from relapse_risk.serving.api_scoring import (
+from relapse_risk.serving.api.folder_payloads import score_entries
+from relapse_risk.serving.api.schemas import HouseholdInput
+from relapse_risk.serving.api.score_rounds import (
     ServedModel,
     cell_text,
     ownership_problems,
@@ -143,7 +143,7 @@ def test_village_figures_of_a_batch_run_are_applied_alike(county: Path, served: 
 
 def test_in_memory_answers_read_the_rows_of_the_batch_scores_table(county: Path, served: ServedModel) -> None:
     from relapse_risk.features.household_rows import household_features, household_panel, read_clean_tables
-    from relapse_risk.serving.api_scoring import _value, round_tables, scores_by_household
+    from relapse_risk.serving.api.score_rounds import _value, round_tables, scores_by_household
     from relapse_risk.serving.scoring import rejects_to_frame, roster_scores, rule_facts_at, score_roster
 
     items = _items(county, 24, 14, 7)

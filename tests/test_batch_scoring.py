@@ -19,10 +19,9 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import message_lines
 from relapse_risk.features.dataset import Reject
-from relapse_risk.serving import batch, outputs
-from relapse_risk.serving.batch import ModelSpecError, ResolvedModel, registry_uri, score_folder
-from relapse_risk.serving.config import RISK_BAND_CUTOFFS, RiskBandCutoffs
-from relapse_risk.serving.outputs import (
+from relapse_risk.serving.batch import job, outputs
+from relapse_risk.serving.batch.job import score_folder
+from relapse_risk.serving.batch.outputs import (
     SCORES_SCHEMA,
     OutputFolderError,
     fixed_decimal_strings,
@@ -31,6 +30,8 @@ from relapse_risk.serving.outputs import (
     write_scores_csv,
     write_scores_parquet,
 )
+from relapse_risk.serving.config import RISK_BAND_CUTOFFS, RiskBandCutoffs
+from relapse_risk.serving.registered_model import ModelSpecError, ResolvedModel, registry_uri
 from relapse_risk.serving.scoring import (
     REASON_COLUMNS,
     SCORE_COLUMNS,
@@ -585,7 +586,7 @@ def test_a_crash_while_writing_leaves_the_previous_run_in_place(
     def crash(*_args, **_kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(batch, "write_visit_lists", crash)
+    monkeypatch.setattr(job, "write_visit_lists", crash)
     with pytest.raises(OSError, match="disk full"):
         score_folder(county, dt.date(2023, 9, 1), trained, out)
 

@@ -18,9 +18,9 @@ from relapse_risk.features.errors import ExitCode, MonthOutsideDataError, Relaps
 from relapse_risk.features.policy import PolicyError
 from relapse_risk.models.registry import ModelNotRegistered
 from relapse_risk.monitoring.inputs import MonitorInputError
-from relapse_risk.serving.batch import ModelSpecError
-from relapse_risk.serving.launch import ServeSettingsError
-from relapse_risk.serving.outputs import OutputFolderError
+from relapse_risk.serving.api.launch import ServeSettingsError
+from relapse_risk.serving.batch.outputs import OutputFolderError
+from relapse_risk.serving.registered_model import ModelSpecError
 from relapse_risk.training.promote import PromotionError
 from relapse_risk.training.split import TrainingDataError
 from typer.testing import CliRunner
@@ -83,7 +83,7 @@ def test_an_expected_failure_no_subcommand_words_itself_still_exits_2_without_a_
     def no_model(*args: object, **kwargs: object) -> int:
         raise ModelSpecError("--model bronze: no such alias")
 
-    monkeypatch.setattr("relapse_risk.serving.score_command.run_score_command", no_model)
+    monkeypatch.setattr("relapse_risk.serving.batch.command.run_score_command", no_model)
 
     result = CliRunner().invoke(
         app, ["score", "--data", str(tmp_path), "--as-of", "2024-06", "--out", str(tmp_path / "out")]

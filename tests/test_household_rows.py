@@ -35,9 +35,9 @@ from relapse_risk.features.history import build_features
 from relapse_risk.features.household_rows import NotExact, household_features, read_clean_tables
 from relapse_risk.features.loading import load_tables
 from relapse_risk.features.policy import Policy, read_policy
-from relapse_risk.serving.api_models import HouseholdInput
-from relapse_risk.serving.api_payloads import score_entries
-from relapse_risk.serving.api_scoring import cell_text, policy_at, round_tables
+from relapse_risk.serving.api.folder_payloads import score_entries
+from relapse_risk.serving.api.schemas import HouseholdInput
+from relapse_risk.serving.api.score_rounds import cell_text, policy_at, round_tables
 
 Cells = dict[str, dict[str, list[str | None]]]
 

@@ -14,17 +14,17 @@ from typing import Any
 import pytest
 import uvloop
 from bentoml._internal.server.http import traffic
-from relapse_risk.serving.api_models import MAX_HOUSEHOLDS_PER_REQUEST
-from relapse_risk.serving.api_settings import (
+from relapse_risk.serving.api.http_middleware import (
+    BENTOML_TIMEOUT_MIDDLEWARE,
+    BodySizeLimitMiddleware,
+    RequestTimeoutMiddleware,
+)
+from relapse_risk.serving.api.schemas import MAX_HOUSEHOLDS_PER_REQUEST
+from relapse_risk.serving.api.settings import (
     DEFAULT_MAX_BODY_BYTES,
     MAX_BODY_BYTES_VARIABLE,
     ApiSettingsError,
     max_body_bytes,
-)
-from relapse_risk.serving.http_middleware import (
-    BENTOML_TIMEOUT_MIDDLEWARE,
-    BodySizeLimitMiddleware,
-    RequestTimeoutMiddleware,
 )
 
 Message = dict[str, Any]
@@ -81,7 +81,7 @@ def test_an_answered_request_leaves_nothing_behind() -> None:
 
 
 def test_bentomls_own_timeout_still_keeps_every_answered_request_for_its_whole_timeout() -> None:
-    # Why serving/http_middleware.py replaces it. When this fails, BentoML
+    # Why serving/api/http_middleware.py replaces it. When this fails, BentoML
     # cancels its timer: drop RequestTimeoutMiddleware and this test.
     _, still_held = _serve_one(BENTOML_TIMEOUT_MIDDLEWARE, timeout=300, app_seconds=0)
     assert still_held
@@ -106,7 +106,7 @@ def test_lifespan_events_pass_through_untimed() -> None:
 
 
 def test_the_api_service_builds_this_timeout_in_place_of_bentomls() -> None:
-    from relapse_risk.serving import service  # noqa: F401 - importing the service wires its middleware
+    from relapse_risk.serving.api import service  # noqa: F401 - importing the service wires its middleware
 
     assert traffic.TimeoutMiddleware is RequestTimeoutMiddleware
 

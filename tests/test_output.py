@@ -15,8 +15,8 @@ import pandas as pd
 import pytest
 from relapse_risk.features.policy import read_policy
 from relapse_risk.features.stages import StageTimes
-from relapse_risk.serving.batch import BATCH_STAGES, STAGE_LABELS
-from relapse_risk.serving.outputs import MANIFEST_JSON, REJECTS_CSV, SCORES_CSV, SCORES_PARQUET
+from relapse_risk.serving.batch.job import BATCH_STAGES, STAGE_LABELS
+from relapse_risk.serving.batch.outputs import MANIFEST_JSON, REJECTS_CSV, SCORES_CSV, SCORES_PARQUET
 from relapse_risk.training.evaluate import STAGE_LABELS as EVALUATE_LABELS
 from rich.table import Table
 
@@ -92,8 +92,8 @@ def test_stages_log_their_start_and_end_and_their_seconds_add_up(caplog) -> None
 def test_the_command_line_stamps_each_line_with_the_time_and_the_command(package_logger, capsys) -> None:
     log_stages_to_stderr("score")
     log_stages_to_stderr("score")  # a second command in the same process replaces the handler
-    logging.getLogger("relapse_risk.serving.batch").info("%s started", "load and validate")
-    logging.getLogger("relapse_risk.serving.batch").debug("not shown at the default level")
+    logging.getLogger("relapse_risk.serving.batch.job").info("%s started", "load and validate")
+    logging.getLogger("relapse_risk.serving.batch.job").debug("not shown at the default level")
 
     lines = capsys.readouterr().err.splitlines()
     assert len(lines) == 1

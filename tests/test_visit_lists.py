@@ -17,13 +17,13 @@ import pandas as pd
 import pytest
 from openpyxl import load_workbook
 from relapse_risk.models.reasons import MEASURES
-from relapse_risk.serving.scoring import REASON_COLUMNS, SCORE_COLUMNS
-from relapse_risk.serving.visit_lists import (
+from relapse_risk.serving.batch.visit_lists import (
     OUTCOME_COLUMN_ZH,
     render_township_html,
     township_pages,
     write_visit_lists,
 )
+from relapse_risk.serving.scoring import REASON_COLUMNS, SCORE_COLUMNS
 
 CHROMIUM = Path("/usr/bin/chromium")
 

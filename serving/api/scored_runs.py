@@ -21,7 +21,7 @@ from typing import Literal
 import duckdb
 import pandas as pd
 
-from .scoring import REASON_SLOTS
+from ..scoring import REASON_SLOTS
 
 SCORES_FILE = "scores.parquet"
 

@@ -5,37 +5,33 @@
 ``OUT`` receives (docs/outputs.md): ``scores.parquet`` and ``scores.csv`` (one row
 per household), ``rejects.csv`` (every rejected input row), ``visit_lists/``
 (per township HTML and XLSX, and an index) and ``manifest.json``. All of it
-appears at once when the run succeeds (:mod:`serving.outputs`); a folder that
+appears at once when the run succeeds (:mod:`serving.batch.outputs`); a folder that
 cannot be used, or a model that cannot be found, stops the job before anything
 is written.
 """
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import mlflow
 import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
-from mlflow.exceptions import MlflowException
-from mlflow.tracking import MlflowClient
 from relapse_risk.features.contract import format_month
 from relapse_risk.features.dataset import Dataset, load_dataset
-from relapse_risk.features.errors import RelapseRiskError
 from relapse_risk.features.stages import StageTimes
-from relapse_risk.models.pyfunc import load_risk_model
-from relapse_risk.models.registry import models_uri, parse_models_uri, registered_version
 
 from relapse_risk import __version__ as package_version
 
-from .config import REGISTRY_MODEL_NAME, RISK_BAND_CUTOFFS
+from ..config import RISK_BAND_CUTOFFS
+from ..registered_model import ResolvedModel
+from ..scoring import STATUSES, ExplainScope, ProgressCallback, rejects_frame, run_scoring
+from ..village_context import VILLAGE_CONTEXT_FILE, village_context, write_village_context
 from .outputs import (
     MANIFEST_JSON,
     REJECTS_CSV,
@@ -51,8 +47,6 @@ from .outputs import (
     write_scores_csv,
     write_scores_parquet,
 )
-from .scoring import STATUSES, ExplainScope, ProgressCallback, ScoringModel, rejects_frame, run_scoring
-from .village_context import VILLAGE_CONTEXT_FILE, village_context, write_village_context
 from .visit_lists import township_summaries, write_visit_lists
 
 BATCH_STAGES = ("load", "rules", "features", "score", "rank", "explain", "write")
@@ -74,25 +68,6 @@ _log = logging.getLogger(__name__)
 AREA_CODE_COLUMNS = ("county_code", "township_code", "village_code")
 
 
-class ModelSpecError(RelapseRiskError, ValueError):
-    """``--model`` names no model the registry holds; the message says what was tried."""
-
-
-@dataclass(frozen=True)
-class ResolvedModel:
-    """A model ready to score, and the registry facts the outputs record."""
-
-    model: ScoringModel
-    name: str
-    version: str
-    uri: str
-    run_id: str | None = None
-    horizon: int | None = None
-    """Horizon the model was trained for, when its run recorded one."""
-    trained_through: str | None = None
-    """The latest as-of month (YYYY-MM) whose label the model learned from, when its run recorded one."""
-
-
 @dataclass(frozen=True)
 class BatchReport:
     """What a finished run wrote and how long each stage took."""
@@ -108,79 +83,6 @@ class BatchReport:
     @property
     def households(self) -> int:
         return len(self.scores)
-
-
-# -- the model ----------------------------------------------------------------------------------
-
-
-def registry_uri(spec: str, registry_name: str = REGISTRY_MODEL_NAME) -> str:
-    """``champion`` -> ``models:/relapse-risk@champion``; ``3`` -> ``models:/relapse-risk/3``.
-
-    A ``models:/`` URI is returned unchanged. Anything else is an error.
-    """
-    try:
-        return models_uri(spec, registry_name)
-    except ValueError as exc:
-        raise ModelSpecError(str(exc)) from None
-
-
-def resolve_model(spec: str, tracking_uri: str, registry_name: str = REGISTRY_MODEL_NAME) -> ResolvedModel:
-    """Find the model version ``spec`` names in the registry at ``tracking_uri`` and load it.
-
-    Raises :class:`ModelNotRegistered` when the registry holds no such version:
-    each command tells its user in its own words which model to use instead.
-    """
-    uri = registry_uri(spec, registry_name)
-    name, _, _ = _parse_models_uri(uri)
-    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
-    try:
-        version = registered_version(uri, tracking_uri)
-    except MlflowException as exc:
-        raise ModelSpecError(f"{uri}: the registry at {tracking_uri} cannot be read: {exc.message}") from None
-    horizon = None
-    trained_through = None
-    if version.run_id:
-        try:
-            params = client.get_run(version.run_id).data.params
-        except MlflowException:
-            params = {}
-        if str(params.get("horizon", "")).isdigit():
-            horizon = int(params["horizon"])
-        trained_through = params.get("trained_through") or None
-    # Loading through models:/NAME/VERSION (not the alias) pins what was
-    # resolved, even if the alias moves while the job runs.
-    pinned = f"models:/{name}/{version.version}"
-    with _tracking_uri(tracking_uri):
-        model = load_risk_model(pinned)
-    return ResolvedModel(
-        model=model,
-        name=name,
-        version=str(version.version),
-        uri=uri,
-        run_id=version.run_id,
-        horizon=horizon,
-        trained_through=trained_through,
-    )
-
-
-@contextlib.contextmanager
-def _tracking_uri(uri: str) -> Iterator[None]:
-    """Point MLflow's process-wide tracking and registry URIs at ``uri`` for the block only."""
-    previous_tracking, previous_registry = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
-    try:
-        yield
-    finally:
-        mlflow.set_tracking_uri(previous_tracking)
-        mlflow.set_registry_uri(previous_registry)
-
-
-def _parse_models_uri(uri: str) -> tuple[str, str, bool]:
-    try:
-        return parse_models_uri(uri)
-    except ValueError as exc:
-        raise ModelSpecError(str(exc)) from None
 
 
 # -- rejected households rows -------------------------------------------------------------------
@@ -245,7 +147,7 @@ def score_folder(
     """Load ``data``, score it at ``as_of`` with ``model`` and publish ``out`` atomically.
 
     Raises the loader's error (``DatasetError`` / ``PolicyError``) or
-    :class:`serving.outputs.OutputFolderError` before anything is written.
+    :class:`serving.batch.outputs.OutputFolderError` before anything is written.
     """
     check_output_folder(out)
     report = progress or (lambda stage, done, total: None)

@@ -7,7 +7,7 @@ and again: 16 failed start-ups in 90 s with no champion in the registry, the
 port open, ``/readyz`` never 200, and nothing exiting, so neither the operator
 nor a supervisor (systemd, Docker, Kubernetes) learnt that it was broken.
 
-Two guards, both wired in serving/service.py, both in the server itself so
+Two guards, both wired in serving/api/service.py, both in the server itself so
 that ``bentoml serve`` of a built Bento has them as well as ``relapse serve``:
 
 - :func:`check_before_workers` is the service's deployment hook, which
@@ -36,7 +36,7 @@ from types import FrameType
 
 from relapse_risk.features.errors import ExitCode
 
-from .api_scorer import SERVE_ANOTHER_MODEL
+from .household_scorer import SERVE_ANOTHER_MODEL
 from .launch import ServeSettingsError, check_server_settings
 
 SERVER_PID_VARIABLE = "RELAPSE_SERVER_PID"

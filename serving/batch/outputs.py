@@ -32,7 +32,8 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 from relapse_risk.features.errors import RelapseRiskError
 
-from .scoring import REASON_COLUMNS, SCORE_COLUMNS
+from ..config import RISK_SCORE_DECIMALS, RULE_MARGIN_DECIMALS
+from ..scoring import REASON_COLUMNS, SCORE_COLUMNS
 
 SCORES_PARQUET = "scores.parquet"
 SCORES_CSV = "scores.csv"
@@ -40,8 +41,6 @@ REJECTS_CSV = "rejects.csv"
 MANIFEST_JSON = "manifest.json"
 VISIT_LISTS_DIR = "visit_lists"
 
-RISK_SCORE_DECIMALS = 6
-RULE_MARGIN_DECIMALS = 4
 UTF8_BOM = "\ufeff".encode()
 
 SCORES_SCHEMA = pa.schema(

@@ -1,7 +1,7 @@
 """`relapse score` on the console: progress while it runs, one screen of summary at the end.
 
 The command itself (relapse_risk/cli.py) only parses options; this module
-resolves the model, runs :func:`serving.batch.score_folder` under a rich
+resolves the model, runs :func:`serving.batch.job.score_folder` under a rich
 progress bar, turns every "cannot run" fault into one clear message and an
 exit code, and prints what came out. The progress bar is drawn on a terminal
 only: in a cron or CI log it would appear once, complete, at the end, and the
@@ -28,15 +28,15 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 from rich.table import Table
 from rich.text import Text
 
-from .batch import (
+from ..config import resolve_tracking_uri
+from ..registered_model import ResolvedModel, resolve_model
+from ..scoring import STATUSES, ExplainScope
+from .job import (
     BATCH_STAGES,
     STAGE_LABELS,
     BatchReport,
-    ResolvedModel,
-    resolve_model,
     score_folder,
 )
-from .config import resolve_tracking_uri
 from .outputs import (
     MANIFEST_JSON,
     REJECTS_CSV,
@@ -44,7 +44,6 @@ from .outputs import (
     SCORES_PARQUET,
     VISIT_LISTS_DIR,
 )
-from .scoring import STATUSES, ExplainScope
 from .visit_lists import township_summaries
 
 EXIT_OK = ExitCode.DONE

@@ -1,7 +1,7 @@
-"""What the API does, without HTTP: the BentoML service (serving/service.py) only adapts this.
+"""What the API does, without HTTP: the BentoML service (serving/api/service.py) only adapts this.
 
 :class:`RiskApi` holds what the server keeps for its life: the scoring
-process with the champion model (serving/scoring_process.py), the batch runs
+process with the champion model (serving/api/scoring_process.py), the batch runs
 folder and the request log. It answers the four endpoints as plain method
 calls, so the service module stays thin.
 """
@@ -13,7 +13,8 @@ from collections.abc import Callable, Sequence
 
 import pandas as pd
 
-from .api_models import (
+from .request_log import LOGGED_ANSWER_FIELDS, RequestLog, request_log_records
+from .schemas import (
     HouseholdInput,
     HouseholdResponse,
     HouseholdScore,
@@ -25,11 +26,10 @@ from .api_models import (
     VisitListRequest,
     VisitListResponse,
 )
-from .api_scoring import prepare_households
-from .api_settings import ApiSettings
-from .request_log import LOGGED_ANSWER_FIELDS, RequestLog, request_log_records
+from .score_rounds import prepare_households
 from .scored_runs import RunCatalog, ScoredRun, household_row, reasons_of, visit_list
 from .scoring_process import ScoringProcess
+from .settings import ApiSettings
 
 
 class RiskApi:
@@ -52,7 +52,7 @@ class RiskApi:
     def start(cls, settings: ApiSettings) -> RiskApi:
         """Start the scoring process (it loads ``settings.model_uri`` from the registry) and open the runs.
 
-        Raises :class:`serving.api_scorer.ApiStartupError` naming the setting or resource at fault.
+        Raises :class:`serving.api.household_scorer.ApiStartupError` naming the setting or resource at fault.
         """
         return cls(
             scoring=ScoringProcess.start(settings),

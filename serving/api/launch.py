@@ -21,7 +21,9 @@ from relapse_risk.features.errors import RelapseRiskError
 from relapse_risk.features.policy import PolicyError, read_policy
 from relapse_risk.models.registry import ModelNotRegistered, models_uri, registered_version
 
-from .api_settings import (
+from ..config import TRACKING_URI_VARIABLE, default_tracking_uri
+from .auth import KEYS_FILE_VARIABLE, ApiKeyConfigError, load_api_keys
+from .settings import (
     MODEL_URI_VARIABLE,
     POLICY_FILE_VARIABLE,
     REQUEST_LOG_VARIABLE,
@@ -30,10 +32,8 @@ from .api_settings import (
     ApiSettings,
     ApiSettingsError,
 )
-from .auth import KEYS_FILE_VARIABLE, ApiKeyConfigError, load_api_keys
-from .config import TRACKING_URI_VARIABLE, default_tracking_uri
 
-SERVICE_IMPORT = "relapse_risk.serving.service:RelapseRiskApi"
+SERVICE_IMPORT = "relapse_risk.serving.api.service:RelapseRiskApi"
 CONFIG_OVERRIDE_VARIABLE = "BENTOML_CONFIG_OPTIONS"
 TRACING_OFF_VARIABLE = "OTEL_SDK_DISABLED"
 SERVE_ANOTHER_MODEL = "serve the {label} with --model {uri}"
@@ -121,7 +121,7 @@ def check_server_settings(
 
 def check_registered_model(settings: ApiSettings, *, use_instead: str = SERVE_ANOTHER_MODEL) -> None:
     """Raise :class:`ServeSettingsError` in one line unless the registry holds ``settings.model_uri``."""
-    # As the server resolves it (serving/api_scorer.py): the setting, else the embedded store
+    # As the server resolves it (serving/api/household_scorer.py): the setting, else the embedded store
     # under the working folder.
     tracking_uri = settings.tracking_uri or default_tracking_uri(Path.cwd())
     try:

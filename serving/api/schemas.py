@@ -1,4 +1,4 @@
-"""Request and response bodies of the case-management API (serving/service.py).
+"""Request and response bodies of the case-management API (serving/api/service.py).
 
 Two layers of checking, on purpose:
 

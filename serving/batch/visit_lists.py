@@ -26,7 +26,7 @@ from openpyxl.styles import Alignment, Border, Font, NamedStyle, PatternFill, Si
 from openpyxl.utils import get_column_letter
 from relapse_risk.models.reasons import MEASURES, TEMPLATES_BY_CODE
 
-from .config import RISK_BAND_ZH, RISK_BANDS
+from ..config import RISK_BAND_ZH, RISK_BANDS
 
 TEMPLATES_DIR = Path(__file__).parent / "templates"
 TEMPLATE_NAME = "visit_list.html.j2"

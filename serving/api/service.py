@@ -1,14 +1,14 @@
 """The case-management API as a BentoML 1.4 service.
 
 Start it with ``relapse serve`` (loopback, port 3000 by default) or
-``bentoml serve relapse_risk.serving.service:RelapseRiskApi --host 127.0.0.1``,
+``bentoml serve relapse_risk.serving.api.service:RelapseRiskApi --host 127.0.0.1``,
 or build it as a Bento from ``bentofile.yaml``. Settings come from environment
-variables (serving/api_settings.py; keys: serving/auth.py). At start-up each
+variables (serving/api/settings.py; keys: serving/api/auth.py). At start-up each
 worker starts its scoring process, which loads the champion from the MLflow
-registry (serving/scoring_process.py); ``/readyz`` answers 200 only once that
+registry (serving/api/scoring_process.py); ``/readyz`` answers 200 only once that
 is done. A server that cannot serve (no model under the URI, a missing
 setting, a worker that cannot load the model) exits instead of starting its
-workers again and again (serving/server_guard.py).
+workers again and again (serving/api/server_guard.py).
 
 Endpoints (all POST with a JSON body, all behind ``Authorization: Bearer``):
 
@@ -45,8 +45,17 @@ from starlette.responses import JSONResponse
 
 from relapse_risk import __version__
 
-from .api_core import RiskApi
-from .api_models import (
+from .auth import BearerAuthMiddleware
+from .endpoints import RiskApi
+from .household_scorer import ApiStartupError
+from .http_middleware import (
+    BodySizeLimitMiddleware,
+    OpenApiMiddleware,
+    ValidationStatusMiddleware,
+    api_openapi_document,
+    use_request_timeout_middleware,
+)
+from .schemas import (
     HouseholdInput,
     HouseholdRequest,
     HouseholdResponse,
@@ -57,18 +66,9 @@ from .api_models import (
     VisitListRequest,
     VisitListResponse,
 )
-from .api_scorer import ApiStartupError
-from .api_settings import SERVICE_NAME, ApiSettings, ApiSettingsError, max_body_bytes
-from .auth import BearerAuthMiddleware
-from .http_middleware import (
-    BodySizeLimitMiddleware,
-    OpenApiMiddleware,
-    ValidationStatusMiddleware,
-    api_openapi_document,
-    use_request_timeout_middleware,
-)
 from .scoring_process import ScoringUnavailable
 from .server_guard import check_before_workers, stop_server_after_failed_start
+from .settings import SERVICE_NAME, ApiSettings, ApiSettingsError, max_body_bytes
 
 API_PATHS = ("/score", "/visit_list", "/household", "/model_info")
 _log = logging.getLogger(__name__)

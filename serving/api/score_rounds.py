@@ -36,7 +36,7 @@ does not compute exactly, goes through the loader as above.
 
 Step 1 and the rounds' text tables need neither the model nor the policy
 (:func:`prepare_households`): the server's worker does them, and its scoring
-process does the rest (:func:`score_prepared`; serving/scoring_process.py).
+process does the rest (:func:`score_prepared`; serving/api/scoring_process.py).
 """
 
 from __future__ import annotations
@@ -68,10 +68,8 @@ from relapse_risk.features.loading import load_tables
 from relapse_risk.features.policy import Policy
 from relapse_risk.features.rules import build_panel, rule_state
 
-from .api_models import ContractProblem, HouseholdInput, HouseholdScore, JsonScalar, Reason, Row
-from .config import DEFAULT_HORIZON_MONTHS
-from .outputs import RISK_SCORE_DECIMALS, RULE_MARGIN_DECIMALS
-from .scoring import (
+from ..config import DEFAULT_HORIZON_MONTHS, RISK_SCORE_DECIMALS, RULE_MARGIN_DECIMALS
+from ..scoring import (
     REASON_SLOTS,
     RosterScores,
     ScoringModel,
@@ -79,7 +77,8 @@ from .scoring import (
     rule_facts_at,
     score_dataset,
 )
-from .village_context import VillageFigures, apply_village_context
+from ..village_context import VillageFigures, apply_village_context
+from .schemas import ContractProblem, HouseholdInput, HouseholdScore, JsonScalar, Reason, Row
 
 EXPLAIN_THREADS = min(4, os.cpu_count() or 1)
 """Slices of a round explained at once when LightGBM explains it (a booster the numba TreeSHAP cannot
@@ -424,7 +423,7 @@ class PreparedBatch:
     """A batch checked and laid out for scoring: what needs no model and no policy.
 
     The server's worker prepares it and its scoring process scores it
-    (serving/scoring_process.py): the text tables cross to that process as
+    (serving/api/scoring_process.py): the text tables cross to that process as
     Arrow buffers instead of thousands of row dicts.
     """
 

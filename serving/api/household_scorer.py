@@ -3,7 +3,7 @@
 :class:`HouseholdScorer` holds the champion model from the MLflow registry,
 the county's policy and the batch runs whose village figures a lone household
 is scored with. The server runs it in a process of its own
-(serving/scoring_process.py); it is a plain object, so it also runs in-process.
+(serving/api/scoring_process.py); it is a plain object, so it also runs in-process.
 """
 
 from __future__ import annotations
@@ -19,8 +19,10 @@ from relapse_risk.features.policy import Policy, PolicyError, read_policy
 from relapse_risk.models.explain import warm_up_explainer
 from relapse_risk.models.registry import ModelNotRegistered
 
-from .api_models import FeatureInfo, ModelInfo
-from .api_scoring import (
+from ..config import resolve_tracking_uri
+from ..village_context import VILLAGE_CONTEXT_FILE, VillageFigures, read_village_context
+from .schemas import FeatureInfo, ModelInfo
+from .score_rounds import (
     PreparedBatch,
     RoundLoader,
     ScoredBatch,
@@ -28,10 +30,8 @@ from .api_scoring import (
     load_request_tables,
     score_prepared,
 )
-from .api_settings import ApiSettings
-from .config import resolve_tracking_uri
 from .scored_runs import RunCatalog
-from .village_context import VILLAGE_CONTEXT_FILE, VillageFigures, read_village_context
+from .settings import ApiSettings
 
 # Metrics a training run logs for its test months (averaged), as training/train.py names them;
 # timings, tuning and per-month series are left out.
@@ -67,9 +67,9 @@ class HouseholdScorer:
     @classmethod
     def start(cls, settings: ApiSettings) -> HouseholdScorer:
         """Load the model named by ``settings.model_uri`` from the registry, the policy and the runs."""
-        # Imported here: the batch module pulls in the visit-list writers, which
-        # the rest of this module does not need.
-        from .batch import ModelSpecError, resolve_model
+        # Imported here: loading a model brings in MLflow's pyfunc flavour, which the
+        # HTTP worker (it imports this module for ApiStartupError) never needs.
+        from ..registered_model import ModelSpecError, resolve_model
 
         tracking_uri = resolve_tracking_uri(settings.tracking_uri, Path.cwd())
         try:

@@ -15,7 +15,7 @@ pickles never cross a trust boundary.
 - Start-up: the child loads the model and sends ``("ready", ModelInfo)``, or
   ``("failed", message)`` naming the setting or resource at fault.
 - Each batch: the worker sends it prepared (``PreparedBatch``: checked, in
-  rounds of text tables, :func:`serving.api_scoring.prepare_households`); the
+  rounds of text tables, :func:`serving.api.score_rounds.prepare_households`); the
   child answers ``("scored", ScoredBatch)`` or ``("error", exception type)``.
 
 The child ignores Ctrl-C (a terminal sends it to the whole process group;
@@ -43,10 +43,10 @@ from multiprocessing.process import BaseProcess
 
 import anyio
 
-from .api_models import ModelInfo
-from .api_scorer import ApiStartupError, HouseholdScorer
-from .api_scoring import PreparedBatch, ScoredBatch
-from .api_settings import ApiSettings
+from .household_scorer import ApiStartupError, HouseholdScorer
+from .schemas import ModelInfo
+from .score_rounds import PreparedBatch, ScoredBatch
+from .settings import ApiSettings
 
 _HEADER = struct.Struct("!Q")
 STOP_SECONDS = 10.0

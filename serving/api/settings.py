@@ -7,7 +7,7 @@
 | ``RELAPSE_POLICY_FILE`` | ``policy.json`` for ``/score`` (lines, rules, data_start) | required |
 | ``RELAPSE_RUNS_DIR`` | OUT folder(s) of ``relapse score``, for ``/visit_list``, ``/household`` | none: 404 |
 | ``RELAPSE_REQUEST_LOG`` | JSON-lines request log monitoring reads | ``request-log/requests.jsonl`` |
-| ``RELAPSE_API_KEYS`` / ``RELAPSE_API_KEYS_FILE`` | bearer keys (serving/auth.py) | required |
+| ``RELAPSE_API_KEYS`` / ``RELAPSE_API_KEYS_FILE`` | bearer keys (serving/api/auth.py) | required |
 | ``RELAPSE_MAX_BODY_BYTES`` | largest request body read; larger is 413 unread | 65,536,000 (below) |
 
 The policy for ``/score`` is the server's, not the caller's: a county
@@ -35,8 +35,8 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from relapse_risk.features.errors import RelapseRiskError
 
-from .api_models import MAX_HOUSEHOLDS_PER_REQUEST
-from .config import DEFAULT_MODEL_ALIAS, REGISTRY_MODEL_NAME, TRACKING_URI_VARIABLE
+from ..config import DEFAULT_MODEL_ALIAS, REGISTRY_MODEL_NAME, TRACKING_URI_VARIABLE
+from .schemas import MAX_HOUSEHOLDS_PER_REQUEST
 
 SERVICE_NAME = "relapse_risk_api"
 """Name of the BentoML service (its configuration key: ``services.relapse_risk_api``)."""

@@ -1,0 +1,1 @@
+"""The quarterly batch job: score a dataset folder, write the run folder and the visit lists."""
