@@ -56,7 +56,7 @@ from relapse_risk.serving.api.auth import (
 from relapse_risk.serving.api.folder_payloads import score_entries
 from relapse_risk.serving.api.household_scorer import ApiStartupError
 from relapse_risk.serving.api.http_middleware import api_openapi_document
-from relapse_risk.serving.api.launch import SERVICE_IMPORT, ServeOptions, server_environment
+from relapse_risk.serving.api.launch import ServeOptions, serve_command, server_environment
 from relapse_risk.serving.api.request_log import (
     LOGGED_ANSWER_FIELDS,
     RequestLog,
@@ -858,18 +858,8 @@ def test_a_bento_without_its_model_exits_2_before_starting_a_worker(
     challenger_only_registry: str, tmp_path: Path
 ) -> None:
     environment = _serve_environment(tmp_path, challenger_only_registry)
-    port = _free_port()
-    command = [
-        sys.executable,
-        "-m",
-        "bentoml",
-        "serve",
-        SERVICE_IMPORT,
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-    ]
+    # What a built Bento runs: BentoML's own server on the service, without `relapse serve`.
+    command = serve_command("127.0.0.1", _free_port())
 
     code, output, seconds = _run_until_exit(command, environment, tmp_path)
 
@@ -891,18 +881,9 @@ def test_a_worker_that_cannot_load_the_registered_model_stops_the_whole_server(
     client = MlflowClient(tracking_uri=challenger_only_registry, registry_uri=challenger_only_registry)
     client.set_registered_model_alias("relapse-risk", "champion", "1")
     environment = _serve_environment(tmp_path, challenger_only_registry)
+    # What a built Bento runs: BentoML's own server on the service, without `relapse serve`.
     port = _free_port()
-    command = [
-        sys.executable,
-        "-m",
-        "bentoml",
-        "serve",
-        SERVICE_IMPORT,
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-    ]
+    command = serve_command("127.0.0.1", port)
 
     code, output, seconds = _run_until_exit(command, environment, tmp_path)
 
