@@ -355,6 +355,19 @@ def test_a_champion_that_learned_every_test_month_is_not_compared(settings, vers
     assert "is not compared" in decision.basis
 
 
+def test_a_version_whose_run_logged_no_backtest_cannot_be_judged(settings, versions) -> None:
+    """A version registered by hand (or by an older release) has no ranking to judge groups on."""
+    import mlflow
+
+    tracking = configure_tracking(settings)
+    with mlflow.start_run(experiment_id=tracking.experiment_id) as run:
+        mlflow.log_param("horizon", 6)
+    bare = tracking.client.create_model_version(MODEL, source=run.info.artifact_uri, run_id=run.info.run_id)
+    set_aliases(settings, challenger=str(bare.version), champion=None)
+    with pytest.raises(PromotionError, match=f"version {bare.version} .* has no evaluation.json.*retrain it"):
+        promote(settings)
+
+
 def test_promote_cannot_judge_without_a_challenger(settings) -> None:
     never_trained = settings.model_copy(update={"model_name": "relapse-risk-never-trained"})
     with pytest.raises(PromotionError, match="no 'challenger'.*run `relapse train` first"):

@@ -55,6 +55,7 @@ from pathlib import Path
 import mlflow
 import pandas as pd
 from mlflow.entities.model_registry import ModelVersion
+from mlflow.exceptions import MlflowException
 from relapse_risk.features.contract import month_index, parse_month
 from relapse_risk.features.errors import RelapseRiskError
 from relapse_risk.features.loading import load_dataset
@@ -233,7 +234,7 @@ def logged_run(tracking: Tracking, version: ModelVersion) -> LoggedRun:
             files[name] = mlflow.artifacts.download_artifacts(
                 run_id=version.run_id, artifact_path=name, tracking_uri=tracking.uri
             )
-        except OSError as exc:
+        except (OSError, MlflowException) as exc:
             raise PromotionError(
                 f"version {version.version} (run {version.run_id}) has no {name}: it was trained before "
                 f"promotion could judge it group by group; retrain it with `relapse train` ({exc})"
