@@ -136,8 +136,9 @@ def challenger_only_registry(tmp_path: Path) -> str:
     return uri
 
 
-SLOW_FIXTURES = frozenset({"trained_small_county", "medium_county"})
-"""Fixtures that train a model or generate the 6,000-household county: minutes on two cores."""
+SLOW_FIXTURES = frozenset({"trained_small_county", "medium_county", "versions"})
+"""Fixtures that train a model or generate the 6,000-household county: minutes on two cores
+(``versions`` is test_promote's three trained and registered challengers)."""
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
