@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import mlflow
 from mlflow.exceptions import MlflowException
@@ -21,26 +20,11 @@ from relapse_risk.models.pyfunc import load_risk_model
 from relapse_risk.models.registry import models_uri, parse_models_uri, registered_version
 
 from .config import REGISTRY_MODEL_NAME
-from .scoring import ScoringModel
+from .scoring import ResolvedModel
 
 
 class ModelSpecError(RelapseRiskError, ValueError):
     """``--model`` names no model the registry holds; the message says what was tried."""
-
-
-@dataclass(frozen=True)
-class ResolvedModel:
-    """A model ready to score, and the registry facts the outputs record."""
-
-    model: ScoringModel
-    name: str
-    version: str
-    uri: str
-    run_id: str | None = None
-    horizon: int | None = None
-    """Horizon the model was trained for, when its run recorded one."""
-    trained_through: str | None = None
-    """The latest as-of month (YYYY-MM) whose label the model learned from, when its run recorded one."""
 
 
 def registry_uri(spec: str, registry_name: str = REGISTRY_MODEL_NAME) -> str:

@@ -82,6 +82,26 @@ class ScoringModel(Protocol):
 
 
 @dataclass(frozen=True)
+class ResolvedModel:
+    """A model ready to score, and the registry facts every output records.
+
+    One type for the batch job and the API's scoring process: it holds no MLflow
+    object, so the HTTP worker can import it without loading MLflow
+    (serving/registered_model.py resolves it from the registry).
+    """
+
+    model: ScoringModel
+    name: str
+    version: str
+    uri: str
+    run_id: str | None = None
+    horizon: int | None = None
+    """Horizon the model was trained for, when its run recorded one."""
+    trained_through: str | None = None
+    """The latest as-of month (YYYY-MM) whose label the model learned from, when its run recorded one."""
+
+
+@dataclass(frozen=True)
 class ScoringResult:
     scores: pd.DataFrame
     """The scores table (see :func:`score_dataset`)."""

@@ -66,7 +66,6 @@ from relapse_risk.serving.api.request_log import (
 from relapse_risk.serving.api.schemas import HouseholdInput, HouseholdTables, ScoreRequest, VisitListRequest
 from relapse_risk.serving.api.score_rounds import (
     ScoredBatch,
-    ServedModel,
     _text_column,
     cell_text,
     loading_rounds,
@@ -80,6 +79,7 @@ from relapse_risk.serving.api.server_guard import SERVER_PID_VARIABLE, stop_serv
 from relapse_risk.serving.api.settings import DEFAULT_MAX_BODY_BYTES, ApiSettings, ApiSettingsError
 from relapse_risk.serving.batch.job import score_folder
 from relapse_risk.serving.registered_model import resolve_model
+from relapse_risk.serving.scoring import ResolvedModel
 from relapse_risk.serving.village_context import (
     VillageFigures,
     apply_village_context,
@@ -685,7 +685,7 @@ def test_the_openapi_document_states_bearer_keys_401_413_and_422_instead_of_400(
 
 
 @pytest.fixture(scope="module")
-def small_model() -> ServedModel:
+def small_model() -> ResolvedModel:
     """A real RiskModel on the catalogue's columns, fitted to noise: enough to score, fast to train."""
     rng = np.random.default_rng(11)
     frame = pd.DataFrame(rng.normal(size=(600, len(FEATURE_NAMES))), columns=list(FEATURE_NAMES))
@@ -696,13 +696,13 @@ def small_model() -> ServedModel:
         max_rounds=20, min_child_samples=10, categorical_features=CATEGORICAL_FEATURES, seed=3, num_threads=1
     )
     model.fit(frame[:400], label[:400], frame[400:], label[400:])
-    return ServedModel(
+    return ResolvedModel(
         model=model, name="relapse-risk", version="7", uri="models:/relapse-risk@champion", horizon=6
     )
 
 
 def test_a_mixed_batch_scores_the_good_households_and_names_every_problem_of_the_bad(
-    small_model: ServedModel,
+    small_model: ResolvedModel,
 ) -> None:
     broken = household_tables("h3")
     broken["members"][0]["sex"] = "x"
@@ -742,7 +742,7 @@ def test_a_mixed_batch_scores_the_good_households_and_names_every_problem_of_the
     assert sorted(batch.features.index) == ["h1", "h2"]
 
 
-def test_village_figures_of_a_batch_run_replace_those_of_a_lone_household(small_model: ServedModel) -> None:
+def test_village_figures_of_a_batch_run_replace_those_of_a_lone_household(small_model: ResolvedModel) -> None:
     request = ScoreRequest.model_validate({"households": [entry(household_tables("h1"))]})
     names = village_feature_names(small_model.model.feature_names_)
     context = pd.DataFrame(

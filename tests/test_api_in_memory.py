@@ -26,12 +26,12 @@ from relapse_risk.models.model import RiskModel
 from relapse_risk.serving.api.folder_payloads import score_entries
 from relapse_risk.serving.api.schemas import HouseholdInput
 from relapse_risk.serving.api.score_rounds import (
-    ServedModel,
     cell_text,
     ownership_problems,
     prepare_households,
     score_prepared,
 )
+from relapse_risk.serving.scoring import ResolvedModel
 from relapse_risk.serving.village_context import VillageFigures, village_feature_names
 
 
@@ -49,7 +49,7 @@ def county(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def served() -> ServedModel:
+def served() -> ResolvedModel:
     """A real RiskModel on the catalogue's columns fitted to a signal in a few features: fast to train."""
     rng = np.random.default_rng(5)
     frame = pd.DataFrame(rng.normal(size=(800, len(FEATURE_NAMES))), columns=list(FEATURE_NAMES))
@@ -61,7 +61,7 @@ def served() -> ServedModel:
         max_rounds=30, min_child_samples=10, categorical_features=CATEGORICAL_FEATURES, seed=3, num_threads=1
     )
     model.fit(frame[:600], label[:600], frame[600:], label[600:])
-    return ServedModel(
+    return ResolvedModel(
         model=model, name="relapse-risk", version="3", uri="models:/relapse-risk@champion", horizon=6
     )
 
@@ -74,7 +74,7 @@ def _items(county: Path, count: int, as_of_offset: int, seed: int) -> list[House
     return [HouseholdInput.model_validate(e) for e in score_entries(county, chosen, as_of)]
 
 
-def _both(items: list[HouseholdInput], served: ServedModel, county: Path, contexts=lambda _: None):  # type: ignore[no-untyped-def]
+def _both(items: list[HouseholdInput], served: ResolvedModel, county: Path, contexts=lambda _: None):  # type: ignore[no-untyped-def]
     policy = read_policy(county / "policy.json")
     fast = score_prepared(
         prepare_households(items), served=served, policy=policy, village_contexts=contexts, in_memory=True
@@ -91,7 +91,7 @@ def _assert_same(fast, slow) -> None:  # type: ignore[no-untyped-def]
 
 
 def test_clean_rounds_are_answered_without_the_loader_and_as_the_loader_answers(
-    county: Path, served: ServedModel, monkeypatch: pytest.MonkeyPatch
+    county: Path, served: ResolvedModel, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     for count, offset, seed in ((1, 0, 1), (9, 3, 2), (24, 14, 3)):
         items = _items(county, count, offset, seed)
@@ -116,7 +116,7 @@ def test_clean_rounds_are_answered_without_the_loader_and_as_the_loader_answers(
 
 
 def test_a_round_with_a_broken_household_is_answered_in_the_loaders_words(
-    county: Path, served: ServedModel
+    county: Path, served: ResolvedModel
 ) -> None:
     items = _items(county, 6, 1, 5)
     broken = items[2].model_copy(deep=True)
@@ -128,7 +128,7 @@ def test_a_round_with_a_broken_household_is_answered_in_the_loaders_words(
     assert fast.answers[2].problems[0].rule == "enum"
 
 
-def test_village_figures_of_a_batch_run_are_applied_alike(county: Path, served: ServedModel) -> None:
+def test_village_figures_of_a_batch_run_are_applied_alike(county: Path, served: ResolvedModel) -> None:
     items = _items(county, 7, 0, 6)
     villages = sorted({i.tables.households[0]["village_code"] for i in items})
     names = village_feature_names(served.model.feature_names_)
@@ -141,7 +141,9 @@ def test_village_figures_of_a_batch_run_are_applied_alike(county: Path, served: 
     assert any(a.village_context_as_of == "2023-03" for a in fast.answers)
 
 
-def test_in_memory_answers_read_the_rows_of_the_batch_scores_table(county: Path, served: ServedModel) -> None:
+def test_in_memory_answers_read_the_rows_of_the_batch_scores_table(
+    county: Path, served: ResolvedModel
+) -> None:
     from relapse_risk.features.household_rows import household_features, household_panel, read_clean_tables
     from relapse_risk.serving.api.score_rounds import _value, round_tables, scores_by_household
     from relapse_risk.serving.scoring import rejects_to_frame, roster_scores, rule_facts_at, score_roster

@@ -20,13 +20,13 @@ from relapse_risk.models.explain import warm_up_explainer
 from relapse_risk.models.registry import ModelNotRegistered
 
 from ..config import resolve_tracking_uri
+from ..scoring import ResolvedModel
 from ..village_context import VILLAGE_CONTEXT_FILE, VillageFigures, read_village_context
 from .schemas import FeatureInfo, ModelInfo
 from .score_rounds import (
     PreparedBatch,
     RoundLoader,
     ScoredBatch,
-    ServedModel,
     load_request_tables,
     score_prepared,
 )
@@ -51,7 +51,7 @@ class HouseholdScorer:
     def __init__(
         self,
         *,
-        served: ServedModel,
+        served: ResolvedModel,
         policy: Policy,
         runs: RunCatalog,
         info: ModelInfo,
@@ -90,20 +90,11 @@ class HouseholdScorer:
         if hasattr(resolved.model, "booster_"):
             # The TreeSHAP tables and kernels every answer's reasons use: built before the first request.
             warm_up_explainer(resolved.model)  # type: ignore[arg-type]
-        served = ServedModel(
-            model=resolved.model,
-            name=resolved.name,
-            version=resolved.version,
-            uri=resolved.uri,
-            run_id=resolved.run_id,
-            horizon=resolved.horizon,
-            trained_through=resolved.trained_through,
-        )
         return cls(
-            served=served,
+            served=resolved,
             policy=policy,
             runs=RunCatalog(settings.runs_dir),
-            info=registry_model_info(served, tracking_uri, clock_now=dt.datetime.now(dt.UTC)),
+            info=registry_model_info(resolved, tracking_uri, clock_now=dt.datetime.now(dt.UTC)),
         )
 
     def score(self, batch: PreparedBatch) -> ScoredBatch:
@@ -140,7 +131,7 @@ class HouseholdScorer:
         return None
 
 
-def registry_model_info(served: ServedModel, tracking_uri: str, *, clock_now: dt.datetime) -> ModelInfo:
+def registry_model_info(served: ResolvedModel, tracking_uri: str, *, clock_now: dt.datetime) -> ModelInfo:
     """Name, version, training data fingerprint, test metrics and feature catalogue of the served model."""
     metrics: dict[str, float] = {}
     fingerprint: str | None = None

@@ -71,8 +71,8 @@ from relapse_risk.features.rules import build_panel, rule_state
 from ..config import DEFAULT_HORIZON_MONTHS, RISK_SCORE_DECIMALS, RULE_MARGIN_DECIMALS
 from ..scoring import (
     REASON_SLOTS,
+    ResolvedModel,
     RosterScores,
-    ScoringModel,
     roster_scores,
     rule_facts_at,
     score_dataset,
@@ -109,20 +109,6 @@ _REFERENCES = {
     for t in TABLES
 }
 """Per table, the columns through which its rows name a household, member or loan."""
-
-
-@dataclass(frozen=True)
-class ServedModel:
-    """The model the server scores with and its registry facts."""
-
-    model: ScoringModel
-    name: str
-    version: str
-    uri: str
-    run_id: str | None = None
-    horizon: int | None = None
-    trained_through: str | None = None
-    """The latest as-of month (YYYY-MM) whose label the model learned from."""
 
 
 @dataclass
@@ -470,7 +456,7 @@ def prepare_households(items: Sequence[HouseholdInput]) -> PreparedBatch:
 def score_prepared(
     batch: PreparedBatch,
     *,
-    served: ServedModel,
+    served: ResolvedModel,
     policy: Policy,
     village_contexts: VillageContextLookup,
     loader: RoundLoader = load_request_tables,
@@ -518,7 +504,7 @@ def _score_round(
     *,
     as_of: dt.date,
     policy: Policy,
-    served: ServedModel,
+    served: ResolvedModel,
     context: tuple[str, VillageFigures] | None,
     loader: RoundLoader,
     in_memory: bool,
@@ -587,7 +573,7 @@ def _score_in_memory(
     *,
     as_of: dt.date,
     policy: Policy,
-    served: ServedModel,
+    served: ResolvedModel,
     context: tuple[str, VillageFigures] | None,
 ) -> tuple[pd.DataFrame, np.ndarray, dict[str, dict[str, object]]] | None:
     """A round that keeps the contract, checked and scored without DuckDB (see features.household_rows).
@@ -724,7 +710,7 @@ def _rounded(value: object, decimals: int) -> float | None:
     return None if value is None else round(float(value), decimals)  # type: ignore[arg-type]
 
 
-def _response(answer: Answer, served: ServedModel) -> HouseholdScore:
+def _response(answer: Answer, served: ResolvedModel) -> HouseholdScore:
     common = {
         "household_id": answer.household_id,
         "as_of": answer.as_of,
