@@ -12,6 +12,7 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from relapse_risk.features.errors import RelapseRiskError
 
@@ -63,6 +64,14 @@ class RiskBandCutoffs(BaseModel):
 
 
 RISK_BAND_CUTOFFS = RiskBandCutoffs()
+
+
+def risk_bands(risk_score: np.ndarray, cutoffs: RiskBandCutoffs = RISK_BAND_CUTOFFS) -> np.ndarray:
+    """``high`` / ``medium`` / ``low`` per score; None where the score is NaN (not scored)."""
+    bands = np.select([risk_score >= cutoffs.high, risk_score >= cutoffs.medium], ["high", "medium"], "low")
+    labelled = bands.astype(object)
+    labelled[np.isnan(risk_score)] = None
+    return labelled
 
 
 # -- is a model there? --------------------------------------------------------------------------

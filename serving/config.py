@@ -17,6 +17,7 @@ from ..models.registry import (  # noqa: F401 - re-exported for the serving modu
     RiskBandCutoffs,
     default_tracking_uri,
     resolve_tracking_uri,
+    risk_bands,
 )
 
 DEFAULT_HORIZON_MONTHS = 6

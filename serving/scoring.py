@@ -25,7 +25,7 @@ from relapse_risk.features.stages import StageTimes
 from relapse_risk.models.explain import contribution_tables, explain_reasons, reason_field
 from relapse_risk.models.reasons import Reason
 
-from .config import DEFAULT_HORIZON_MONTHS, RISK_BAND_CUTOFFS, RiskBandCutoffs
+from .config import DEFAULT_HORIZON_MONTHS, RISK_BAND_CUTOFFS, RiskBandCutoffs, risk_bands
 
 ExplainScope = Literal["visit_list", "all", "none"]
 
@@ -99,6 +99,8 @@ class ResolvedModel:
     """Horizon the model was trained for, when its run recorded one."""
     trained_through: str | None = None
     """The latest as-of month (YYYY-MM) whose label the model learned from, when its run recorded one."""
+    count_calibration: dict[str, object] | None = None
+    """The backtest's count error and first-rule shares (``relapse outlook``), when its run recorded them."""
 
 
 @dataclass(frozen=True)
@@ -663,12 +665,6 @@ def _is_true(column: pd.Series) -> np.ndarray:
     if column.dtype == np.bool_:
         return column.to_numpy()
     return column.eq(True).to_numpy(dtype=bool)
-
-
-def risk_bands(risk_score: np.ndarray, cutoffs: RiskBandCutoffs = RISK_BAND_CUTOFFS) -> np.ndarray:
-    """``high`` / ``medium`` / ``low`` per score; None where the score is NaN (not scored)."""
-    bands = np.select([risk_score >= cutoffs.high, risk_score >= cutoffs.medium], ["high", "medium"], "low")
-    return np.where(np.isnan(risk_score), None, bands.astype(object))
 
 
 def area_ranks(
