@@ -10,6 +10,7 @@ facts.
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import Iterator
 
 import mlflow
@@ -53,6 +54,7 @@ def resolve_model(spec: str, tracking_uri: str, registry_name: str = REGISTRY_MO
         raise ModelSpecError(f"{uri}: the registry at {tracking_uri} cannot be read: {exc.message}") from None
     horizon = None
     trained_through = None
+    params: dict[str, str] = {}
     if version.run_id:
         try:
             params = client.get_run(version.run_id).data.params
@@ -74,6 +76,7 @@ def resolve_model(spec: str, tracking_uri: str, registry_name: str = REGISTRY_MO
         run_id=version.run_id,
         horizon=horizon,
         trained_through=trained_through,
+        count_calibration=count_calibration_of(params),
     )
 
 
@@ -95,3 +98,16 @@ def _parse_models_uri(uri: str) -> tuple[str, str, bool]:
         return parse_models_uri(uri)
     except ValueError as exc:
         raise ModelSpecError(str(exc)) from None
+
+
+def count_calibration_of(params: dict[str, str]) -> dict[str, object] | None:
+    """What training recorded of the backtest's expected counts (``count_relative_error`` and
+    ``first_rule_shares``), for the run's manifest and ``relapse outlook``; None for a model
+    trained before training recorded them, or when they cannot be read."""
+    try:
+        return {
+            "relative_error": float(params["count_relative_error"]),
+            "first_rule_shares": json.loads(params["first_rule_shares"]),
+        }
+    except (KeyError, ValueError):
+        return None

@@ -52,7 +52,7 @@ from relapse_risk.features.contract import format_month, month_index, month_star
 from relapse_risk.features.dataset import Dataset
 from relapse_risk.features.loading import load_dataset
 from relapse_risk.features.policy import Policy
-from relapse_risk.features.rules import labels_for_months
+from relapse_risk.features.rules import RISK_TYPE_NAMES, labels_for_months
 from relapse_risk.features.stages import StageTimes
 from relapse_risk.features.training_table import (
     HISTORY_BEFORE_FIRST_AS_OF,
@@ -60,9 +60,11 @@ from relapse_risk.features.training_table import (
     quarter_ends,
 )
 from relapse_risk.models.baseline import read_truth
+from relapse_risk.models.expected_counts import first_rule_shares, ranking_count_error
 from relapse_risk.models.explain import shap_contributions
 from relapse_risk.models.model import RiskModel
 from relapse_risk.models.pyfunc import log_risk_model
+from relapse_risk.models.registry import risk_bands
 
 import relapse_risk
 
@@ -157,6 +159,9 @@ class TrainingData:
     truth: pd.DataFrame | None = None
     truth_path: Path | None = None
     seconds: dict[str, float] = field(default_factory=dict)
+    first_rules: pd.DataFrame | None = None
+    """household_id, as_of and first_rule of every labelled household-month a rule caught: which
+    rule the expected counts of a run split into (:func:`count_calibration`)."""
 
     @property
     def split(self) -> TimeSplit:
@@ -271,6 +276,10 @@ def prepare_training_data(
         truth=truth,
         truth_path=truth_path,
         seconds=dict(times.wall),
+        first_rules=labels.loc[
+            labels["label"].eq(1).to_numpy(dtype=bool, na_value=False),
+            ["household_id", "as_of", "first_rule"],
+        ],
     )
 
 
@@ -503,6 +512,45 @@ def _metrics(assessment: Assessment) -> tuple[dict[str, float], dict[int, dict[s
     return averaged, per_month
 
 
+@dataclass(frozen=True)
+class CountCalibration:
+    """How far the backtest's expected counts missed on its test months, and which rule caught whom:
+    what a run's outlook needs to give its expected counts honest intervals and a split by rule."""
+
+    relative_error: float
+    """:func:`~relapse_risk.models.expected_counts.relative_count_error` over the test months."""
+    first_rule_shares: dict[str, dict[str, float]]
+    """Per risk band, the shares of the caught households by the first rule that caught them."""
+
+    def params(self) -> dict[str, str]:
+        return {
+            COUNT_ERROR_PARAM: f"{self.relative_error:.4f}",
+            FIRST_RULE_SHARES_PARAM: json.dumps(self.first_rule_shares, sort_keys=True),
+        }
+
+
+COUNT_ERROR_PARAM = "count_relative_error"
+FIRST_RULE_SHARES_PARAM = "first_rule_shares"
+
+
+def count_calibration(data: TrainingData, assessment: Assessment) -> CountCalibration:
+    """Expected counts against what the rules showed, over the backtest's test months."""
+    ranking = assessment.ranking_with_groups()
+    caught = (
+        data.first_rules
+        if data.first_rules is not None
+        else pd.DataFrame(columns=["household_id", "as_of", "first_rule"])
+    )
+    rows = ranking.merge(
+        caught.assign(as_of=pd.to_datetime(caught["as_of"])), on=["household_id", "as_of"], how="left"
+    )
+    bands = pd.Series(risk_bands(rows["risk_score"].to_numpy(np.float64)), index=rows.index)
+    return CountCalibration(
+        relative_error=ranking_count_error(ranking),
+        first_rule_shares=first_rule_shares(bands, rows["label"], rows["first_rule"], RISK_TYPE_NAMES),
+    )
+
+
 def record_run(
     data: TrainingData,
     backtest: RiskModel,
@@ -532,6 +580,7 @@ def record_run(
             }
         )
         mlflow.log_params(_params(data, backtest, production, params, settings))
+        mlflow.log_params(count_calibration(data, assessment).params())
         averaged, per_month = _metrics(assessment)
         mlflow.log_metrics(averaged)
         for step, values in sorted(per_month.items()):

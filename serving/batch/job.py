@@ -252,6 +252,7 @@ def run_manifest(
             "run_id": model.run_id,
             "uri": model.uri,
             "trained_through": model.trained_through,
+            "count_calibration": model.count_calibration,
         },
         "counts_by_status": {status: int(status_counts.get(status, 0)) for status in STATUSES},
         "visit_share": dataset.policy.visit_share,
