@@ -204,16 +204,7 @@ def build_panel(dataset: Dataset, through: dt.date | None = None) -> MonthlyPane
         fen="round(amount * 100)",
         condition="TRUE",
     )
-    categories = ", ".join(f"'{c}'" for c in RIGID_EXPENSE_CATEGORIES)
-    rigid_fen, _ = _money_by_month(
-        dataset,
-        window,
-        n_households,
-        table="expenses",
-        day_column="date",
-        fen="round((amount - reimbursed) * 100)",
-        condition=f"category IN ({categories})",
-    )
+    rigid_fen = _out_of_pocket_fen(dataset, window, n_households, RIGID_EXPENSE_CATEGORIES)
 
     members = _span_counts(dataset, window, n_households, "members", "joined_month", "left_month")
     size = np.maximum(members, 1).astype(np.int16)
@@ -554,3 +545,32 @@ def _column(first_month: dt.date, n_months: int, month: dt.date) -> int:
             f"{format_month(month)} is outside the months {format_month(first_month)} .. {format_month(last)}"
         )
     return position
+
+
+def out_of_pocket_by_month(dataset: Dataset, categories: Sequence[str]) -> np.ndarray:
+    """Out-of-pocket (amount - reimbursed) of the bills of ``categories`` per household and month
+    of :func:`build_panel`'s axes (households sorted by id, data_start .. data_end), yuan."""
+    policy = dataset.policy
+    window = _Window(
+        first_index=policy.first_month_index,
+        n_months=policy.last_month_index - policy.first_month_index + 1,
+        last=policy.data_end,
+    )
+    counted = dataset.sql("SELECT count(DISTINCT household_id) AS n FROM households").fetchnumpy()["n"]
+    return _yuan(_out_of_pocket_fen(dataset, window, int(counted[0]), categories))
+
+
+def _out_of_pocket_fen(
+    dataset: Dataset, window: _Window, n_households: int, categories: Sequence[str]
+) -> np.ndarray:
+    listed = ", ".join("'" + category.replace("'", "''") + "'" for category in categories) or "NULL"
+    fen, _ = _money_by_month(
+        dataset,
+        window,
+        n_households,
+        table="expenses",
+        day_column="date",
+        fen="round((amount - reimbursed) * 100)",
+        condition=f"category IN ({listed})",
+    )
+    return fen

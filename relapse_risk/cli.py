@@ -730,6 +730,44 @@ def monitor(
 
 
 @app.command()
+def outlook(
+    run: str = typer.Option(..., "--run", help="OUT folder of `relapse score` to forecast from."),
+    out: str = typer.Option(..., "--out", help="JSON file to write (replaced whole)."),
+    previous: str = typer.Option("", "--previous", help="An earlier run folder: the change against it."),
+    insurance: str = typer.Option(
+        "", "--insurance", help="防贫保 trigger and payout, a .toml or .json file (docs/outlook.md)."
+    ),
+    data: str = typer.Option(
+        "", "--data", help="Dataset folder for --insurance (default: the run's input folder)."
+    ),
+    claims_share: float = typer.Option(
+        0.9, "--claims-share", min=0.01, max=1.0, help="Share of expected claims the insured base must hold."
+    ),
+) -> None:
+    """Expected households reaching a rule, with 90 % intervals, by county, township, village and rule.
+
+    With --previous, the change against an earlier run; with --insurance, the expected
+    防贫保 claims and payout and the insured share they need. Exit 0 on success, 2 when
+    a run folder, the trigger file or the dataset cannot be used.
+    """
+    from pathlib import Path
+
+    from .console import output_console
+    from .serving.outlook.command import run_outlook_command
+
+    code = run_outlook_command(
+        run=Path(run),
+        out=Path(out),
+        previous=Path(previous) if previous else None,
+        insurance=Path(insurance) if insurance else None,
+        data=Path(data) if data else None,
+        claims_share=claims_share,
+        console=output_console(),
+    )
+    raise typer.Exit(code=code)
+
+
+@app.command()
 def retrain(
     data: str = typer.Option(..., "--data", help="The fresh dataset folder monitoring was run on."),
     horizon: int = typer.Option(6, "--horizon", min=1, max=24, help="Months ahead H of the label."),
