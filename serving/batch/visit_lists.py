@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +26,7 @@ from openpyxl.styles import Alignment, Border, Font, NamedStyle, PatternFill, Si
 from openpyxl.utils import get_column_letter
 from relapse_risk.models.reasons import MEASURES, TEMPLATES_BY_CODE
 
+from ..cells import ScoresRow, is_missing, to_int
 from ..config import RISK_BAND_ZH, RISK_BANDS
 
 TEMPLATES_DIR = Path(__file__).parent / "templates"
@@ -320,19 +321,19 @@ _VISIT_ROW_COLUMNS = (
 """The columns :func:`_visit_row` reads (converting only these to records is much cheaper)."""
 
 
-def _visit_row(record: Mapping[str, object]) -> VisitRow:
+def _visit_row(record: ScoresRow) -> VisitRow:
     reasons: list[str] = []
     measures: list[str] = []
     for slot in (1, 2, 3):
         reason = record.get(f"reason_{slot}_zh")
-        if _present(reason):
+        if not is_missing(reason):
             reasons.append(str(reason))
             measure = record.get(f"reason_{slot}_measure")
-            measures.append(measure_zh(str(measure)) if _present(measure) else "")
-    band = str(record["risk_band"]) if _present(record.get("risk_band")) else ""
+            measures.append(measure_zh(str(measure)) if not is_missing(measure) else "")
+    band = str(record["risk_band"]) if not is_missing(record.get("risk_band")) else ""
     return VisitRow(
-        rank_township=int(record["rank_township"]),  # type: ignore[arg-type]
-        rank_county=int(record["rank_county"]),  # type: ignore[arg-type]
+        rank_township=to_int(record["rank_township"]),
+        rank_county=to_int(record["rank_county"]),
         household_id=str(record["household_id"]),
         village_code=str(record["village_code"]),
         band=band,
@@ -357,7 +358,7 @@ def _family_counts(listed: pd.DataFrame) -> Counter[str]:
     """Households citing each driver family in any of their three reasons."""
     counts: Counter[str] = Counter()
     for record in listed[[f"reason_{slot}_code" for slot in (1, 2, 3)]].itertuples(index=False):
-        counts.update({reason_family(str(code)) for code in record if _present(code)})
+        counts.update({reason_family(str(code)) for code in record if not is_missing(code)})
     # Ties in count are ordered by name so the chart is the same on every run.
     return Counter(dict(sorted(counts.items(), key=lambda item: (-item[1], item[0]))))
 
@@ -368,7 +369,3 @@ def _bars(items: Sequence[tuple[str, int, str]]) -> tuple[Bar, ...]:
         Bar(label=label, count=count, width=(count / largest if largest else 0.0), colour=colour)
         for label, count, colour in items
     )
-
-
-def _present(value: object) -> bool:
-    return value is not None and value is not pd.NA and not (isinstance(value, float) and value != value)
