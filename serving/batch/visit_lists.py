@@ -22,8 +22,10 @@ from pathlib import Path
 import pandas as pd
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from openpyxl import Workbook
+from openpyxl.cell.cell import Cell
 from openpyxl.styles import Alignment, Border, Font, NamedStyle, PatternFill, Side
 from openpyxl.utils import get_column_letter
+from openpyxl.worksheet.worksheet import Worksheet
 from relapse_risk.models.reasons import MEASURES, TEMPLATES_BY_CODE
 
 from ..cells import ScoresRow, is_missing, to_int
@@ -232,6 +234,7 @@ def write_township_xlsx(page: TownshipPage, path: Path) -> None:
     """One workbook: 走访名单 (ranked households, print-ready on A4 landscape) and 汇总."""
     workbook = Workbook()
     sheet = workbook.active
+    assert isinstance(sheet, Worksheet)  # a new workbook's one sheet
     sheet.title = "走访名单"
     title = f"{page.township_code} 乡镇返贫风险走访名单（数据截至 {page.as_of}）"
     sheet.append([title])
@@ -266,7 +269,7 @@ def write_township_xlsx(page: TownshipPage, path: Path) -> None:
     for offset, row in enumerate(page.rows, start=1):
         reasons = list(row.reasons_zh) + [""] * (3 - len(row.reasons_zh))
         measures = list(row.measures) + [""] * (3 - len(row.measures))
-        values = [
+        values: list[int | str | None] = [
             row.rank_township,
             row.rank_county,
             row.household_id,
@@ -285,13 +288,17 @@ def write_township_xlsx(page: TownshipPage, path: Path) -> None:
             cell.style = body_style.name
     for position, width in enumerate(XLSX_WIDTHS, start=1):
         sheet.column_dimensions[get_column_letter(position)].width = width
-    sheet.freeze_panes = sheet.cell(row=header_row + 1, column=1)
+    first_row_cell = sheet.cell(row=header_row + 1, column=1)
+    assert isinstance(first_row_cell, Cell)  # no cell of this sheet is merged
+    sheet.freeze_panes = first_row_cell
     sheet.print_title_rows = f"{header_row}:{header_row}"
     sheet.page_setup.paperSize = sheet.PAPERSIZE_A4
     sheet.page_setup.orientation = sheet.ORIENTATION_LANDSCAPE
     sheet.page_setup.fitToWidth = 1
     sheet.page_setup.fitToHeight = 0
-    sheet.sheet_properties.pageSetUpPr.fitToPage = True
+    page_setup_properties = sheet.sheet_properties.pageSetUpPr
+    assert page_setup_properties is not None  # a new sheet's properties hold one
+    page_setup_properties.fitToPage = True
 
     summary = workbook.create_sheet("汇总")
     summary.append(["风险等级", "户数（参与评分）"])
