@@ -44,7 +44,7 @@ types: $(BIN)/.installed
 	rm -rf $(TYPES_TREE) && mkdir -p $(TYPES_TREE)
 	ln -s $(CURDIR)/relapse_risk/*.py $(TYPES_TREE)/
 	for d in features models training serving monitoring generator; do ln -s $(CURDIR)/$$d $(TYPES_TREE)/$$d; done
-	$(BIN)/mypy -p relapse_risk.features -p relapse_risk.models
+	$(BIN)/mypy -p relapse_risk.features -p relapse_risk.models -p relapse_risk.serving
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache
