@@ -195,7 +195,11 @@ class _Service(Protocol):
 
 
 SERVICE = cast(_Service, RelapseRiskApi)
-"""``RelapseRiskApi`` as what it is at run time, a ``bentoml.Service``."""
+"""``RelapseRiskApi`` as what it is at run time, a ``bentoml.Service``.
+
+BentoML names a service by the first attribute of its module that holds it, which stays
+``RelapseRiskApi`` (defined first): ``relapse_risk.serving.api.service:RelapseRiskApi``.
+"""
 
 
 def _not_found(message: str) -> JSONResponse:
