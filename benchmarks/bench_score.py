@@ -129,7 +129,7 @@ def main() -> None:
     from relapse_risk.features.policy import read_policy
     from relapse_risk.models.model import RiskModel
     from relapse_risk.serving.batch.job import BATCH_STAGES, score_folder
-    from relapse_risk.serving.registered_model import ResolvedModel
+    from relapse_risk.serving.scoring import ResolvedModel
 
     as_of: dt.date = read_policy(data / "policy.json").data_end
     model = ResolvedModel(

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
-from typing import Literal
+from dataclasses import dataclass
+from typing import Literal, TypedDict
 
 from .config import Level
 
@@ -16,6 +16,18 @@ CHECK_FEED = "check the data feed: ask the county which export, field or reporti
 REVIEW_LINE = "review the monitoring line in policy.json with the county, then re-score and retrain"
 REVIEW_POPULATION = "confirm this is the intended county; a different population needs its own model"
 WATCH = "no action; keep watching"
+
+
+class CheckJson(TypedDict):
+    """A check as a line of ``summary.json``."""
+
+    name: str
+    group: str
+    value: float | None
+    threshold: dict[str, float]
+    status: Status
+    message: str
+    action: str
 
 
 @dataclass(frozen=True)
@@ -30,11 +42,16 @@ class Check:
     message: str
     action: str
 
-    def as_json(self) -> dict[str, object]:
-        record = asdict(self)
-        if self.value is not None and not math.isfinite(self.value):
-            record["value"] = None
-        return record
+    def as_json(self) -> CheckJson:
+        return {
+            "name": self.name,
+            "group": self.group,
+            "value": self.value if self.value is None or math.isfinite(self.value) else None,
+            "threshold": dict(self.threshold),
+            "status": self.status,
+            "message": self.message,
+            "action": self.action,
+        }
 
 
 def judged(name: str, group: str, value: float | None, level: Level, message: str, action: str) -> Check:
@@ -54,4 +71,4 @@ def judged(name: str, group: str, value: float | None, level: Level, message: st
 def overall_status(checks: list[Check]) -> Status:
     """The worst status of any check (``ok`` when there are none)."""
     worst = max((STATUS_ORDER[c.status] for c in checks), default=0)
-    return ("ok", "warning", "alert")[worst]  # type: ignore[return-value]
+    return ("ok", "warning", "alert")[worst]

@@ -45,11 +45,11 @@ def monitor_command(options: MonitorOptions, console: Console, errors: Console) 
         errors.print(f"[bold red]Monitoring could not run:[/bold red] {escape(str(exc))}", highlight=False)
         return FAILED
     console.print(checks_table(result))
-    for action in result.summary["actions"]:  # type: ignore[union-attr]
+    for action in result.summary["actions"]:
         console.print(f"→ {escape(str(action))}", highlight=False)
-    for note in result.summary["notes"]:  # type: ignore[union-attr]
+    for note in result.summary["notes"]:
         console.print(f"[dim]{escape(str(note))}[/dim]", highlight=False)
-    for line in sampling_lines(result.summary["sampling"]):  # type: ignore[arg-type]
+    for line in sampling_lines(result.summary["sampling"]):
         console.print(f"[dim]{escape(line)}[/dim]", highlight=False)
     style = STATUS_STYLE[result.status]
     logged = f"; MLflow run {result.mlflow_run_id}" if result.mlflow_run_id else ""

@@ -31,7 +31,7 @@ from .drift import feature_drift, feature_drift_check, prediction_drift_checks
 from .inputs import MonitorInputError, MonitorSide, OpenInputs, read_side
 from .performance import ExpectedPerformance, performance_by_month, performance_checks
 from .quality import scenario_checks
-from .report import evidently_frames, evidently_html, finite, summary_document, write_report
+from .report import Summary, evidently_frames, evidently_html, finite, summary_document, write_report
 
 REGISTERED_MODEL = REGISTRY_MODEL_NAME
 EXPERIMENT = "relapse-risk"
@@ -73,7 +73,7 @@ class MonitorOptions:
 class MonitorResult:
     status: str
     checks: list[Check]
-    summary: dict[str, object]
+    summary: Summary
     out: Path
     mlflow_run_id: str | None = None
     seconds: dict[str, float] = field(default_factory=dict)
@@ -270,7 +270,7 @@ def _run_monitor(
                 run_id = log_to_mlflow(summary, checks, report_path, summary_path, tracking_uri)
         except (MlflowException, OSError) as exc:
             # The report stands on its own; an unreachable store must not hide an alert.
-            summary["notes"].append(f"not logged to MLflow at {tracking_uri}: {exc}")  # type: ignore[union-attr]
+            summary["notes"].append(f"not logged to MLflow at {tracking_uri}: {exc}")
             summary_path.write_text(
                 json.dumps(finite(summary), indent=2, ensure_ascii=False, allow_nan=False), encoding="utf-8"
             )
@@ -328,7 +328,7 @@ def _plain(value: object) -> object:
 
 
 def log_to_mlflow(
-    summary: dict[str, object], checks: list[Check], report: Path, summary_path: Path, tracking_uri: str
+    summary: Summary, checks: list[Check], report: Path, summary_path: Path, tracking_uri: str
 ) -> str:
     """One run in the model's experiment: every check's value, the status, and both files."""
     artifacts = _artifact_folder(tracking_uri)  # a local store is created beside its database
@@ -343,7 +343,7 @@ def log_to_mlflow(
     current = summary["current"]
     run = client.create_run(
         experiment_id,
-        run_name=f"monitor {current.get('as_of') or ''}".strip(),  # type: ignore[union-attr]
+        run_name=f"monitor {current.get('as_of') or ''}".strip(),
         tags={"job": "monitor", "monitor.status": str(summary["status"])},
     )
     run_id = run.info.run_id
@@ -353,13 +353,14 @@ def log_to_mlflow(
     client.log_metric(
         run_id, "monitor.status_level", {"ok": 0, "warning": 1, "alert": 2}[str(summary["status"])]
     )
-    for row in summary.get("performance_by_month", []):  # type: ignore[union-attr]
+    for row in summary.get("performance_by_month", []):
         step = int(str(row["as_of"]).replace("-", ""))
         for key in ("recall_at_k", "precision_at_k", "ece"):
-            if row.get(key) is not None:
-                client.log_metric(run_id, f"monitor.month.{key}", float(row[key]), step=step)
-    client.log_param(run_id, "reference", str(summary["reference"].get("label")))  # type: ignore[union-attr]
-    client.log_param(run_id, "current", str(current.get("label")))  # type: ignore[union-attr]
+            value = row.get(key)
+            if isinstance(value, int | float):  # a JSON number; null where not measured
+                client.log_metric(run_id, f"monitor.month.{key}", float(value), step=step)
+    client.log_param(run_id, "reference", str(summary["reference"].get("label")))
+    client.log_param(run_id, "current", str(current.get("label")))
     client.log_artifact(run_id, str(summary_path), "monitor")
     client.log_artifact(run_id, str(report), "monitor")
     client.set_terminated(run_id)

@@ -72,7 +72,7 @@ def dataset_facts(dataset: Dataset, as_of: dt.date) -> DatasetFacts:
     first_12 = max(month_start(month_index(t) - 11), policy.data_start)
     first_3 = max(month_start(month_index(t) - 2), policy.data_start)
     months_12 = month_index(t) - month_index(first_12) + 1
-    window_12 = [first_12, t]
+    window_12: list[object] = [first_12, t]
 
     households = dataset.row_count("households")
     reported = dataset.sql(

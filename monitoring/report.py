@@ -7,13 +7,14 @@ import html
 import json
 import math
 from pathlib import Path
+from typing import NotRequired, TypedDict
 
 import pandas as pd
 from evidently import DataDefinition, Report
 from evidently import Dataset as EvidentlyDataset
 from evidently.presets import DataDriftPreset, DataSummaryPreset
 
-from .checks import Check
+from .checks import Check, CheckJson
 
 SUMMARY_VERSION = 1
 STATUS_COLOURS = {"ok": "#2e7d32", "warning": "#ef6c00", "alert": "#c62828"}
@@ -75,6 +76,24 @@ def evidently_html(
     snapshot.save_html(str(target))
 
 
+class Summary(TypedDict):
+    """The content of ``summary.json`` (version :data:`SUMMARY_VERSION`)."""
+
+    summary_version: int
+    status: str
+    checks: list[CheckJson]
+    actions: list[str]
+    named_causes: list[str]
+    reference: dict[str, object]
+    current: dict[str, object]
+    performance_by_month: list[dict[str, object]]
+    notes: list[str]
+    sampling: dict[str, object]
+    seconds: NotRequired[dict[str, float]]
+    stages: NotRequired[dict[str, dict[str, float]]]
+    """Wall and CPU seconds of each stage (``StageTimes.rounded``)."""
+
+
 def summary_document(
     status: str,
     checks: list[Check],
@@ -82,7 +101,7 @@ def summary_document(
     performance: pd.DataFrame | None,
     notes: list[str],
     sampling: dict[str, object],
-) -> dict[str, object]:
+) -> Summary:
     """The content of ``summary.json``."""
     actions: list[str] = []
     for check in checks:
@@ -117,11 +136,11 @@ def _records(frame: pd.DataFrame) -> list[dict[str, object]]:
     return json.loads(frame.to_json(orient="records"))
 
 
-def checks_section(summary: dict[str, object]) -> str:
+def checks_section(summary: Summary) -> str:
     """The human part of the report: status, what to do, every check, performance by month."""
     status = str(summary["status"])
     rows = []
-    for check in summary["checks"]:  # type: ignore[union-attr]
+    for check in summary["checks"]:
         value = check["value"]
         shown = "n/a" if value is None else f"{value:.4g}"
         threshold = check["threshold"]
@@ -133,27 +152,23 @@ def checks_section(summary: dict[str, object]) -> str:
             f"<td style='color:{colour}'><b>{check['status']}</b></td>"
             f"<td>{html.escape(check['message'])}</td><td>{html.escape(check['action'])}</td></tr>"
         )
-    actions = "".join(f"<li>{html.escape(a)}</li>" for a in summary["actions"]) or "<li>none</li>"  # type: ignore[union-attr]
-    notes = "".join(f"<li>{html.escape(n)}</li>" for n in summary["notes"]) or "<li>none</li>"  # type: ignore[union-attr]
-    sampled = "".join(
-        f"<li>{html.escape(line)}</li>"
-        for line in sampling_lines(summary.get("sampling", {}))  # type: ignore[arg-type]
-    )
+    actions = "".join(f"<li>{html.escape(a)}</li>" for a in summary["actions"]) or "<li>none</li>"
+    notes = "".join(f"<li>{html.escape(n)}</li>" for n in summary["notes"]) or "<li>none</li>"
+    sampled = "".join(f"<li>{html.escape(line)}</li>" for line in sampling_lines(summary.get("sampling", {})))
     performance = summary["performance_by_month"]
     perf_html = ""
     if performance:
-        header = "".join(f"<th>{html.escape(k)}</th>" for k in performance[0])  # type: ignore[index]
+        header = "".join(f"<th>{html.escape(k)}</th>" for k in performance[0])
         body = "".join(
-            "<tr>" + "".join(f"<td>{_cell(v)}</td>" for v in row.values()) + "</tr>"
-            for row in performance  # type: ignore[union-attr]
+            "<tr>" + "".join(f"<td>{_cell(v)}</td>" for v in row.values()) + "</tr>" for row in performance
         )
         perf_html = (
             "<h3>Performance of past scores, by month</h3>"
             f"<table border=1 cellpadding=4><tr>{header}</tr>{body}</table>"
         )
     sides = "".join(
-        f"<li><b>{name}</b>: {html.escape(str(summary[name].get('label', '')))}</li>"  # type: ignore[union-attr]
-        for name in ("reference", "current")
+        f"<li><b>{name}</b>: {html.escape(str(side.get('label', '')))}</li>"
+        for name, side in (("reference", summary["reference"]), ("current", summary["current"]))
     )
     return (
         "<section style='font-family:sans-serif;margin:16px'>"
@@ -198,7 +213,7 @@ def _cell(value: object) -> str:
     return html.escape(str(value))
 
 
-def write_report(summary: dict[str, object], evidently_file: Path | None, target: Path) -> None:
+def write_report(summary: Summary, evidently_file: Path | None, target: Path) -> None:
     """One HTML file: the checks section, followed by Evidently's report when there is one."""
     section = checks_section(summary)
     if evidently_file is not None and evidently_file.exists():

@@ -11,7 +11,8 @@ Two sub-packages, and what both of them use:
 - Shared, so a household gets the same score from either: :mod:`.scoring` (the
   one scoring path), :mod:`.registered_model` (finding and loading a model in
   the registry), :mod:`.village_context` (village figures the batch job writes
-  and the API reads) and :mod:`.config` (constants).
+  and the API reads), :mod:`.cells` (a scores row's cells read back as Python
+  values) and :mod:`.config` (constants).
 
 ``api`` and ``batch`` do not import each other: what both need lives here.
 """

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from ..models.registry import (  # noqa: F401 - re-exported for the serving modules
+from ..models.registry import (
     DEFAULT_MODEL_ALIAS,
     REGISTRY_MODEL_NAME,
     RISK_BAND_CUTOFFS,
@@ -19,6 +19,25 @@ from ..models.registry import (  # noqa: F401 - re-exported for the serving modu
     resolve_tracking_uri,
     risk_bands,
 )
+
+__all__ = [
+    # The registry's names, re-exported: the serving modules read every constant from here.
+    "DEFAULT_MODEL_ALIAS",
+    "REGISTRY_MODEL_NAME",
+    "RISK_BAND_CUTOFFS",
+    "TRACKING_URI_VARIABLE",
+    "RiskBandCutoffs",
+    "default_tracking_uri",
+    "resolve_tracking_uri",
+    "risk_bands",
+    # Serving's own.
+    "DEFAULT_HORIZON_MONTHS",
+    "RISK_BANDS",
+    "RISK_BAND_ZH",
+    "RISK_SCORE_DECIMALS",
+    "RULE_MARGIN_DECIMALS",
+    "RiskBand",
+]
 
 DEFAULT_HORIZON_MONTHS = 6
 

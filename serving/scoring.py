@@ -23,6 +23,7 @@ from relapse_risk.features.policy import Policy
 from relapse_risk.features.rules import RISK_TYPE_NAMES, RuleState, build_panel, rule_state
 from relapse_risk.features.stages import StageTimes
 from relapse_risk.models.explain import contribution_tables, explain_reasons, reason_field
+from relapse_risk.models.model import RiskModel
 from relapse_risk.models.reasons import Reason
 
 from .config import DEFAULT_HORIZON_MONTHS, RISK_BAND_CUTOFFS, RiskBandCutoffs, risk_bands
@@ -69,6 +70,9 @@ EXPLAIN_CHUNK_ROWS = 10_000
 
 ProgressCallback = Callable[[str, int, int], None]
 """Called as ``progress(stage, done, total)`` while a stage advances (households)."""
+
+_NONE = np.array(None, dtype=object)
+"""None as numpy reads it in ``np.where``: a 0-d object array (numpy's stubs take no bare None)."""
 
 
 class ScoringModel(Protocol):
@@ -435,7 +439,7 @@ def roster_scores(
     margin = np.where(status == "rejected", np.nan, margin)
     rules = np.full(n, None, dtype=object)
     rules[known] = facts["triggered_rule"].to_numpy(dtype=object)[fact_row[known]]
-    triggered_rule = np.where(status == "triggered_now", rules, None)
+    triggered_rule = np.where(status == "triggered_now", rules, _NONE)
     explained_rows = np.flatnonzero(explain_mask)
     reasons: dict[str, np.ndarray] = {}
     for slot in REASON_SLOTS:
@@ -473,10 +477,10 @@ def scores_table(
     n = len(roster)
     scores = pd.DataFrame(
         {
-            "household_id": pd.array(roster["household_id"], dtype="string"),
-            "county_code": pd.array(roster["county_code"], dtype="string"),
-            "township_code": pd.array(roster["township_code"], dtype="string"),
-            "village_code": pd.array(roster["village_code"], dtype="string"),
+            "household_id": pd.array(roster["household_id"].to_numpy(), dtype="string"),
+            "county_code": pd.array(roster["county_code"].to_numpy(), dtype="string"),
+            "township_code": pd.array(roster["township_code"].to_numpy(), dtype="string"),
+            "village_code": pd.array(roster["village_code"].to_numpy(), dtype="string"),
             "as_of": pd.array([format_month(as_of)] * n, dtype="string"),
             "horizon_months": pd.array(np.full(n, horizon_months), dtype="Int64"),
             "status": pd.array(figures.status, dtype="string"),
@@ -503,7 +507,7 @@ def _positions(index: np.ndarray, wanted: np.ndarray) -> np.ndarray:
     labels = pd.Index(index)
     if not labels.is_unique:
         raise ValueError("cannot reindex on an axis with duplicate labels")
-    return labels.get_indexer(wanted)
+    return labels.get_indexer(pd.Index(wanted))
 
 
 # -- the pieces, each a pure function ----------------------------------------------------------
@@ -518,7 +522,8 @@ def household_roster(
     come from ``rejected_roster`` when given, else from the rejects with null
     codes, so that every household of the input has a row. Sorted by id.
     """
-    roster = dataset.sql("SELECT household_id, county_code, township_code, village_code FROM households").df()
+    query = "SELECT household_id, county_code, township_code, village_code FROM households"
+    roster: pd.DataFrame = dataset.sql(query).df()
     known = set(roster["household_id"])
     # Only a rejected households row stands for a household of the input; an id
     # seen only in another table's orphan row (foreign key broken) is reported
@@ -537,7 +542,8 @@ def household_roster(
             for column in ("county_code", "township_code", "village_code"):
                 extra[column] = None
         roster = pd.concat([roster, extra], ignore_index=True)
-    roster = roster.astype(object).where(roster.notna(), None)
+    # pandas-stubs take no None for ``other``; pandas documents it, and it is what turns NaN into None here.
+    roster = roster.astype(object).where(roster.notna(), None)  # type: ignore[call-overload]
     return roster.sort_values("household_id", kind="stable", ignore_index=True)
 
 
@@ -577,11 +583,12 @@ def rejects_frame(dataset: Dataset) -> pd.DataFrame:
     ``dataset.rejects``; its DuckDB rejects table, when there is one, has them all.
     """
     if dataset.rejects_table is not None:
-        return dataset.sql(
+        frame: pd.DataFrame = dataset.sql(
             f"""SELECT table_name AS "table", "row", column_name AS "column", rule, reason,
                        household_id, value
                 FROM {dataset.rejects_table} ORDER BY position"""
         ).df()
+        return frame
     return rejects_to_frame(dataset.rejects)
 
 
@@ -607,7 +614,7 @@ def rejected_household_reasons(rejects: pd.DataFrame) -> dict[str, str]:
         return {}
     grouped = known.groupby("household_id", sort=True)
     first = grouped.head(1).set_index("household_id")
-    counts = grouped.size()
+    counts = grouped.size().to_dict()
     reasons = {}
     for household_id, r in first.iterrows():
         more = int(counts[household_id]) - 1
@@ -657,7 +664,7 @@ def _household_status(
     if missing_facts.any():
         first = ids[missing_facts][0]
         raise ValueError(f"household {first!r} has no rule facts although it was not rejected")
-    return status, np.where(is_rejected, reason, None)
+    return status, np.where(is_rejected, reason, _NONE)
 
 
 def _is_true(column: pd.Series) -> np.ndarray:
@@ -721,7 +728,7 @@ def _rows_for(features: pd.DataFrame, household_ids: np.ndarray, source: str) ->
     if not index.is_unique:
         duplicated = index[index.duplicated()][0]
         raise ValueError(f"{source} returned more than one row for household {duplicated!r}")
-    positions = index.get_indexer(household_ids)
+    positions = index.get_indexer(pd.Index(household_ids))
     if (positions < 0).any():
         missing = pd.Index(household_ids)[positions < 0]
         raise ValueError(f"{source} returned no row for {len(missing)} household(s), e.g. {missing[0]!r}")
@@ -742,7 +749,7 @@ def _explain_in_chunks(
     if total == 0:
         return []
     # Prepared once for all chunks: building the tables takes seconds, each row then well under 1 ms.
-    tables = contribution_tables(model) if hasattr(model, "booster_") else None  # type: ignore[arg-type]
+    tables = contribution_tables(model) if isinstance(model, RiskModel) and model.is_fitted else None
     if tables is None and threads > 1 and total > 1:
         slices = [features.iloc[rows] for rows in np.array_split(np.arange(total), min(threads, total))]
         with ThreadPoolExecutor(max_workers=len(slices)) as pool:

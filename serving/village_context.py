@@ -72,7 +72,8 @@ def read_village_context(path: Path) -> pd.DataFrame | None:
     """The context of a run folder's file, or None when the run has none."""
     if not path.is_file():
         return None
-    return pq.read_table(path).to_pandas()
+    context: pd.DataFrame = pq.read_table(path).to_pandas()
+    return context
 
 
 @dataclass(frozen=True, eq=False)
@@ -108,7 +109,7 @@ def apply_village_context(
     """
     names = [n for n in village_feature_names(features.columns) if n in figures.columns]
     household_villages = _villages_of(features["household_id"].to_numpy(), villages)
-    village_row = figures.codes.get_indexer(household_villages)
+    village_row = figures.codes.get_indexer(pd.Index(household_villages))
     matched = village_row >= 0
     if not matched.any() or not names:
         return features, np.zeros(len(features), dtype=bool)
@@ -123,7 +124,7 @@ def apply_village_context(
         values_of = columns[1:]
         matrix = features.iloc[:, 1:].to_numpy(dtype=dtype, copy=True)
         values = np.column_stack([figures.columns[name][village_row[rows]] for name in names])
-        positions = [values_of.get_loc(name) for name in names]
+        positions = values_of.get_indexer(pd.Index(names))  # every name is a column: none is -1
         matrix[np.ix_(rows, positions)] = values.astype(dtype, copy=False)
         updated = pd.DataFrame(matrix, columns=values_of, index=features.index, copy=False)
         updated.insert(0, "household_id", features["household_id"])
@@ -135,7 +136,7 @@ def apply_village_context(
     for dtype in dict.fromkeys(by_name[name] for name in names):
         group = [name for name in names if by_name[name] == dtype]
         values = np.column_stack([figures.columns[name][village_row[rows]] for name in group])
-        updated.iloc[rows, columns.get_indexer(group)] = values.astype(dtype, copy=False)
+        updated.iloc[rows, columns.get_indexer(pd.Index(group))] = values.astype(dtype, copy=False)
     return updated, matched
 
 
@@ -149,7 +150,7 @@ def _villages_of(household_ids: np.ndarray, villages: pd.DataFrame) -> np.ndarra
     if not ids.is_unique:
         first = ~ids.duplicated(keep="first")
         ids, codes = ids[first], codes[first]
-    household_row = ids.get_indexer(household_ids)
+    household_row = ids.get_indexer(pd.Index(household_ids))
     household_villages = np.full(len(household_ids), None, dtype=object)
     placed = household_row >= 0
     household_villages[placed] = codes[household_row[placed]]

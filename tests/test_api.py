@@ -63,7 +63,13 @@ from relapse_risk.serving.api.request_log import (
     read_request_log,
     request_log_records,
 )
-from relapse_risk.serving.api.schemas import HouseholdInput, HouseholdTables, ScoreRequest, VisitListRequest
+from relapse_risk.serving.api.schemas import (
+    HouseholdInput,
+    HouseholdTables,
+    ScoreRequest,
+    VisitListRequest,
+    reasons_of,
+)
 from relapse_risk.serving.api.score_rounds import (
     ScoredBatch,
     _text_column,
@@ -73,7 +79,7 @@ from relapse_risk.serving.api.score_rounds import (
     prepare_households,
     score_prepared,
 )
-from relapse_risk.serving.api.scored_runs import RunCatalog, household_row, reasons_of, visit_list
+from relapse_risk.serving.api.scored_runs import RunCatalog, household_row, visit_list
 from relapse_risk.serving.api.scoring_process import ScoringProcess, ScoringUnavailable
 from relapse_risk.serving.api.server_guard import SERVER_PID_VARIABLE, stop_server_after_failed_start
 from relapse_risk.serving.api.settings import DEFAULT_MAX_BODY_BYTES, ApiSettings, ApiSettingsError
@@ -551,7 +557,9 @@ def test_runs_are_read_latest_month_first_and_never_from_a_later_month(tmp_path:
     assert rows["household_id"].tolist() == ["c", "b"] and scored == 2
     found = household_row(catalog.runs(), "a")
     assert found is not None and found[0].as_of == "2024-03"
-    assert reasons_of(found[1]) == [{"code": "income_down", "zh": None, "en": None, "measure": None}]
+    assert [r.model_dump() for r in reasons_of(found[1])] == [
+        {"code": "income_down", "zh": None, "en": None, "measure": None}
+    ]
 
 
 # -- request log ---------------------------------------------------------------------------------

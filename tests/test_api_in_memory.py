@@ -145,7 +145,8 @@ def test_in_memory_answers_read_the_rows_of_the_batch_scores_table(
     county: Path, served: ResolvedModel
 ) -> None:
     from relapse_risk.features.household_rows import household_features, household_panel, read_clean_tables
-    from relapse_risk.serving.api.score_rounds import _value, round_tables, scores_by_household
+    from relapse_risk.serving.api.score_rounds import round_tables, scores_by_household
+    from relapse_risk.serving.cells import present
     from relapse_risk.serving.scoring import rejects_to_frame, roster_scores, rule_facts_at, score_roster
 
     items = _items(county, 24, 14, 7)
@@ -178,9 +179,9 @@ def test_in_memory_answers_read_the_rows_of_the_batch_scores_table(
     rows = scores_by_household(roster["household_id"].to_numpy(), figures, 6)
 
     records = {r["household_id"]: r for r in table.to_dict("records")}
-    expected = {h: {c: _value(records[h], c) for c in row} for h, row in rows.items()}
+    expected = {h: {c: present(records[h].get(c)) for c in row} for h, row in rows.items()}
     assert list(records) == list(rows)
-    assert {h: {c: _value(row, c) for c in row} for h, row in rows.items()} == expected
+    assert {h: {c: present(row.get(c)) for c in row} for h, row in rows.items()} == expected
     assert len({row["status"] for row in rows.values()}) > 1
     assert any(row["reason_1_code"] is not None for row in rows.values())
 

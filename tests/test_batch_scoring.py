@@ -31,10 +31,11 @@ from relapse_risk.serving.batch.outputs import (
     write_scores_parquet,
 )
 from relapse_risk.serving.config import RISK_BAND_CUTOFFS, RiskBandCutoffs
-from relapse_risk.serving.registered_model import ModelSpecError, ResolvedModel, registry_uri
+from relapse_risk.serving.registered_model import ModelSpecError, registry_uri
 from relapse_risk.serving.scoring import (
     REASON_COLUMNS,
     SCORE_COLUMNS,
+    ResolvedModel,
     area_ranks,
     household_status,
     rejected_household_reasons,

@@ -14,6 +14,7 @@ import datetime as dt
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TypedDict
 
 import numpy as np
 import pandas as pd
@@ -39,6 +40,18 @@ from .subgroups import GateLimits, subgroup_table
 
 METHODS: tuple[str, ...] = (MODEL, BASELINE, ORACLE)
 HEADLINE = "recall_at_k"
+
+
+class AssessmentJson(TypedDict):
+    """An assessment as plain JSON (:meth:`Assessment.to_json_dict`): tables as lists of records."""
+
+    months: list[str]
+    visit_share: float
+    averaged: list[dict[str, object]]
+    per_month: list[dict[str, object]]
+    recall_ratios: dict[str, object]
+    subgroups: list[dict[str, object]]
+    flagged_groups: list[str]
 
 
 @dataclass(frozen=True)
@@ -96,7 +109,7 @@ class Assessment:
         """Groups the fairness gate refuses: below the rule baseline or miscalibrated, beyond noise."""
         return list(self.subgroups.loc[self.subgroups["flagged"], "group"])
 
-    def to_json_dict(self) -> dict[str, object]:
+    def to_json_dict(self) -> AssessmentJson:
         """Plain JSON (NaN as null, months as YYYY-MM)."""
         per_month = self.per_month.copy()
         per_month["as_of"] = [format_month(ts.date()) for ts in per_month["as_of"]]
@@ -230,4 +243,4 @@ def _plain(value: object) -> object:
 
 
 def _records(frame: pd.DataFrame) -> list[dict[str, object]]:
-    return [{k: _plain(v) for k, v in row.items()} for row in frame.to_dict(orient="records")]
+    return [{str(k): _plain(v) for k, v in row.items()} for row in frame.to_dict(orient="records")]

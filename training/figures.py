@@ -29,7 +29,7 @@ def rank_column(method: str) -> str:
     return f"rank_{method}"
 
 
-def recall_at_shares(ranked: pd.DataFrame, method: str, shares: Sequence[float]) -> np.ndarray:
+def recall_at_shares(ranked: pd.DataFrame, method: str, shares: Sequence[float] | np.ndarray) -> np.ndarray:
     """Mean over as-of months of recall@ceil(share x eligible) for each visit share."""
     per_month = []
     for _, month in ranked.groupby("as_of", sort=True):

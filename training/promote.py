@@ -63,7 +63,7 @@ from relapse_risk.models.metrics import BASELINE
 from relapse_risk.models.model import RiskModel
 from relapse_risk.models.pyfunc import load_risk_model
 
-from .assessment import MODEL, Assessment, calibration_by_month
+from .assessment import MODEL, Assessment, AssessmentJson, calibration_by_month
 from .config import TrainingSettings
 from .evaluate import assess_on_dataset
 from .subgroups import champion_table, subgroup_table
@@ -159,7 +159,11 @@ def _mean(averaged: list[dict[str, object]], method: str, metric: str) -> float:
     for row in averaged:
         if row["method"] == method:
             value = row.get(metric)
-            return float(value) if value is not None else math.nan  # type: ignore[arg-type]
+            if value is None:
+                return math.nan
+            if isinstance(value, int | float | str):  # a JSON number (or its text)
+                return float(value)
+            raise TypeError(f"{metric} of {method} is {type(value).__name__}, not a number")
     return math.nan
 
 
@@ -182,7 +186,7 @@ def _ranked_only(ranking: pd.DataFrame) -> pd.DataFrame:
 def candidate_from_evaluation(
     role: str,
     version: str,
-    evaluation: dict[str, object],
+    evaluation: LoggedEvaluation,
     ranking: pd.DataFrame,
     settings: TrainingSettings,
 ) -> Candidate:
@@ -191,35 +195,48 @@ def candidate_from_evaluation(
     Recomputed rather than read from the run, so the promotion's limits decide, not the ones
     training happened to use.
     """
-    averaged = evaluation["averaged"]  # type: ignore[assignment]
+    averaged = evaluation["averaged"]
     return Candidate(
         role=role,
         version=version,
-        recall_at_k=_mean(averaged, MODEL, "recall_at_k"),  # type: ignore[arg-type]
-        baseline_recall_at_k=_mean(averaged, BASELINE, "recall_at_k"),  # type: ignore[arg-type]
-        precision_at_k=_mean(averaged, MODEL, "precision_at_k"),  # type: ignore[arg-type]
-        median_lead_time_months=_mean(averaged, MODEL, "median_lead_time_months"),  # type: ignore[arg-type]
-        ece=_mean(averaged, MODEL, "ece"),  # type: ignore[arg-type]
-        months=tuple(evaluation.get("months", ())),  # type: ignore[arg-type]
+        recall_at_k=_mean(averaged, MODEL, "recall_at_k"),
+        baseline_recall_at_k=_mean(averaged, BASELINE, "recall_at_k"),
+        precision_at_k=_mean(averaged, MODEL, "precision_at_k"),
+        median_lead_time_months=_mean(averaged, MODEL, "median_lead_time_months"),
+        ece=_mean(averaged, MODEL, "ece"),
+        months=tuple(evaluation.get("months", ())),
         gate=subgroup_table(_ranked_only(ranking), _group_facts(ranking), settings.gate_limits),
         ranking=ranking,
         calibration=calibration_by_month(ranking),
-        trained_through=evaluation.get("trained_through"),  # type: ignore[arg-type]
+        trained_through=evaluation.get("trained_through"),
     )
 
 
 def candidate_from_assessment(
     role: str, version: str, assessment: Assessment, settings: TrainingSettings, trained_through: str | None
 ) -> Candidate:
-    evaluation = {**assessment.to_json_dict(), "trained_through": trained_through}
+    evaluation: LoggedEvaluation = {**assessment.to_json_dict(), "trained_through": trained_through}
     return candidate_from_evaluation(role, version, evaluation, assessment.ranking_with_groups(), settings)
+
+
+class LoggedEvaluation(AssessmentJson, total=False):
+    """What promotion reads of an evaluation: a training run's ``evaluation.json`` (train.py writes it).
+
+    The assessment's keys are always there; the run's facts are where the evaluation came from a
+    training run (``trained_through`` also for an assessment made here).
+    """
+
+    trained_through: str | None
+    horizon: int
+    data_path: str
+    data_fingerprint: str
 
 
 @dataclass(frozen=True)
 class LoggedRun:
     """What a version's training run logged for promotion: its evaluation and its test ranking."""
 
-    evaluation: dict[str, object]
+    evaluation: LoggedEvaluation
     ranking: pd.DataFrame
     run_id: str
 
@@ -239,7 +256,7 @@ def logged_run(tracking: Tracking, version: ModelVersion) -> LoggedRun:
                 f"version {version.version} (run {version.run_id}) has no {name}: it was trained before "
                 f"promotion could judge it group by group; retrain it with `relapse train` ({exc})"
             ) from None
-    evaluation = json.loads(Path(files[EVALUATION_FILE]).read_text(encoding="utf-8"))
+    evaluation: LoggedEvaluation = json.loads(Path(files[EVALUATION_FILE]).read_text(encoding="utf-8"))
     return LoggedRun(evaluation, pd.read_parquet(files[BACKTEST_RANKING_FILE]), version.run_id)
 
 
@@ -374,10 +391,10 @@ def _rescore_both(
     say: Progress,
 ) -> tuple[Candidate, Candidate, str] | None:
     """Both models re-scored on the challenger's months the champion has not learned; None when none."""
-    horizon = int(ours.evaluation.get("horizon") or settings.horizon)  # type: ignore[arg-type]
+    horizon = int(ours.evaluation.get("horizon") or settings.horizon)
     months = comparable_months(
-        list(ours.evaluation["months"]),  # type: ignore[arg-type]
-        theirs.evaluation.get("trained_through"),  # type: ignore[arg-type]
+        list(ours.evaluation["months"]),
+        theirs.evaluation.get("trained_through"),
         horizon,
     )
     if not months:
@@ -412,7 +429,7 @@ def _rescore_both(
             str(versions[role].version),
             assessment,
             settings,
-            trained_through,  # type: ignore[arg-type]
+            trained_through,
         )
     basis = (
         f"both re-scored on {folder} (fingerprint {dataset.fingerprint[:12]}), the challenger's test months "

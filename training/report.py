@@ -71,7 +71,7 @@ def ratio_line(assessment: Assessment) -> str:
 
 def measurement_line(assessment: Assessment, planned_months: int) -> str:
     """How much the backtest measured: test months, positives, and recall@k's 90 % interval."""
-    positives = int(assessment.subgroups.loc[0, "positives"])
+    positives = int(assessment.subgroups["positives"].loc[0])
     low, high = assessment.recall_interval(MODEL)
     line = (
         f"measured on {len(assessment.months)} test month(s) "

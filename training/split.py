@@ -29,13 +29,13 @@ import datetime as dt
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Final, Literal
 
 from relapse_risk.features.contract import format_month, month_index
 from relapse_risk.features.errors import RelapseRiskError
 
-LATER_MONTHS = "later_months"
-HELD_OUT_HOUSEHOLDS = "held_out_households"
+LATER_MONTHS: Final = "later_months"
+HELD_OUT_HOUSEHOLDS: Final = "held_out_households"
 ValidationKind = Literal["later_months", "held_out_households"]
 
 QUARTER_ALIGNMENT_MONTHS = 2

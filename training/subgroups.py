@@ -194,7 +194,7 @@ def subgroup_table(ranked: pd.DataFrame, groups: pd.DataFrame, limits: GateLimit
         ("baseline_recall_at_k", "baseline_parity"),
         ("oracle_recall_at_k", "oracle_parity"),
     ):
-        overall = float(table.loc[0, recall_column])
+        overall = float(table[recall_column].loc[0])
         table[column] = table[recall_column] / overall if overall > 0 else math.nan
     table["flagged"] = table["below_baseline"] | table["miscalibrated"]
     return table

@@ -170,9 +170,10 @@ def choose_reasons(
     of_family = template_family[None, :] == np.arange(len(family_names))[:, None]
     candidates = valid[:, None, :] & of_family[None, :, :]
     scores = np.where(candidates, support[:, None, :], -np.inf)
-    best = (
-        np.argmax(scores, axis=2).tolist() if usable else np.zeros(scores.shape[:2], dtype=np.intp).tolist()
+    best_index: np.ndarray = (
+        np.argmax(scores, axis=2) if usable else np.zeros(scores.shape[:2], dtype=np.intp)
     )
+    best: list[list[int]] = best_index.tolist()
     has_candidate = candidates.any(axis=2).tolist()
     # Families by descending support; ties by first appearance (stable sort).
     family_order = np.argsort(-family_support, axis=1, kind="stable").tolist()

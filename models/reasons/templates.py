@@ -84,7 +84,7 @@ def _plural(x: float, one: str, many: str) -> str:
 
 
 def _finite(v: np.ndarray) -> np.ndarray:
-    return np.isfinite(v)
+    return np.asarray(np.isfinite(v), dtype=bool)
 
 
 def _income_features(source: str) -> tuple[str, ...]:

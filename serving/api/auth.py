@@ -19,9 +19,12 @@ import json
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from relapse_risk.features.errors import RelapseRiskError
+
+if TYPE_CHECKING:  # types only: the keys are read (launch.py) without importing any server library
+    from starlette.types import ASGIApp, Receive, Scope, Send
 
 KEYS_VARIABLE = "RELAPSE_API_KEYS"
 KEYS_FILE_VARIABLE = "RELAPSE_API_KEYS_FILE"
@@ -29,9 +32,6 @@ MIN_KEY_LENGTH = 16
 
 OPEN_PATHS = frozenset({"/", "/livez", "/readyz", "/healthz", "/metrics", "/docs.json"})
 OPEN_PREFIXES = ("/static_content/", "/assets/")
-
-Scope = dict[str, Any]
-Message = dict[str, Any]
 
 
 class ApiKeyConfigError(RelapseRiskError, RuntimeError):
@@ -118,11 +118,11 @@ class BearerAuthMiddleware:
     builds its app (in each worker), not when the module is imported.
     """
 
-    def __init__(self, app: Any, keys: Iterable[str] | None = None) -> None:
+    def __init__(self, app: ASGIApp, keys: Iterable[str] | None = None) -> None:
         self.app = app
         self.checker = KeyChecker(load_api_keys(os.environ) if keys is None else keys)
 
-    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket") or is_open_path(scope.get("path", "")):
             await self.app(scope, receive, send)
             return

@@ -11,23 +11,24 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable, Sequence
 
-import pandas as pd
-
+from ..cells import ScoresRow, float_or_none, int_or_none, present, text_or_none
 from .request_log import LOGGED_ANSWER_FIELDS, RequestLog, request_log_records
 from .schemas import (
     HouseholdInput,
     HouseholdResponse,
     HouseholdScore,
     ModelInfo,
-    Reason,
     RunInfo,
     ScoredHousehold,
     VisitListEntry,
     VisitListRequest,
     VisitListResponse,
+    reasons_of,
+    risk_band,
+    score_status,
 )
 from .score_rounds import prepare_households
-from .scored_runs import RunCatalog, ScoredRun, household_row, reasons_of, visit_list
+from .scored_runs import AreaLevel, RunCatalog, ScoredRun, household_row, visit_list
 from .scoring_process import ScoringProcess
 from .settings import ApiSettings
 
@@ -85,7 +86,7 @@ class RiskApi:
         run = self.runs.latest(request.as_of)
         if run is None:
             return None
-        level = "county" if request.county_code is not None else "township"
+        level: AreaLevel = "county" if request.county_code is not None else "township"
         code = request.county_code if request.county_code is not None else request.township_code
         assert code is not None  # the request model guarantees one of the two
         rows, scored = visit_list(run, level, code, request.capacity)
@@ -128,46 +129,22 @@ def run_info(run: ScoredRun) -> RunInfo:
     )
 
 
-def _present(value: object) -> object:
-    if value is None or value is pd.NA:
-        return None
-    if isinstance(value, float) and value != value:
-        return None
-    return value
-
-
-def scored_household(row: dict[str, object]) -> ScoredHousehold:
+def scored_household(row: ScoresRow) -> ScoredHousehold:
     """A scores-table row as the API shows it."""
-
-    def get(column: str) -> object:
-        return _present(row.get(column))
-
-    def integer(column: str) -> int | None:
-        value = get(column)
-        return None if value is None else int(value)  # type: ignore[call-overload]
-
-    def number(column: str) -> float | None:
-        value = get(column)
-        return None if value is None else float(value)  # type: ignore[arg-type]
-
-    def text(column: str) -> str | None:
-        value = get(column)
-        return None if value is None else str(value)
-
     return ScoredHousehold(
         household_id=str(row["household_id"]),
-        county_code=text("county_code"),
-        township_code=text("township_code"),
-        village_code=text("village_code"),
-        status=str(row["status"]),  # type: ignore[arg-type]
-        risk_score=number("risk_score"),
-        risk_band=text("risk_band"),  # type: ignore[arg-type]
-        rank_county=integer("rank_county"),
-        rank_township=integer("rank_township"),
-        rank_village=integer("rank_village"),
-        in_visit_list=bool(get("in_visit_list") or False),
-        rule_margin=number("rule_margin"),
-        triggered_rule=text("triggered_rule"),
-        reasons=[Reason(**reason) for reason in reasons_of(row)],
-        reject_reason=text("reject_reason"),
+        county_code=text_or_none(row.get("county_code")),
+        township_code=text_or_none(row.get("township_code")),
+        village_code=text_or_none(row.get("village_code")),
+        status=score_status(str(row["status"])),
+        risk_score=float_or_none(row.get("risk_score")),
+        risk_band=risk_band(text_or_none(row.get("risk_band"))),
+        rank_county=int_or_none(row.get("rank_county")),
+        rank_township=int_or_none(row.get("rank_township")),
+        rank_village=int_or_none(row.get("rank_village")),
+        in_visit_list=bool(present(row.get("in_visit_list")) or False),
+        rule_margin=float_or_none(row.get("rule_margin")),
+        triggered_rule=text_or_none(row.get("triggered_rule")),
+        reasons=reasons_of(row),
+        reject_reason=text_or_none(row.get("reject_reason")),
     )

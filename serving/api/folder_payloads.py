@@ -23,6 +23,7 @@ import datetime as dt
 import math
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TypedDict
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -97,7 +98,14 @@ def _year_of(value: object) -> int | None:
         return None
 
 
-def score_entries(folder: Path, household_ids: Sequence[str], as_of: dt.date) -> list[dict[str, object]]:
+class ScoreEntry(TypedDict):
+    """One household of a ``/score`` body, as JSON: its as-of month and its rows in every contract table."""
+
+    as_of: str
+    tables: dict[str, list[dict[str, object]]]
+
+
+def score_entries(folder: Path, household_ids: Sequence[str], as_of: dt.date) -> list[ScoreEntry]:
     """One ``/score`` entry per household id, in the given order; unknown ids raise ``KeyError``."""
     wanted = pa.array(list(dict.fromkeys(household_ids)), type=pa.string())
     limit = month_index(as_of)
@@ -155,7 +163,7 @@ def score_entries(folder: Path, household_ids: Sequence[str], as_of: dt.date) ->
             owner = _owner(table.name, row, members_of, loans_of)
             if owner in by_household:
                 by_household[owner][table.name].append(row)
-    entries = []
+    entries: list[ScoreEntry] = []
     for household_id in household_ids:
         if not by_household[household_id]["households"]:
             raise KeyError(f"{folder}: household {household_id!r} is not in households")

@@ -17,6 +17,7 @@ from relapse_risk.features.catalogue import FEATURES_BY_NAME
 from relapse_risk.features.errors import RelapseRiskError
 from relapse_risk.features.policy import Policy, PolicyError, read_policy
 from relapse_risk.models.explain import warm_up_explainer
+from relapse_risk.models.model import RiskModel
 from relapse_risk.models.registry import ModelNotRegistered
 
 from ..config import resolve_tracking_uri
@@ -87,9 +88,9 @@ class HouseholdScorer:
                 f"{settings.model_uri} is in the registry at {tracking_uri} but could not be loaded: "
                 f"{type(exc).__name__}: {exc}"
             ) from None
-        if hasattr(resolved.model, "booster_"):
+        if isinstance(resolved.model, RiskModel) and resolved.model.is_fitted:
             # The TreeSHAP tables and kernels every answer's reasons use: built before the first request.
-            warm_up_explainer(resolved.model)  # type: ignore[arg-type]
+            warm_up_explainer(resolved.model)
         return cls(
             served=resolved,
             policy=policy,

@@ -31,9 +31,7 @@ from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 from bentoml._internal.server.http import traffic
-
-Scope = dict[str, Any]
-Message = dict[str, Any]
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 OPENAPI_PATH = "/docs.json"
 
@@ -73,11 +71,11 @@ class ValidationStatusMiddleware:
     A request without a content type is read as JSON, as BentoML does.
     """
 
-    def __init__(self, app: Any, paths: Collection[str]) -> None:
+    def __init__(self, app: ASGIApp, paths: Collection[str]) -> None:
         self.app = app
         self.paths = frozenset(paths)
 
-    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope.get("method") != "POST" or scope.get("path") not in self.paths:
             await self.app(scope, receive, send)
             return
@@ -111,11 +109,11 @@ class BodySizeLimitMiddleware:
     its app (in each worker), so the setting is read where it applies.
     """
 
-    def __init__(self, app: Any, limit: Callable[[], int]) -> None:
+    def __init__(self, app: ASGIApp, limit: Callable[[], int]) -> None:
         self.app = app
         self.max_bytes = limit()
 
-    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -146,7 +144,7 @@ class BodySizeLimitMiddleware:
             more = message.get("more_body", False)
         await self.app(scope, _replay(b"".join(chunks), receive), send)
 
-    async def _refuse(self, send: Any, what: str) -> None:
+    async def _refuse(self, send: Send, what: str) -> None:
         await _send_json(
             send,
             413,
@@ -167,14 +165,14 @@ def _content_length(headers: Sequence[tuple[bytes, bytes]]) -> int | None:
     return None
 
 
-def _replay(body: bytes, receive: Any) -> Callable[[], Any]:
+def _replay(body: bytes, receive: Receive) -> Receive:
     """A ``receive`` that gives the body already read, then whatever the connection says next."""
     pending: list[Message] = [{"type": "http.request", "body": body, "more_body": False}]
 
     async def replay() -> Message:
         if pending:
             return pending.pop()
-        return await receive()  # type: ignore[no-any-return]
+        return await receive()
 
     return replay
 
@@ -190,11 +188,11 @@ class RequestTimeoutMiddleware:
     is answered: same constructor, same 504 error, nothing left behind.
     """
 
-    def __init__(self, app: Any, timeout: float) -> None:
+    def __init__(self, app: ASGIApp, timeout: float) -> None:
         self.app = app
         self.timeout = timeout
 
-    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
@@ -234,7 +232,9 @@ def use_request_timeout_middleware() -> None:
     timeout must be positive), so the module's name is pointed at ours. Call it
     before the server builds its app: at the service module's import.
     """
-    traffic.TimeoutMiddleware = RequestTimeoutMiddleware  # type: ignore[misc]
+    # Not a subclass, on purpose: BentoML's __call__ is what leaves the timer behind. The module
+    # attribute is typed as BentoML's class, which builds it with the same arguments.
+    traffic.TimeoutMiddleware = RequestTimeoutMiddleware  # type: ignore[misc,assignment]
 
 
 def is_json_media_type(content_type: bytes) -> bool:
@@ -244,7 +244,7 @@ def is_json_media_type(content_type: bytes) -> bool:
     )
 
 
-async def _send_json(send: Any, status: int, body: dict[str, Any], *, close: bool = False) -> None:
+async def _send_json(send: Send, status: int, body: dict[str, Any], *, close: bool = False) -> None:
     payload = json.dumps(body).encode("utf-8")
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
     if close:
@@ -292,12 +292,12 @@ def _error_response(description: str, schema: str) -> dict[str, Any]:
 class OpenApiMiddleware:
     """Serve ``GET /docs.json`` from ``document()``, built once on first use."""
 
-    def __init__(self, app: Any, document: Callable[[], dict[str, Any]]) -> None:
+    def __init__(self, app: ASGIApp, document: Callable[[], dict[str, Any]]) -> None:
         self.app = app
         self.document = document
         self._body: bytes | None = None
 
-    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         wanted = scope.get("path") == OPENAPI_PATH and scope.get("method") in ("GET", "HEAD")
         if scope["type"] != "http" or not wanted:
             await self.app(scope, receive, send)

@@ -34,20 +34,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..cells import float_or_none, text_or_none
+
 REQUEST_LOG_VERSION = 1
 
 
 def _number_or_none(value: object) -> float | None:
-    if value is None or value is pd.NA:
-        return None
-    number = float(value)  # type: ignore[arg-type]
-    return number if math.isfinite(number) else None
-
-
-def _text_or_none(value: object) -> str | None:
-    if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
-        return None
-    return str(value)
+    number = float_or_none(value)
+    return number if number is not None and math.isfinite(number) else None
 
 
 LOGGED_ANSWER_FIELDS = (
@@ -94,18 +88,18 @@ def request_log_records(
             feature_rows[household_id] = dict(zip(present, row, strict=True))
     records: list[dict[str, object]] = []
     for i in range(len(answers["household_id"])):
-        household_id = _text_or_none(answers["household_id"][i])
+        household_id = text_or_none(answers["household_id"][i])
         records.append(
             {
                 "v": REQUEST_LOG_VERSION,
                 "time": stamp,
-                "model_name": _text_or_none(answers["model_name"][i]),
-                "model_version": _text_or_none(answers["model_version"][i]),
-                "as_of": _text_or_none(answers["as_of"][i]),
+                "model_name": text_or_none(answers["model_name"][i]),
+                "model_version": text_or_none(answers["model_version"][i]),
+                "as_of": text_or_none(answers["as_of"][i]),
                 "household_id": household_id,
-                "status": _text_or_none(answers["status"][i]),
+                "status": text_or_none(answers["status"][i]),
                 "risk_score": _number_or_none(answers["risk_score"][i]),
-                "risk_band": _text_or_none(answers["risk_band"][i]),
+                "risk_band": text_or_none(answers["risk_band"][i]),
                 "rule_margin": _number_or_none(answers["rule_margin"][i]),
                 "features": feature_rows.get(household_id) if household_id is not None else None,
             }

@@ -33,12 +33,17 @@ from pydantic import (
 )
 from relapse_risk.features.contract import TABLES, format_month, parse_month
 
+from ..cells import ScoresRow, text_or_none
+from ..scoring import REASON_SLOTS
+
 MAX_HOUSEHOLDS_PER_REQUEST = 1000
 MAX_ROWS_PER_TABLE = 5000
 """Bounds that keep one request's memory small; a household has far fewer rows than this."""
 
 ScoreStatus = Literal["scored", "under_monitoring", "triggered_now", "rejected"]
+SCORE_STATUSES: tuple[ScoreStatus, ...] = ("scored", "under_monitoring", "triggered_now", "rejected")
 RiskBand = Literal["high", "medium", "low"]
+RISK_BANDS: tuple[RiskBand, ...] = ("high", "medium", "low")
 
 JsonScalar = Annotated[
     StrictStr | StrictBool | StrictInt | StrictFloat | None, Field(union_mode="left_to_right")
@@ -281,3 +286,42 @@ class ErrorBody(_Response):
     """Body of 401 and 404 answers."""
 
     error: str
+
+
+# -- from a scores-table row (serving/cells.py) -------------------------------------------------
+
+
+def score_status(value: str) -> ScoreStatus:
+    """A scores row's status as a :data:`ScoreStatus`; ValueError (as the models raise) for other text."""
+    for status in SCORE_STATUSES:
+        if value == status:
+            return status
+    raise ValueError(f"{value!r} is not a status of the scores table")
+
+
+def risk_band(value: str | None) -> RiskBand | None:
+    """A scores row's risk band as a :data:`RiskBand` (None stays None); ValueError for other text."""
+    if value is None:
+        return None
+    for band in RISK_BANDS:
+        if value == band:
+            return band
+    raise ValueError(f"{value!r} is not a risk band")
+
+
+def reasons_of(row: ScoresRow) -> list[Reason]:
+    """The filled reason slots of a scores row, strongest first."""
+    reasons = []
+    for slot in REASON_SLOTS:
+        code = text_or_none(row.get(f"reason_{slot}_code"))
+        if code is None:
+            continue
+        reasons.append(
+            Reason(
+                code=code,
+                zh=text_or_none(row.get(f"reason_{slot}_zh")),
+                en=text_or_none(row.get(f"reason_{slot}_en")),
+                measure=text_or_none(row.get(f"reason_{slot}_measure")),
+            )
+        )
+    return reasons

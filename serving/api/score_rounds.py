@@ -45,11 +45,11 @@ import datetime as dt
 import math
 import os
 from bisect import bisect_right
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import accumulate, repeat
 from operator import itemgetter
-from typing import NamedTuple, overload
+from typing import NamedTuple, TypedDict, overload
 
 import numpy as np
 import pandas as pd
@@ -68,9 +68,9 @@ from relapse_risk.features.loading import load_tables
 from relapse_risk.features.policy import Policy
 from relapse_risk.features.rules import build_panel, rule_state
 
+from ..cells import ScoresRow, float_or_none, int_or_none, text_or_none
 from ..config import DEFAULT_HORIZON_MONTHS, RISK_SCORE_DECIMALS, RULE_MARGIN_DECIMALS
 from ..scoring import (
-    REASON_SLOTS,
     ResolvedModel,
     RosterScores,
     roster_scores,
@@ -78,7 +78,16 @@ from ..scoring import (
     score_dataset,
 )
 from ..village_context import VillageFigures, apply_village_context
-from .schemas import ContractProblem, HouseholdInput, HouseholdScore, JsonScalar, Reason, Row
+from .schemas import (
+    ContractProblem,
+    HouseholdInput,
+    HouseholdScore,
+    JsonScalar,
+    Row,
+    reasons_of,
+    risk_band,
+    score_status,
+)
 
 EXPLAIN_THREADS = min(4, os.cpu_count() or 1)
 """Slices of a round explained at once when LightGBM explains it (a booster the numba TreeSHAP cannot
@@ -120,7 +129,7 @@ class Answer:
     as_of: str
     problems: list[ContractProblem] = field(default_factory=list)
     error: str | None = None
-    scores: dict[str, object] | None = None
+    scores: ScoresRow | None = None
     village_context_as_of: str | None = None
 
 
@@ -358,7 +367,7 @@ def load_round(
     dataset = loader(tables, policy)
     problems: dict[int, list[ContractProblem]] = {}
     for reject in all_rejects(dataset):
-        origin = origins.get(reject.table, [])
+        origin: Sequence[tuple[int, int]] = origins.get(reject.table, [])
         if not 0 < reject.row <= len(origin):
             continue
         position, number = origin[reject.row - 1]
@@ -564,7 +573,7 @@ def _score_round(
         return alone(f"could not be scored: {exc}")
     finally:
         dataset.connection.close()
-    by_household = {row["household_id"]: row for row in scores.to_dict("records")}
+    by_household: dict[str, ScoresRow] = {row["household_id"]: row for row in scores.to_dict("records")}
     return [_answer_round(answers, features, from_run, by_household, context)]
 
 
@@ -575,7 +584,7 @@ def _score_in_memory(
     policy: Policy,
     served: ResolvedModel,
     context: tuple[str, VillageFigures] | None,
-) -> tuple[pd.DataFrame, np.ndarray, dict[str, dict[str, object]]] | None:
+) -> tuple[pd.DataFrame, np.ndarray, dict[str, ScoresRow]] | None:
     """A round that keeps the contract, checked and scored without DuckDB (see features.household_rows).
 
     Returns (features, which rows took the batch run's village figures, each
@@ -625,15 +634,15 @@ def _score_in_memory(
 
 def scores_by_household(
     household_ids: np.ndarray, figures: RosterScores, horizon_months: int
-) -> dict[str, dict[str, object]]:
+) -> dict[str, ScoresRow]:
     """What an answer reads of the scores table's row of each household, straight from the figures.
 
     The same values as that row (:func:`serving.scoring.scores_table`), without
     building the table: an answer needs a dozen of its thirty columns.
     """
-    rows: dict[str, dict[str, object]] = {}
+    rows: dict[str, ScoresRow] = {}
     for i, household_id in enumerate(household_ids.tolist()):
-        row: dict[str, object] = {
+        row: dict[Hashable, object] = {
             "household_id": household_id,
             "horizon_months": horizon_months,
             "status": figures.status[i],
@@ -653,7 +662,7 @@ def _answer_round(
     answers: list[Answer],
     features: pd.DataFrame,
     from_run: np.ndarray,
-    by_household: Mapping[str, dict[str, object]],
+    by_household: Mapping[str, ScoresRow],
     context: tuple[str, VillageFigures] | None,
 ) -> pd.DataFrame:
     """Fill the answers of a scored round from each household's scores row; the feature rows scored."""
@@ -677,41 +686,23 @@ def _answer_round(
     return (features if served.all() else features[served]).set_index("household_id")
 
 
-def _value(row: Mapping[str, object], column: str) -> object:
-    value = row.get(column)
-    if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
-        return None
-    return value
-
-
-def reasons_from_scores(row: Mapping[str, object]) -> list[Reason]:
-    reasons = []
-    for slot in REASON_SLOTS:
-        code = _value(row, f"reason_{slot}_code")
-        if code is None:
-            continue
-        reasons.append(
-            Reason(
-                code=str(code),
-                zh=_text(_value(row, f"reason_{slot}_zh")),
-                en=_text(_value(row, f"reason_{slot}_en")),
-                measure=_text(_value(row, f"reason_{slot}_measure")),
-            )
-        )
-    return reasons
-
-
-def _text(value: object) -> str | None:
-    return None if value is None else str(value)
-
-
 def _rounded(value: object, decimals: int) -> float | None:
     # Rounded as the batch job writes them, so both give the same figures.
-    return None if value is None else round(float(value), decimals)  # type: ignore[arg-type]
+    number = float_or_none(value)
+    return None if number is None else round(number, decimals)
+
+
+class _Common(TypedDict):
+    """The fields every answer states, whatever became of the household."""
+
+    household_id: str | None
+    as_of: str
+    model_name: str
+    model_version: str
 
 
 def _response(answer: Answer, served: ResolvedModel) -> HouseholdScore:
-    common = {
+    common: _Common = {
         "household_id": answer.household_id,
         "as_of": answer.as_of,
         "model_name": served.name,
@@ -726,17 +717,16 @@ def _response(answer: Answer, served: ResolvedModel) -> HouseholdScore:
             status="rejected", error=answer.error or "the household was not scored", **common
         )
     row = answer.scores
-    status = str(row["status"])
-    horizon = _value(row, "horizon_months")
+    status = score_status(str(row["status"]))
     return HouseholdScore(
-        status=status,  # type: ignore[arg-type]
-        risk_score=_rounded(_value(row, "risk_score"), RISK_SCORE_DECIMALS),
-        risk_band=_text(_value(row, "risk_band")),  # type: ignore[arg-type]
-        rule_margin=_rounded(_value(row, "rule_margin"), RULE_MARGIN_DECIMALS),
-        triggered_rule=_text(_value(row, "triggered_rule")),
-        horizon_months=None if horizon is None else int(horizon),  # type: ignore[call-overload]
-        reasons=reasons_from_scores(row),
-        error=_text(_value(row, "reject_reason")) if status == "rejected" else None,
+        status=status,
+        risk_score=_rounded(row.get("risk_score"), RISK_SCORE_DECIMALS),
+        risk_band=risk_band(text_or_none(row.get("risk_band"))),
+        rule_margin=_rounded(row.get("rule_margin"), RULE_MARGIN_DECIMALS),
+        triggered_rule=text_or_none(row.get("triggered_rule")),
+        horizon_months=int_or_none(row.get("horizon_months")),
+        reasons=reasons_of(row),
+        error=text_or_none(row.get("reject_reason")) if status == "rejected" else None,
         village_context_as_of=answer.village_context_as_of,
         **common,
     )

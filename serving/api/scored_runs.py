@@ -21,7 +21,7 @@ from typing import Literal
 import duckdb
 import pandas as pd
 
-from ..scoring import REASON_SLOTS
+from ..cells import ScoresRow
 
 SCORES_FILE = "scores.parquet"
 
@@ -135,7 +135,7 @@ def visit_list(run: ScoredRun, level: AreaLevel, area_code: str, capacity: int) 
     return rows, int(scored[0]) if scored else 0
 
 
-def household_row(runs: list[ScoredRun], household_id: str) -> tuple[ScoredRun, dict[str, object]] | None:
+def household_row(runs: list[ScoredRun], household_id: str) -> tuple[ScoredRun, ScoresRow] | None:
     """The household's row in the latest run that holds it."""
     connection = duckdb.connect()
     try:
@@ -152,27 +152,3 @@ def household_row(runs: list[ScoredRun], household_id: str) -> tuple[ScoredRun, 
     finally:
         connection.close()
     return None
-
-
-def reasons_of(row: dict[str, object]) -> list[dict[str, str | None]]:
-    """The filled reason slots of a scores row, strongest first."""
-    reasons = []
-    for slot in REASON_SLOTS:
-        code = _text(row.get(f"reason_{slot}_code"))
-        if code is None:
-            continue
-        reasons.append(
-            {
-                "code": code,
-                "zh": _text(row.get(f"reason_{slot}_zh")),
-                "en": _text(row.get(f"reason_{slot}_en")),
-                "measure": _text(row.get(f"reason_{slot}_measure")),
-            }
-        )
-    return reasons
-
-
-def _text(value: object) -> str | None:
-    if value is None or value is pd.NA or (isinstance(value, float) and value != value):
-        return None
-    return str(value)

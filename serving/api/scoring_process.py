@@ -40,6 +40,7 @@ import struct
 import traceback
 from dataclasses import dataclass, field
 from multiprocessing.process import BaseProcess
+from typing import Any, Literal
 
 import anyio
 
@@ -53,6 +54,12 @@ STOP_SECONDS = 10.0
 """How long the worker waits for the child to exit on its own before terminating it."""
 
 _log = logging.getLogger(__name__)
+
+
+StartReply = tuple[Literal["ready"], ModelInfo] | tuple[Literal["failed"], str]
+"""The child's first message: its model is loaded, or why it could not be."""
+BatchReply = tuple[Literal["scored"], ScoredBatch] | tuple[Literal["error"], str]
+"""The child's answer to a :class:`PreparedBatch`: the scored batch, or the name of the exception raised."""
 
 
 class ScoringUnavailable(RuntimeError):
@@ -80,7 +87,8 @@ def _receive_exactly(connection: socket.socket, size: int) -> bytearray:
     return buffer
 
 
-def _receive_frame(connection: socket.socket) -> object:
+def _receive_frame(connection: socket.socket) -> Any:
+    """The next message, unpickled: of the type the protocol sends at that step, named where it is read."""
     (size,) = _HEADER.unpack(_receive_exactly(connection, _HEADER.size))
     return pickle.loads(_receive_exactly(connection, size))
 
@@ -102,11 +110,12 @@ def serve_scorer(connection: socket.socket, settings: ApiSettings) -> None:
     connection.sendall(_frame(("ready", scorer.info)))
     while True:
         try:
-            batch = _receive_frame(connection)
+            batch: PreparedBatch = _receive_frame(connection)
         except EOFError:
             return
+        reply: BatchReply
         try:
-            reply: tuple[str, object] = ("scored", scorer.score(batch))  # type: ignore[arg-type]
+            reply = ("scored", scorer.score(batch))
         except Exception as exc:  # noqa: BLE001 - the worker answers 500; this process keeps serving
             # The frames only: an exception's message may quote a household's cells.
             _log.error(
@@ -130,14 +139,15 @@ class _Child:
     info: ModelInfo
     _streams: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = field(default=None, repr=False)
 
-    async def exchange(self, message: object) -> object:
+    async def exchange(self, batch: PreparedBatch) -> BatchReply:
         if self._streams is None:  # asyncio streams bind to the running loop: made on first use
             self._streams = await asyncio.open_connection(sock=self.connection)
         reader, writer = self._streams
-        writer.write(_frame(message))
+        writer.write(_frame(batch))
         await writer.drain()
         (size,) = _HEADER.unpack(await reader.readexactly(_HEADER.size))
-        return pickle.loads(await reader.readexactly(size))
+        reply: BatchReply = pickle.loads(await reader.readexactly(size))
+        return reply
 
     def close(self) -> None:
         """Close the worker's end: the child reads EOF and returns (in the event loop's thread)."""
@@ -173,18 +183,18 @@ def _start_child(settings: ApiSettings) -> _Child:
     process.start()
     theirs.close()
     try:
-        status, value = _receive_frame(ours)  # type: ignore[misc]
+        reply: StartReply = _receive_frame(ours)
     except EOFError:
         ours.close()
         process.join(timeout=STOP_SECONDS)
         raise ApiStartupError(
             f"the scoring process exited while loading the model (exit code {process.exitcode})"
         ) from None
-    if status != "ready":
+    if reply[0] != "ready":
         ours.close()
         process.join(timeout=STOP_SECONDS)
-        raise ApiStartupError(str(value))
-    return _Child(process=process, connection=ours, info=value)
+        raise ApiStartupError(reply[1])
+    return _Child(process=process, connection=ours, info=reply[1])
 
 
 class ScoringProcess:
@@ -212,7 +222,7 @@ class ScoringProcess:
                 self.info = self._child.info  # the registry's champion may have moved since
             child = self._child
             try:
-                status, value = await child.exchange(batch)  # type: ignore[misc]
+                reply = await child.exchange(batch)
             except asyncio.CancelledError:
                 # This batch's reply, still to come, would be read as the next batch's answers:
                 # the child is out of step, so it goes (it exits once it finds its socket closed).
@@ -227,9 +237,9 @@ class ScoringProcess:
                     f"the scoring process stopped ({_exit_text(code)}) while scoring {len(batch.answers)} "
                     "households; the next request starts a new one"
                 ) from None
-        if status != "scored":
-            raise ScoringFailed(f"scoring the batch raised {value} in the scoring process")
-        return value  # type: ignore[no-any-return]
+        if reply[0] != "scored":
+            raise ScoringFailed(f"scoring the batch raised {reply[1]} in the scoring process")
+        return reply[1]
 
     def stop(self) -> int | None:
         """Close the socket and wait for the child to exit (terminate it if it does not); its exit code."""

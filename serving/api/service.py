@@ -36,12 +36,14 @@ import functools
 import gc
 import logging
 import os
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar, Protocol, cast
 
 import anyio
 import bentoml
 from bentoml.exceptions import ServiceUnavailable
 from starlette.responses import JSONResponse
+from starlette.types import ASGIApp
 
 from relapse_risk import __version__
 
@@ -142,6 +144,8 @@ class RelapseRiskApi:
         )
         answer = await anyio.to_thread.run_sync(self.api.visit_list, request)
         if answer is None:
+            # BentoML derives the output schema from the annotation, which names the answer's model only;
+            # a response is passed through as it is.
             return _not_found(f"no batch-scored run for as_of {request.as_of}")  # type: ignore[return-value]
         return answer
 
@@ -150,6 +154,7 @@ class RelapseRiskApi:
         """A household's latest batch score, ranks and reasons."""
         answer = await anyio.to_thread.run_sync(self.api.household, household_id)
         if answer is None:
+            # As in visit_list: the 404 passes through BentoML outside the annotated schema.
             return _not_found("no batch-scored run holds this household")  # type: ignore[return-value]
         return answer
 
@@ -157,6 +162,44 @@ class RelapseRiskApi:
     async def model_info(self) -> ModelInfo:
         """The model that answers /score: registry name and version, data fingerprint, metrics, features."""
         return self.api.model_info()
+
+
+class _OutputSpec(Protocol):
+    media_type: ClassVar[str | None]
+
+
+class _ApiMethod(Protocol):
+    output_spec: type[_OutputSpec]
+
+
+class _OpenApiSpec(Protocol):
+    def asdict(self) -> dict[str, Any]: ...
+
+
+class _Service(Protocol):
+    """What this module uses of the ``bentoml.Service`` that ``@bentoml.service`` makes of the class.
+
+    Its members in BentoML 1.4 (``_bentoml_sdk.service.factory.Service``), stated here because mypy
+    sees neither: it applies no class decorator (``RelapseRiskApi`` stays a plain class to it), and
+    BentoML's SDK package ships no ``py.typed``. BentoML annotates the middleware as a class whose
+    instances make the app; what it calls, as Starlette does, is the class itself with the app.
+    """
+
+    @property
+    def apis(self) -> Mapping[str, _ApiMethod]: ...
+
+    @property
+    def openapi_spec(self) -> _OpenApiSpec: ...
+
+    def add_asgi_middleware(self, middleware_cls: Callable[..., ASGIApp], **options: object) -> None: ...
+
+
+SERVICE = cast(_Service, RelapseRiskApi)
+"""``RelapseRiskApi`` as what it is at run time, a ``bentoml.Service``.
+
+BentoML names a service by the first attribute of its module that holds it, which stays
+``RelapseRiskApi`` (defined first): ``relapse_risk.serving.api.service:RelapseRiskApi``.
+"""
 
 
 def _not_found(message: str) -> JSONResponse:
@@ -167,7 +210,7 @@ def _not_found(message: str) -> JSONResponse:
 
 def _openapi_document() -> dict[str, Any]:
     return api_openapi_document(
-        RelapseRiskApi.openapi_spec.asdict(),
+        SERVICE.openapi_spec.asdict(),
         title="relapse-risk API",
         version=__version__,
         description=DESCRIPTION,
@@ -178,16 +221,14 @@ def _openapi_document() -> dict[str, Any]:
 # BentoML derives a list answer's media type from its JSON schema, generated
 # anew by pydantic for every response (about a tenth of a /score request's CPU
 # under load); the answer is always JSON, and saying so skips that.
-RelapseRiskApi.apis["score"].output_spec.media_type = "application/json"
+SERVICE.apis["score"].output_spec.media_type = "application/json"
 
 # Wired once, here: middleware belongs to the service class for the whole
 # process. Listed outermost first: keys are checked before anything else, and
 # a body over the limit is refused before anything reads it. The limit is read
 # from the environment when each worker builds its app, not at this import.
 use_request_timeout_middleware()
-RelapseRiskApi.add_asgi_middleware(BearerAuthMiddleware)
-RelapseRiskApi.add_asgi_middleware(
-    BodySizeLimitMiddleware, limit=functools.partial(max_body_bytes, os.environ)
-)
-RelapseRiskApi.add_asgi_middleware(OpenApiMiddleware, document=_openapi_document)
-RelapseRiskApi.add_asgi_middleware(ValidationStatusMiddleware, paths=API_PATHS)
+SERVICE.add_asgi_middleware(BearerAuthMiddleware)
+SERVICE.add_asgi_middleware(BodySizeLimitMiddleware, limit=functools.partial(max_body_bytes, os.environ))
+SERVICE.add_asgi_middleware(OpenApiMiddleware, document=_openapi_document)
+SERVICE.add_asgi_middleware(ValidationStatusMiddleware, paths=API_PATHS)

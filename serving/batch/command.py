@@ -22,15 +22,15 @@ from relapse_risk.features.errors import ExitCode, RelapseRiskError
 from relapse_risk.features.policy import PolicyError
 from relapse_risk.features.stages import StageTimes
 from relapse_risk.models.registry import ModelNotRegistered
-from rich.console import Console, Group, RenderableType
+from rich.console import Console, Group, JustifyMethod, RenderableType
 from rich.panel import Panel
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 
 from ..config import resolve_tracking_uri
-from ..registered_model import ResolvedModel, resolve_model
-from ..scoring import STATUSES, ExplainScope
+from ..registered_model import resolve_model
+from ..scoring import STATUSES, ExplainScope, ResolvedModel
 from .job import (
     BATCH_STAGES,
     STAGE_LABELS,
@@ -186,14 +186,15 @@ def _township_table(scores: pd.DataFrame) -> Table:
         title=f"Visit list per township ({int(summaries['visit_list'].sum()):,} households)",
         title_justify="left",
     )
-    for column, justify in (
+    columns: tuple[tuple[str, JustifyMethod], ...] = (
         ("county", "left"),
         ("township", "left"),
         ("households", "right"),
         ("scored", "right"),
         ("visit list", "right"),
-    ):
-        table.add_column(column, justify=justify, no_wrap=True, overflow="fold")  # type: ignore[arg-type]
+    )
+    for column, justify in columns:
+        table.add_column(column, justify=justify, no_wrap=True, overflow="fold")
     for record in listed.head(TOWNSHIPS_SHOWN).to_dict("records"):
         table.add_row(
             str(record["county_code"]),

@@ -29,8 +29,7 @@ from relapse_risk.features.stages import StageTimes
 from relapse_risk import __version__ as package_version
 
 from ..config import RISK_BAND_CUTOFFS
-from ..registered_model import ResolvedModel
-from ..scoring import STATUSES, ExplainScope, ProgressCallback, rejects_frame, run_scoring
+from ..scoring import STATUSES, ExplainScope, ProgressCallback, ResolvedModel, rejects_frame, run_scoring
 from ..village_context import VILLAGE_CONTEXT_FILE, village_context, write_village_context
 from .outputs import (
     MANIFEST_JSON,
@@ -103,7 +102,7 @@ def rejected_household_codes(dataset: Dataset, rejects: pd.DataFrame) -> pd.Data
         return empty
     table = _read_raw_columns(path, ("household_id", *AREA_CODE_COLUMNS))
     positions = sorted({int(row) - 1 for row in wanted["row"] if 0 < int(row) <= table.num_rows})
-    frame = table.take(pa.array(positions, type=pa.int64())).to_pandas()
+    frame: pd.DataFrame = table.take(pa.array(positions, type=pa.int64())).to_pandas()
     frame = frame[frame["household_id"].isin(set(wanted["household_id"]))]
     return frame.drop_duplicates("household_id").reset_index(drop=True)
 

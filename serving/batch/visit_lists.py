@@ -15,17 +15,20 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from openpyxl import Workbook
+from openpyxl.cell.cell import Cell
 from openpyxl.styles import Alignment, Border, Font, NamedStyle, PatternFill, Side
 from openpyxl.utils import get_column_letter
+from openpyxl.worksheet.worksheet import Worksheet
 from relapse_risk.models.reasons import MEASURES, TEMPLATES_BY_CODE
 
+from ..cells import ScoresRow, is_missing, to_int
 from ..config import RISK_BAND_ZH, RISK_BANDS
 
 TEMPLATES_DIR = Path(__file__).parent / "templates"
@@ -231,6 +234,7 @@ def write_township_xlsx(page: TownshipPage, path: Path) -> None:
     """One workbook: 走访名单 (ranked households, print-ready on A4 landscape) and 汇总."""
     workbook = Workbook()
     sheet = workbook.active
+    assert isinstance(sheet, Worksheet)  # a new workbook's one sheet
     sheet.title = "走访名单"
     title = f"{page.township_code} 乡镇返贫风险走访名单（数据截至 {page.as_of}）"
     sheet.append([title])
@@ -265,7 +269,7 @@ def write_township_xlsx(page: TownshipPage, path: Path) -> None:
     for offset, row in enumerate(page.rows, start=1):
         reasons = list(row.reasons_zh) + [""] * (3 - len(row.reasons_zh))
         measures = list(row.measures) + [""] * (3 - len(row.measures))
-        values = [
+        values: list[int | str | None] = [
             row.rank_township,
             row.rank_county,
             row.household_id,
@@ -284,13 +288,17 @@ def write_township_xlsx(page: TownshipPage, path: Path) -> None:
             cell.style = body_style.name
     for position, width in enumerate(XLSX_WIDTHS, start=1):
         sheet.column_dimensions[get_column_letter(position)].width = width
-    sheet.freeze_panes = sheet.cell(row=header_row + 1, column=1)
+    first_row_cell = sheet.cell(row=header_row + 1, column=1)
+    assert isinstance(first_row_cell, Cell)  # no cell of this sheet is merged
+    sheet.freeze_panes = first_row_cell
     sheet.print_title_rows = f"{header_row}:{header_row}"
     sheet.page_setup.paperSize = sheet.PAPERSIZE_A4
     sheet.page_setup.orientation = sheet.ORIENTATION_LANDSCAPE
     sheet.page_setup.fitToWidth = 1
     sheet.page_setup.fitToHeight = 0
-    sheet.sheet_properties.pageSetUpPr.fitToPage = True
+    page_setup_properties = sheet.sheet_properties.pageSetUpPr
+    assert page_setup_properties is not None  # a new sheet's properties hold one
+    page_setup_properties.fitToPage = True
 
     summary = workbook.create_sheet("汇总")
     summary.append(["风险等级", "户数（参与评分）"])
@@ -320,19 +328,19 @@ _VISIT_ROW_COLUMNS = (
 """The columns :func:`_visit_row` reads (converting only these to records is much cheaper)."""
 
 
-def _visit_row(record: Mapping[str, object]) -> VisitRow:
+def _visit_row(record: ScoresRow) -> VisitRow:
     reasons: list[str] = []
     measures: list[str] = []
     for slot in (1, 2, 3):
         reason = record.get(f"reason_{slot}_zh")
-        if _present(reason):
+        if not is_missing(reason):
             reasons.append(str(reason))
             measure = record.get(f"reason_{slot}_measure")
-            measures.append(measure_zh(str(measure)) if _present(measure) else "")
-    band = str(record["risk_band"]) if _present(record.get("risk_band")) else ""
+            measures.append(measure_zh(str(measure)) if not is_missing(measure) else "")
+    band = str(record["risk_band"]) if not is_missing(record.get("risk_band")) else ""
     return VisitRow(
-        rank_township=int(record["rank_township"]),  # type: ignore[arg-type]
-        rank_county=int(record["rank_county"]),  # type: ignore[arg-type]
+        rank_township=to_int(record["rank_township"]),
+        rank_county=to_int(record["rank_county"]),
         household_id=str(record["household_id"]),
         village_code=str(record["village_code"]),
         band=band,
@@ -357,7 +365,7 @@ def _family_counts(listed: pd.DataFrame) -> Counter[str]:
     """Households citing each driver family in any of their three reasons."""
     counts: Counter[str] = Counter()
     for record in listed[[f"reason_{slot}_code" for slot in (1, 2, 3)]].itertuples(index=False):
-        counts.update({reason_family(str(code)) for code in record if _present(code)})
+        counts.update({reason_family(str(code)) for code in record if not is_missing(code)})
     # Ties in count are ordered by name so the chart is the same on every run.
     return Counter(dict(sorted(counts.items(), key=lambda item: (-item[1], item[0]))))
 
@@ -368,7 +376,3 @@ def _bars(items: Sequence[tuple[str, int, str]]) -> tuple[Bar, ...]:
         Bar(label=label, count=count, width=(count / largest if largest else 0.0), colour=colour)
         for label, count, colour in items
     )
-
-
-def _present(value: object) -> bool:
-    return value is not None and value is not pd.NA and not (isinstance(value, float) and value != value)

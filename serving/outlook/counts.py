@@ -100,7 +100,7 @@ def area_outlook(
     """One area's expected count, interval, split by rule and status counts, from its scores-table rows."""
     scored = rows[rows["status"] == "scored"]
     count = expected_count(scored["risk_score"].to_numpy(np.float64), relative_error)
-    described: dict[str, object] = count.as_json()
+    described: dict[str, object] = dict(count.as_json())
     if shares is not None:
         described["by_rule"] = {
             rule: round(value, 1)
