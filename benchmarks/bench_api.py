@@ -9,12 +9,16 @@ and stops it at the end. Requests are real ``POST /score`` bodies built from
 the dataset folder at ``--as-of`` (serving/api/folder_payloads.py), one household
 each, then batches of ``--batch-size``.
 
-Reports, for single households, p50 and p99 latency at each ``--concurrency``
+Reports, for single households, p50, p95 and p99 latency at each ``--concurrency``
 (each level a fixed number of requests, bounded by ``--max-seconds``), and
 households per second for batches; and the CPU time per request of the
 server's processes (when the benchmark started it) and of this client, which
-shares the machine's cores. Everything stays on 127.0.0.1; request counts and
-time are bounded so the benchmark never floods a shared machine.
+shares the machine's cores, and the resident memory of all the server's
+processes after each level. ``--relapse`` starts the server with another
+checkout's ``relapse`` (its own virtual environment), so two trees can be
+measured one after the other on the same requests. Everything stays on
+127.0.0.1; request counts and time are bounded so the benchmark never floods
+a shared machine.
 """
 
 from __future__ import annotations
@@ -60,6 +64,7 @@ class LevelResult:
     errors: int
     seconds: float
     p50_ms: float
+    p95_ms: float
     p99_ms: float
     mean_ms: float
     households_per_second: float
@@ -67,22 +72,33 @@ class LevelResult:
     """This process's CPU time per request: what the load generator takes from the cores."""
     server_cpu_ms_per_request: float
     """CPU time per request of the server's processes (worker and scoring process); nan with --url."""
+    server_rss_mb: float
+    """Resident memory of all the server's processes at the end of the level, in MB; nan with --url."""
 
 
 def _percentile(values: Sequence[float], q: float) -> float:
     return float(np.percentile(np.asarray(values), q)) if values else float("nan")
 
 
-def _process_tree_seconds(root: psutil.Process | None) -> float:
-    """CPU seconds (user + system) of a process and its descendants so far; nan without one."""
+def _process_tree_sum(root: psutil.Process | None, measure: Callable[[psutil.Process], float]) -> float:
+    """``measure`` summed over a process and its descendants (those still running); nan without one."""
     if root is None:
         return float("nan")
     total = 0.0
     for process in [root, *root.children(recursive=True)]:
         with contextlib.suppress(psutil.NoSuchProcess):
-            times = process.cpu_times()
-            total += times.user + times.system
+            total += measure(process)
     return total
+
+
+def _process_tree_seconds(root: psutil.Process | None) -> float:
+    """CPU seconds (user + system) of a process and its descendants so far; nan without one."""
+    return _process_tree_sum(root, lambda p: (times := p.cpu_times()).user + times.system)
+
+
+def _process_tree_rss_mb(root: psutil.Process | None) -> float:
+    """Resident memory of a process and its descendants, in MB; nan without one."""
+    return _process_tree_sum(root, lambda p: p.memory_info().rss / 1e6)
 
 
 @contextlib.asynccontextmanager
@@ -166,11 +182,13 @@ async def run_level(
         errors=errors,
         seconds=round(seconds, 3),
         p50_ms=round(_percentile(milliseconds, 50), 1),
+        p95_ms=round(_percentile(milliseconds, 95), 1),
         p99_ms=round(_percentile(milliseconds, 99), 1),
         mean_ms=round(float(np.mean(milliseconds)) if milliseconds else float("nan"), 1),
         households_per_second=round(len(latencies) * per_request / seconds, 2) if seconds else float("nan"),
         client_cpu_ms_per_request=round(client_cpu * 1000 / done, 2),
         server_cpu_ms_per_request=round(server_cpu * 1000 / done, 2),
+        server_rss_mb=round(_process_tree_rss_mb(server), 1),
     )
 
 
@@ -193,14 +211,14 @@ def _free_port() -> int:
 
 
 def start_server(
-    data: Path, tracking_uri: str, runs: Path | None, work: Path, workers: int
+    data: Path, tracking_uri: str, runs: Path | None, work: Path, workers: int, relapse: Path
 ) -> tuple[subprocess.Popen[bytes], str, str]:
     key = secrets.token_urlsafe(32)
     keys = work / "api-keys"
     keys.write_text(key + "\n", encoding="utf-8")
     port = _free_port()
     command = [
-        str(Path(sys.executable).with_name("relapse")), "serve", "--host", "127.0.0.1", "--port", str(port),
+        str(relapse), "serve", "--host", "127.0.0.1", "--port", str(port),
         "--policy", str(data / "policy.json"), "--api-keys-file", str(keys), "--tracking-uri", tracking_uri,
         "--request-log", str(work / "requests.jsonl"), "--workers", str(workers),
     ]  # fmt: skip
@@ -294,6 +312,12 @@ def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--tracking-uri", help="MLflow store of the champion (without --url)")
     parser.add_argument("--runs", type=Path, help="a batch run folder: village figures and scored households")
     parser.add_argument("--workers", type=int, default=1, help="server workers when the benchmark starts it")
+    parser.add_argument(
+        "--relapse",
+        type=Path,
+        default=Path(sys.executable).with_name("relapse"),
+        help="the relapse command that starts the server (default: this environment's)",
+    )
     parser.add_argument("--concurrency", type=lambda s: [int(x) for x in s.split(",")], default=[1, 32])
     parser.add_argument(
         "--requests-per-level", type=int, default=200, help="at least 32 x concurrency are sent"
@@ -322,9 +346,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-api-") as folder:
         process = None
         if args.url is None:
-            console.print("starting relapse serve on a free loopback port ...")
+            console.print(f"starting {args.relapse} serve on a free loopback port ...")
             process, url, key = start_server(
-                args.data, args.tracking_uri, args.runs, Path(folder), args.workers
+                args.data, args.tracking_uri, args.runs, Path(folder), args.workers, args.relapse
             )
         else:
             url, key = args.url, args.key_file.read_text(encoding="utf-8").splitlines()[0].strip()
@@ -341,15 +365,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         "requests",
         "errors",
         "p50 ms",
+        "p95 ms",
         "p99 ms",
         "mean ms",
         "households/s",
         "server CPU ms/req",
         "client CPU ms/req",
+        "server RSS MB",
     ):
         table.add_column(column, justify="right")
     for r in results:
-        figures = (r.p50_ms, r.p99_ms, r.mean_ms, r.households_per_second)
+        figures = (r.p50_ms, r.p95_ms, r.p99_ms, r.mean_ms, r.households_per_second)
         cpu = (r.server_cpu_ms_per_request, r.client_cpu_ms_per_request)
         table.add_row(
             r.scenario,
@@ -358,6 +384,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             str(r.errors),
             *(f"{x:,.1f}" for x in figures),
             *(f"{x:,.2f}" for x in cpu),
+            f"{r.server_rss_mb:,.0f}",
         )
     console.print(table)
     if args.json_out is not None:
