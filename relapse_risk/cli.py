@@ -52,6 +52,7 @@ EXTRAS = {
     "serve": ("bentoml",),
     "train": ("optuna", "matplotlib", "shap"),
     "monitor": ("evidently",),
+    "web": ("argon2", "uvicorn", "multipart"),
 }
 """The modules each extra of pyproject.toml installs that some command imports."""
 
@@ -804,6 +805,13 @@ def ui(
     settings = _training_settings(tracking_uri=tracking_uri)
     code = ui_command(settings, host, port, output_console(), error_console())
     raise typer.Exit(code=code)
+
+
+from .workbench_cli import outcomes_app, users_app, web  # noqa: E402 - the workbench's commands, after the others
+
+app.command()(web)
+app.add_typer(users_app, name="users")
+app.add_typer(outcomes_app, name="outcomes")
 
 
 def main() -> None:  # pragma: no cover - console entry point
