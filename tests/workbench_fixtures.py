@@ -257,29 +257,65 @@ class Workbench:
         return client, response.json()["csrf_token"]
 
 
-@pytest.fixture
-def workbench(db_url: str, workbench_runs: Runs) -> Workbench:
+def _fill(url: str, runs: Runs) -> None:
     """Both quarters imported, the latest issued 20 days ago; an analyst and staff of two townships."""
     import datetime as dt
 
     from relapse_risk.serving.workbench.command import add_user, import_runs
 
-    import_runs(db_url, workbench_runs.earlier, None, dt.date.today() - dt.timedelta(days=110))
-    import_runs(db_url, workbench_runs.latest, None, dt.date.today() - dt.timedelta(days=20))
-    scores = pd.read_parquet(workbench_runs.latest / "scores.parquet")
+    import_runs(url, runs.earlier, None, dt.date.today() - dt.timedelta(days=110))
+    import_runs(url, runs.latest, None, dt.date.today() - dt.timedelta(days=20))
+    township_a, township_b, county, _, _ = _top_of_two_townships(runs)
+    add_user(url, "analyst", "county", county, PASSWORD)
+    add_user(url, "staff_a", "township", township_a, PASSWORD)
+    add_user(url, "staff_b", "township", township_b, PASSWORD)
+
+
+def _top_of_two_townships(runs: Runs) -> tuple[str, str, str, str, str]:
+    scores = pd.read_parquet(runs.latest / "scores.parquet")
     listed = scores[scores["in_visit_list"]].sort_values("rank_county")
-    by_township = listed.groupby("township_code")["household_id"].first()
-    township_a, township_b = list(by_township.index[:2])
-    county = str(listed["county_code"].iloc[0])
-    add_user(db_url, "analyst", "county", county, PASSWORD)
-    add_user(db_url, "staff_a", "township", township_a, PASSWORD)
-    add_user(db_url, "staff_b", "township", township_b, PASSWORD)
-    return Workbench(
-        db_url,
-        county,
-        township_a,
-        township_b,
-        by_township[township_a],
-        by_township[township_b],
-        workbench_runs,
-    )
+    first = listed.groupby("township_code")["household_id"].first()
+    a, b = list(first.index[:2])
+    return a, b, str(listed["county_code"].iloc[0]), first[a], first[b]
+
+
+@pytest.fixture(scope="session")
+def filled_templates(tmp_path_factory: pytest.TempPathFactory, workbench_runs: Runs) -> dict[str, str]:
+    """Filled databases to copy, one per backend, made on first use: importing costs seconds, copying
+    a SQLite file or creating a PostgreSQL database from a template costs milliseconds."""
+    return {}
+
+
+@pytest.fixture
+def workbench(
+    db_url: str, workbench_runs: Runs, filled_templates: dict[str, str], request: pytest.FixtureRequest
+) -> Workbench:
+    """A filled database of its own for each test (see :func:`_fill`), on SQLite or PostgreSQL."""
+    from sqlalchemy import create_engine, text
+
+    if db_url.startswith("sqlite"):
+        if "sqlite" not in filled_templates:
+            template = tmp_path_factory_path(request) / "filled.db"
+            _fill(f"sqlite:///{template}", workbench_runs)
+            filled_templates["sqlite"] = str(template)
+        shutil.copyfile(filled_templates["sqlite"], db_url.removeprefix("sqlite:///"))
+        url = db_url
+    else:
+        server = request.getfixturevalue("postgres_server")
+        if "postgresql" not in filled_templates:
+            template_url = new_postgres_database(server)
+            _fill(template_url, workbench_runs)
+            filled_templates["postgresql"] = template_url.rsplit("/", 1)[1]
+        url = f"{server}wb_{uuid.uuid4().hex[:12]}"
+        engine = create_engine(server + "postgres", isolation_level="AUTOCOMMIT")
+        with engine.connect() as connection:
+            name, template = url.rsplit("/", 1)[1], filled_templates["postgresql"]
+            connection.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{template}"'))
+        engine.dispose()
+    township_a, township_b, county, household_a, household_b = _top_of_two_townships(workbench_runs)
+    return Workbench(url, county, township_a, township_b, household_a, household_b, workbench_runs)
+
+
+def tmp_path_factory_path(request: pytest.FixtureRequest) -> Path:
+    factory: pytest.TempPathFactory = request.getfixturevalue("tmp_path_factory")
+    return factory.mktemp("filled-workbench")

@@ -6,10 +6,13 @@ import csv
 import datetime as dt
 import logging
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from relapse_risk.models.visit_outcomes import EXPORT_COLUMNS
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from . import auth, store
 from .db import DB_URL_VARIABLE, DEFAULT_DB_URL, User, make_engine, session_factory, upgrade
@@ -21,23 +24,30 @@ def resolve_db_url(url: str | None) -> str:
     return url or os.environ.get(DB_URL_VARIABLE) or DEFAULT_DB_URL
 
 
-def _sessions(url: str):  # noqa: ANN202 - a sessionmaker
+@contextmanager
+def _session(url: str) -> Iterator[Session]:
+    """A session on the migrated database at ``url``; its connections are closed afterwards."""
     upgrade(url)
-    return session_factory(make_engine(url))
+    engine = make_engine(url)
+    try:
+        with session_factory(engine)() as session:
+            yield session
+    finally:
+        engine.dispose()
 
 
 def add_user(url: str, username: str, role: str, area: str, password: str) -> None:
-    with _sessions(url)() as session, session.begin():
+    with _session(url) as session, session.begin():
         auth.add_user(session, username, role, area, password)
 
 
 def set_active(url: str, username: str, active: bool) -> None:
-    with _sessions(url)() as session, session.begin():
+    with _session(url) as session, session.begin():
         auth.set_active(session, username, active)
 
 
 def list_users(url: str) -> list[dict[str, object]]:
-    with _sessions(url)() as session:
+    with _session(url) as session:
         users = session.scalars(select(User).order_by(User.username))
         return [
             {
@@ -53,13 +63,13 @@ def list_users(url: str) -> list[dict[str, object]]:
 
 
 def import_runs(url: str, run: Path, data: Path | None, listed_on: dt.date | None) -> ImportResult:
-    with _sessions(url)() as session, session.begin():
+    with _session(url) as session, session.begin():
         return import_run(session, run, data, listed_on)
 
 
 def export_outcomes(url: str, out: Path, as_of: str | None = None) -> int:
     """Write the export (EXPORT_COLUMNS, UTF-8 with BOM for spreadsheet programs); the number of rows."""
-    with _sessions(url)() as session:
+    with _session(url) as session:
         rows = store.export_rows(session, as_of)
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = out.with_name(f".{out.name}.partial")
