@@ -30,6 +30,7 @@ JUDGED_OUTCOMES: tuple[str, ...] = ("confirmed", "no_risk")
 EXPORT_COLUMNS: tuple[str, ...] = (
     "as_of",
     "listed_on",
+    "model",
     "household_id",
     "county_code",
     "township_code",

@@ -530,6 +530,7 @@ def export_rows(session: Session, as_of: str | None = None) -> list[dict[str, An
             {
                 "as_of": record.as_of,
                 "listed_on": record.listed_on.isoformat(),
+                "model": f"{record.model_name}/{record.model_version}",
                 "household_id": entry.household_id,
                 "county_code": entry.county_code,
                 "township_code": entry.township_code,
