@@ -22,6 +22,8 @@ import socket
 import subprocess
 import tempfile
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -167,48 +169,43 @@ def _as_postgres(*command: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*runner, *command], check=True, capture_output=True, text=True, timeout=120)
 
 
-@pytest.fixture(scope="session")
-def postgres_server():  # noqa: ANN201 - yields a URL prefix
-    """``postgresql://...@127.0.0.1:PORT/`` of a private cluster, stopped at the end of the session."""
-    if url := os.environ.get("RELAPSE_TEST_POSTGRES_URL"):
-        yield url.rstrip("/").rsplit("/", 1)[0] + "/"
-        return
+@contextmanager
+def private_postgres() -> Iterator[str]:
+    """Start a PostgreSQL cluster of our own in a temporary folder; yield its URL prefix
+    (``postgresql+psycopg://postgres@127.0.0.1:PORT/``); stop and remove it afterwards.
+    Also used by benchmarks/bench_workbench.py."""
     binaries = _postgres_bin()
     if binaries is None:
-        pytest.skip("PostgreSQL is not installed (apt-get install -y postgresql); .ci/run installs it")
+        raise FileNotFoundError("PostgreSQL is not installed (apt-get install -y postgresql)")
     # Not under pytest's temporary root: that is private to root, and the server runs as postgres.
     home = Path(tempfile.mkdtemp(prefix="relapse-workbench-pg-"))
     data = home / "data"
     if os.geteuid() == 0:
         shutil.chown(home, "postgres")
     port = _free_port()
+    _as_postgres(str(binaries / "initdb"), "-D", str(data), "--auth=trust", "-U", "postgres", "-E", "UTF8",
+                 "--no-instructions")  # fmt: skip
     _as_postgres(
-        str(binaries / "initdb"),
-        "-D",
-        str(data),
-        "--auth=trust",
-        "-U",
-        "postgres",
-        "-E",
-        "UTF8",
-        "--no-instructions",
-    )
-    _as_postgres(
-        str(binaries / "pg_ctl"),
-        "-D",
-        str(data),
-        "-l",
-        str(home / "log"),
-        "-w",
-        "start",
-        "-o",
-        f"-p {port} -k {home} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200",
-    )
+        str(binaries / "pg_ctl"), "-D", str(data), "-l", str(home / "log"), "-w", "start",
+        "-o", f"-p {port} -k {home} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200",
+    )  # fmt: skip
     try:
         yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/"
     finally:
         _as_postgres(str(binaries / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop")
         shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """URL prefix of a private cluster for this test process, or of RELAPSE_TEST_POSTGRES_URL's server."""
+    if url := os.environ.get("RELAPSE_TEST_POSTGRES_URL"):
+        yield url.rstrip("/").rsplit("/", 1)[0] + "/"
+        return
+    if _postgres_bin() is None:
+        pytest.skip("PostgreSQL is not installed (apt-get install -y postgresql); .ci/run installs it")
+    with private_postgres() as server:
+        yield server
 
 
 def new_postgres_database(server: str) -> str:

@@ -38,6 +38,7 @@ from relapse_risk.features.contract import INCOME_SOURCES
 from relapse_risk.models.reasons import MEASURES
 from relapse_risk.models.visit_outcomes import OUTCOMES
 from sqlalchemy.orm import Session, sessionmaker
+from starlette.concurrency import run_in_threadpool
 from starlette.routing import Match
 
 from . import auth, store
@@ -188,6 +189,11 @@ def create_app(
         response.delete_cookie(LOGIN_CSRF_COOKIE)
         return response
 
+    def signed_in_as(username: str, password: str) -> auth.SignedIn | None:
+        """Sign in (Argon2 takes tens of milliseconds: callers run this in the thread pool)."""
+        with database() as session:
+            return auth.sign_in(session, username, password)
+
     # -- JSON API ------------------------------------------------------------------------------
 
     @app.post("/api/login")
@@ -195,8 +201,7 @@ def create_app(
         if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
             return JSONResponse({"error": "send JSON"}, status_code=415)
         body = LoginBody.model_validate(await request.json())
-        with database() as session:
-            signed = auth.sign_in(session, body.username, body.password)
+        signed = await run_in_threadpool(signed_in_as, body.username, body.password)
         if signed is None:
             return JSONResponse({"error": "wrong user name or password, or locked"}, status_code=401)
         response = JSONResponse(
@@ -210,7 +215,7 @@ def create_app(
         return signed_in_response(response, signed)
 
     @app.post("/api/logout")
-    async def api_logout(request: Request) -> Response:
+    def api_logout(request: Request) -> Response:
         with database() as session:
             seen = viewer(request, session)
             check_csrf(request.headers.get("x-csrf-token"), seen.csrf_token)
@@ -220,7 +225,7 @@ def create_app(
         return response
 
     @app.get("/api/visit_list")
-    async def api_visit_list(
+    def api_visit_list(
         request: Request,
         township: str,
         village: str | None = None,
@@ -242,25 +247,25 @@ def create_app(
             )
 
     @app.get("/api/households/{household_id}")
-    async def api_household(request: Request, household_id: str) -> dict[str, Any]:
+    def api_household(request: Request, household_id: str) -> dict[str, Any]:
         with database() as session:
             seen = viewer(request, session)
             return store.household(session, seen.staff, household_id)
 
     @app.get("/api/visits/{visit_id}")
-    async def api_visit(request: Request, visit_id: int) -> dict[str, Any]:
+    def api_visit(request: Request, visit_id: int) -> dict[str, Any]:
         with database() as session:
             seen = viewer(request, session)
             return store.visit_history(session, seen.staff, visit_id)
 
     @app.get("/api/county")
-    async def api_county(request: Request, as_of: str | None = None) -> dict[str, Any]:
+    def api_county(request: Request, as_of: str | None = None) -> dict[str, Any]:
         with database() as session:
             seen = viewer(request, session)
             return store.county_summary(session, seen.staff, as_of=as_of, today=clock())
 
     @app.post("/api/outcomes")
-    async def api_outcomes(request: Request, body: OutcomeBody) -> Response:
+    def api_outcomes(request: Request, body: OutcomeBody) -> Response:
         with database() as session:
             seen = viewer(request, session)
             check_csrf(request.headers.get("x-csrf-token"), seen.csrf_token)
@@ -287,11 +292,11 @@ def create_app(
     # -- pages ---------------------------------------------------------------------------------
 
     @app.get("/workbench.css")
-    async def css() -> Response:
+    def css() -> Response:
         return Response(stylesheet, media_type="text/css", headers={"Cache-Control": "max-age=3600"})
 
     @app.get("/login")
-    async def login_page(request: Request, next: str = "/", failed: int = 0) -> Response:
+    def login_page(request: Request, next: str = "/", failed: int = 0) -> Response:
         language = _language(request)
         token = request.cookies.get(LOGIN_CSRF_COOKIE) or secrets.token_urlsafe(32)
         response = _page(
@@ -311,8 +316,8 @@ def create_app(
     async def login_form(request: Request) -> Response:
         form = await request.form()
         check_csrf(_field(form, "csrf_token"), request.cookies.get(LOGIN_CSRF_COOKIE) or "")
-        with database() as session:
-            signed = auth.sign_in(session, _field(form, "username")[:100], _field(form, "password")[:200])
+        username, password = _field(form, "username")[:100], _field(form, "password")[:200]
+        signed = await run_in_threadpool(signed_in_as, username, password)
         target = _safe_next(_field(form, "next") or "/")
         if signed is None:
             return RedirectResponse(f"/login?failed=1&next={quote(target)}", status_code=303)
@@ -321,6 +326,9 @@ def create_app(
     @app.post("/logout")
     async def logout(request: Request) -> Response:
         form = await request.form()
+        return await run_in_threadpool(end_session, request, form)
+
+    def end_session(request: Request, form: Any) -> Response:  # noqa: ANN401 - starlette's FormData
         with database() as session:
             seen = viewer(request, session)
             check_csrf(_field(form, "csrf_token"), seen.csrf_token)
@@ -330,7 +338,7 @@ def create_app(
         return response
 
     @app.get("/")
-    async def home(request: Request) -> Response:
+    def home(request: Request) -> Response:
         with database() as session:
             seen = viewer(request, session)
         if seen.staff.role == "township":
@@ -338,7 +346,7 @@ def create_app(
         return RedirectResponse("/county", status_code=303)
 
     @app.get("/visit-list")
-    async def visit_list_page(
+    def visit_list_page(
         request: Request, township: str = "", village: str = "", band: str = "", reason: str = ""
     ) -> Response:
         language = _language(request)
@@ -367,7 +375,7 @@ def create_app(
         )
 
     @app.get("/households/{household_id}")
-    async def household_page(request: Request, household_id: str, saved: int = 0) -> Response:
+    def household_page(request: Request, household_id: str, saved: int = 0) -> Response:
         language = _language(request)
         with database() as session:
             seen = viewer(request, session)
@@ -414,7 +422,7 @@ def create_app(
         )
 
     @app.get("/households/{household_id}/visits/new")
-    async def new_visit_page(request: Request, household_id: str) -> Response:
+    def new_visit_page(request: Request, household_id: str) -> Response:
         language = _language(request)
         with database() as session:
             seen = viewer(request, session)
@@ -422,7 +430,7 @@ def create_app(
         return outcome_form(request, seen, language, household_id)
 
     @app.get("/visits/{visit_id}/edit")
-    async def edit_visit_page(request: Request, visit_id: int) -> Response:
+    def edit_visit_page(request: Request, visit_id: int) -> Response:
         language = _language(request)
         with database() as session:
             seen = viewer(request, session)
@@ -440,8 +448,12 @@ def create_app(
 
     @app.post("/households/{household_id}/visits")
     async def save_visit(request: Request, household_id: str) -> Response:
-        language = _language(request)
         form = await request.form()
+        return await run_in_threadpool(save_visit_form, request, household_id, form)
+
+    def save_visit_form(request: Request, household_id: str, form: Any) -> Response:  # noqa: ANN401
+        """The database side of a saved form, in the thread pool: the event loop never waits on it."""
+        language = _language(request)
         data = store.OutcomeInput(
             visit_date=_field(form, "visit_date"),
             visitor=_field(form, "visitor"),
@@ -494,7 +506,7 @@ def create_app(
         return RedirectResponse(f"/households/{quote(household_id)}?saved=1", status_code=303)
 
     @app.get("/county")
-    async def county_page(request: Request, as_of: str = "") -> Response:
+    def county_page(request: Request, as_of: str = "") -> Response:
         language = _language(request)
         with database() as session:
             seen = viewer(request, session)
@@ -506,7 +518,7 @@ def create_app(
         return _page(environment, request, "county.html.j2", seen, language, data=payload, lists=lists)
 
     @app.get("/language/{language}")
-    async def choose_language(request: Request, language: str, back: str = "/") -> Response:
+    def choose_language(request: Request, language: str, back: str = "/") -> Response:
         if language not in LANGUAGES:
             raise HTTPException(404)
         response = RedirectResponse(_safe_next(back), status_code=303)
