@@ -322,6 +322,9 @@ def test_the_household_page_shows_charts_members_reasons_and_the_record_link(wor
 
     assert page.count('<svg class="chart"') == 2 and "<polyline" in page and "<rect" in page
     assert "家庭成员" in page and "监测线" in page and "原因1" in page
+    assert (
+        "外出务工" in page or "本地务工" in page or "种养殖" in page
+    )  # income sources by their Chinese names
     assert f'href="/households/{workbench.household_a}/visits/new"' in page
 
 

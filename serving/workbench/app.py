@@ -44,7 +44,7 @@ from starlette.routing import Match
 from . import auth, store
 from .charts import income_chart, margin_chart
 from .db import make_engine, session_factory
-from .i18n import DEFAULT_LANGUAGE, LANGUAGES, family, text
+from .i18n import DEFAULT_LANGUAGE, LANGUAGES, family, text, value
 
 SESSION_COOKIE = "wb_session"
 LOGIN_CSRF_COOKIE = "wb_login_csrf"
@@ -135,8 +135,8 @@ def create_app(
     ) -> Response:
         started = time.perf_counter()
         response = await call_next(request)
-        for name, value in SECURITY_HEADERS.items():
-            response.headers.setdefault(name, value)
+        for name, header_value in SECURITY_HEADERS.items():
+            response.headers.setdefault(name, header_value)
         access_log.info(
             "%s %s %d %.1f ms",
             request.method,
@@ -553,7 +553,7 @@ def _route_of(app: FastAPI, request: Request) -> str:
 
 
 def _charts(detail: dict[str, Any], language: str) -> dict[str, Markup]:
-    source_labels = {s: s for s in INCOME_SOURCES}
+    source_labels = {s: value(s, language) for s in INCOME_SOURCES}
     return {
         "income": Markup(  # noqa: S704 - numbers and escaped labels only (charts.py)
             income_chart(
@@ -595,6 +595,7 @@ def _page(
         t=lambda key: text(key, language),
         family=lambda name: family(name, language),
         measure_name=lambda code: getattr(MEASURES.get(code), language, code),
+        value=lambda code: value(code, language),
         lang=language,
         other_language="en" if language == "zh" else "zh",
         here=request.url.path + (f"?{request.url.query}" if request.url.query else ""),

@@ -150,3 +150,39 @@ def text(key: str, language: str) -> str:
 
 def family(name: str, language: str) -> str:
     return FAMILY.get(name, {"zh": name, "en": name})[language]
+
+VALUES: dict[str, dict[str, str]] = {
+    # income sources (features/contract.py INCOME_SOURCES)
+    "wage_local": {"zh": "本地务工", "en": "local wages"},
+    "wage_migrant": {"zh": "外出务工", "en": "migrant wages"},
+    "agriculture": {"zh": "种养殖", "en": "farming"},
+    "business": {"zh": "经营", "en": "business"},
+    "property": {"zh": "财产性收入", "en": "property"},
+    "transfer_dibao": {"zh": "低保", "en": "dibao"},
+    "transfer_pension": {"zh": "养老金", "en": "pension"},
+    "transfer_subsidy": {"zh": "补贴", "en": "subsidies"},
+    "transfer_other": {"zh": "其他转移", "en": "other transfers"},
+    # relations
+    "head": {"zh": "户主", "en": "head"},
+    "spouse": {"zh": "配偶", "en": "spouse"},
+    "child": {"zh": "子女", "en": "child"},
+    "parent": {"zh": "父母", "en": "parent"},
+    "grandchild": {"zh": "孙辈", "en": "grandchild"},
+    "sibling": {"zh": "兄弟姐妹", "en": "sibling"},
+    "other": {"zh": "其他", "en": "other"},
+    # labour capacity
+    "full": {"zh": "有劳动能力", "en": "full"},
+    "weak": {"zh": "弱劳动能力", "en": "weak"},
+    "none": {"zh": "无劳动能力", "en": "none"},
+    # loan kinds
+    "poverty_microcredit": {"zh": "小额信贷", "en": "poverty microcredit"},
+    "bank": {"zh": "银行贷款", "en": "bank"},
+    "informal": {"zh": "民间借贷", "en": "informal"},
+}
+"""Contract values shown on the household page; a value not here is shown as it is (events, assistance)."""
+
+
+def value(code: str | None, language: str) -> str:
+    if code is None:
+        return ""
+    return VALUES.get(code, {}).get(language, code)
