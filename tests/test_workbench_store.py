@@ -234,3 +234,33 @@ def test_export_has_one_row_per_listed_household_and_reads_back(workbench: Workb
 def _count_entries_of_latest(workbench: Workbench) -> int:
     scores = pd.read_parquet(workbench.runs.latest / "scores.parquet")
     return int(scores["in_visit_list"].sum())
+
+
+def test_a_real_scoring_run_imports_with_the_models_reasons(trained_small_county, tmp_path: Path) -> None:
+    """End to end: `relapse score` with the trained challenger, then `relapse outcomes import` of its OUT."""
+    from typer.testing import CliRunner
+
+    from relapse_risk.cli import app
+
+    county = trained_small_county.county.folder
+    run, url = tmp_path / "run", f"sqlite:///{tmp_path / 'workbench.db'}"
+    scored = CliRunner().invoke(
+        app,
+        ["score", "--data", str(county), "--as-of", "2024-06", "--out", str(run), "--model", "challenger",
+         "--tracking-uri", trained_small_county.tracking_uri],
+    )  # fmt: skip
+    assert scored.exit_code == 0, scored.output
+    imported = CliRunner().invoke(app, ["outcomes", "import", "--run", str(run), "--db", url])
+    assert imported.exit_code == 0, imported.output
+
+    scores = pd.read_parquet(run / "scores.parquet")
+    listed = scores[scores["in_visit_list"]].set_index("household_id")
+    with session_factory(make_engine(url))() as session:
+        entries = session.scalars(select(ListEntry)).all()
+    assert {e.household_id for e in entries} == set(listed.index)
+    for entry in entries[:20]:
+        row = listed.loc[entry.household_id]
+        assert [r["zh"] for r in entry.reasons] == [
+            row[f"reason_{i}_zh"] for i in (1, 2, 3) if row[f"reason_{i}_zh"]
+        ]
+        assert entry.rank_county == row["rank_county"] and entry.detail["months"][-1] == "2024-06"

@@ -1,7 +1,7 @@
 """The workbench's words in Chinese (the default) and English.
 
 Every label a page shows is a key here; a key missing in one language is a bug
-that tests/workbench/test_workbench_pages.py finds.
+that tests/test_workbench_web.py finds.
 """
 
 from __future__ import annotations
@@ -150,6 +150,7 @@ def text(key: str, language: str) -> str:
 
 def family(name: str, language: str) -> str:
     return FAMILY.get(name, {"zh": name, "en": name})[language]
+
 
 VALUES: dict[str, dict[str, str]] = {
     # income sources (features/contract.py INCOME_SOURCES)
