@@ -70,6 +70,14 @@ def test_sign_in_sets_an_http_only_session_cookie_and_returns_the_csrf_token(wor
     assert client.get(f"/api/visit_list?township={workbench.township_a}").status_code == 200
 
 
+def test_sign_in_takes_json_only_and_answers_a_malformed_body_with_422(workbench: Workbench) -> None:
+    client = workbench.client()
+    form = client.post("/api/login", data={"username": "staff_a", "password": PASSWORD})
+    broken = client.post("/api/login", content=b"{not json", headers={"Content-Type": "application/json"})
+    missing = client.post("/api/login", json={"username": "staff_a"})
+    assert (form.status_code, broken.status_code, missing.status_code) == (415, 422, 422)
+
+
 def test_wrong_passwords_lock_the_account_even_against_the_right_one(workbench: Workbench) -> None:
     client = workbench.client()
     for _ in range(MAX_FAILED_SIGN_INS):
@@ -368,3 +376,18 @@ def test_the_edit_form_shows_the_history_and_a_stale_form_shows_the_conflict(wor
     )  # fmt: skip
     assert stale.status_code == 409 and "该记录已被他人修改" in stale.text
     assert 'name="version" value="2"' in stale.text
+
+
+def test_a_mangled_edit_form_is_404_or_a_conflict_never_a_new_visit_or_a_crash(workbench: Workbench) -> None:
+    client, csrf = workbench.signed_in("staff_a")
+    visit = client.post("/api/outcomes", json=_outcome(workbench), headers={"X-CSRF-Token": csrf}).json()[
+        "visit"
+    ]
+    form = {"csrf_token": csrf, "visit_date": TODAY, "visitor": "张三", "outcome": "no_risk"}
+    url = f"/households/{workbench.household_a}/visits"
+
+    assert (
+        client.post(url, data={**form, "visit_id": "1; DROP TABLE visits", "version": "1"}).status_code == 404
+    )
+    assert client.post(url, data={**form, "visit_id": str(visit["id"]), "version": "x"}).status_code == 409
+    assert len(client.get(f"/api/households/{workbench.household_a}").json()["visits"]) == 1

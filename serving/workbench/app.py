@@ -33,7 +33,7 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 from relapse_risk.features.contract import INCOME_SOURCES
 from relapse_risk.models.reasons import MEASURES
 from relapse_risk.models.visit_outcomes import OUTCOMES
@@ -200,7 +200,10 @@ def create_app(
     async def api_login(request: Request) -> Response:
         if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
             return JSONResponse({"error": "send JSON"}, status_code=415)
-        body = LoginBody.model_validate(await request.json())
+        try:
+            body = LoginBody.model_validate_json(await request.body())
+        except ValidationError:
+            return JSONResponse({"error": 'send {"username": ..., "password": ...}'}, status_code=422)
         signed = await run_in_threadpool(signed_in_as, body.username, body.password)
         if signed is None:
             return JSONResponse({"error": "wrong user name or password, or locked"}, status_code=401)
@@ -468,21 +471,22 @@ def create_app(
             "measures": list(data.measures),
             "note": data.note,
         }
-        visit_id = _field(form, "visit_id")
+        visit_id = _whole(_field(form, "visit_id"))
+        if _field(form, "visit_id") and visit_id is None:
+            raise store.NotFound("no such visit")
+        version = _whole(_field(form, "version")) or 0  # a mangled version can only conflict
         with database() as session:
             seen = viewer(request, session)
             check_csrf(_field(form, "csrf_token"), seen.csrf_token)
             try:
                 if visit_id:
-                    store.edit_outcome(
-                        session, seen.staff, int(visit_id), int(_field(form, "version") or 0), data
-                    )
+                    store.edit_outcome(session, seen.staff, visit_id, version, data)
                 else:
                     store.record_outcome(
                         session, seen.staff, household_id, data, _field(form, "client_key") or None
                     )
             except store.Invalid as exc:
-                visit = store.visit_history(session, seen.staff, int(visit_id))["visit"] if visit_id else None
+                visit = store.visit_history(session, seen.staff, visit_id)["visit"] if visit_id else None
                 return outcome_form(
                     request,
                     seen,
@@ -531,6 +535,11 @@ def create_app(
 def _field(form: Any, name: str) -> str:  # noqa: ANN401 - starlette's FormData
     value = form.get(name)
     return value if isinstance(value, str) else ""
+
+
+def _whole(text: str) -> int | None:
+    """A form's whole number; None when empty or not digits."""
+    return int(text) if text.isdigit() and len(text) < 12 else None
 
 
 def _safe_next(target: str) -> str:
