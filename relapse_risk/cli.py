@@ -52,6 +52,7 @@ EXTRAS = {
     "serve": ("bentoml",),
     "train": ("optuna", "matplotlib", "shap"),
     "monitor": ("evidently",),
+    "web": ("argon2", "uvicorn", "multipart"),
 }
 """The modules each extra of pyproject.toml installs that some command imports."""
 
@@ -631,6 +632,9 @@ def evaluate(
     truth: str = typer.Option("", "--truth", help="Oracle truth file (default: DATA.truth.parquet if any)."),
     out: str = typer.Option("", "--out", help="JSON report (default: ./evaluation-<DATA name>.json)."),
     tracking_uri: str = typer.Option("", "--tracking-uri", help="MLflow store (default: env or ./mlruns)."),
+    outcomes: str = typer.Option(
+        "", "--outcomes", help="Export of `relapse outcomes export`: add the precision on visited households."
+    ),
 ) -> None:
     """Headline metrics (docs/rules-and-labels.md) for model, rule baseline and oracle on the last labelled
     quarter-ends of the folder.
@@ -654,6 +658,10 @@ def evaluate(
         output_console(),
         error_console(),
     )
+    if outcomes and code == 0:
+        from .training.visit_feedback import add_to_report, precision_table
+
+        output_console().print(precision_table(add_to_report(target, Path(outcomes))))
     raise typer.Exit(code=code)
 
 
@@ -697,6 +705,11 @@ def monitor(
     horizon: int = typer.Option(6, "--horizon", min=1, max=24, help="Months ahead H of the labels."),
     thresholds: str = typer.Option("", "--thresholds", help="JSON file overriding monitoring thresholds."),
     mlflow_log: bool = typer.Option(True, "--mlflow/--no-mlflow", help="Log metrics and report to MLflow."),
+    outcomes: str = typer.Option(
+        "",
+        "--outcomes",
+        help="Export of `relapse outcomes export`: what the visits found, by township and reason.",
+    ),
 ) -> None:
     """Drift, data quality, named scenarios and matured performance of CURRENT against REFERENCE.
 
@@ -726,7 +739,13 @@ def monitor(
         log_to_mlflow=mlflow_log,
         thresholds=levels,
     )
-    raise typer.Exit(code=monitor_command(options, output_console(), errors))
+    code = monitor_command(options, output_console(), errors)
+    if outcomes and code != FAILED:
+        from .monitoring.visit_feedback import visit_feedback_command
+
+        feedback = visit_feedback_command(Path(outcomes), current, Path(out), output_console(), errors)
+        code = code or feedback  # an alert (3) outranks an unreadable outcomes file
+    raise typer.Exit(code=code)
 
 
 @app.command()
@@ -804,6 +823,13 @@ def ui(
     settings = _training_settings(tracking_uri=tracking_uri)
     code = ui_command(settings, host, port, output_console(), error_console())
     raise typer.Exit(code=code)
+
+
+from .workbench_cli import outcomes_app, users_app, web  # noqa: E402 - the workbench's commands, after the others
+
+app.command()(web)
+app.add_typer(users_app, name="users")
+app.add_typer(outcomes_app, name="outcomes")
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -20,6 +20,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+import pandas as pd
 from rich.console import Console
 from rich.rule import Rule
 
@@ -123,6 +124,17 @@ def run_pipeline_demo(
         "(keys come from a file or RELAPSE_API_KEYS, never from code):\n"
         f"  MLFLOW_TRACKING_URI={tracking_uri} RELAPSE_API_KEYS=<your-key> \\\n"
         f"  relapse serve --policy {folder / 'policy.json'} --runs {scores} --port 3000",
+        highlight=False,
+        soft_wrap=True,
+    )
+    database = f"sqlite:///{out / 'workbench.db'}"
+    listed = scores / "scores.parquet"
+    county = str(pd.read_parquet(listed, columns=["county_code"]).iloc[0, 0]) if listed.exists() else "CODE"
+    console.print(
+        "And the staff workbench (docs/workbench.md), on a SQLite file, nothing to start:\n"
+        f"  relapse outcomes import --run {scores} --db {database}\n"
+        f"  relapse users add analyst --role county --area {county} --password-stdin --db {database}\n"
+        f"  relapse web --db {database} --port 8000",
         highlight=False,
         soft_wrap=True,
     )

@@ -14,6 +14,9 @@ from pathlib import Path
 
 import pytest
 
+pytest_plugins = ["workbench_fixtures"]
+"""The workbench's fixtures (its databases, a county in small villages, lists made from it)."""
+
 STAGE_LINE = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2} [a-z-]+: ")
 """A timestamped stage line the CLI logs to stderr (``2026-12-06 15:40:01 score: ... started``)."""
 

@@ -3,7 +3,8 @@
 features use nothing of ours; models use features; training uses features and
 models; serving and monitoring use features and models, never training. Only
 the command line (relapse_risk/) and tests import the generator. Inside
-serving, the batch job and the API share only what serving/ itself holds.
+serving, the batch job, the API and the workbench share only what serving/
+itself holds.
 
 Every ``.py`` file of those folders is parsed (nothing is imported, so a
 forbidden import is found even in a function that no test runs) and each
@@ -103,10 +104,12 @@ def test_imports_point_one_way(folder: str) -> None:
     assert not forbidden, f"{folder}/ may import only {sorted(ALLOWED[folder])}:\n" + "\n".join(forbidden)
 
 
-def test_batch_and_api_share_only_what_serving_holds() -> None:
-    """serving/batch and serving/api never import each other: what both need lives in serving/ itself."""
+def test_batch_api_and_workbench_share_only_what_serving_holds() -> None:
+    """serving/batch, serving/api and serving/workbench never import each other: what they share lives in
+    serving/ itself (the workbench reads runs from their files, not through the batch job's code)."""
     crossing = []
-    for side, other in (("batch", "api"), ("api", "batch")):
+    sides = ("batch", "api", "workbench")
+    for side, other in ((a, b) for a in sides for b in sides if a != b):
         for where, name, _ in imports_of(f"serving/{side}"):
             if name.startswith(f"{PACKAGE}.serving.{other}.") or name == f"{PACKAGE}.serving.{other}":
                 crossing.append(f"{where} imports {name}")
