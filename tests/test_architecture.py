@@ -148,3 +148,19 @@ def later():
     assert imported_modules(
         "from .selection import Reason", "relapse_risk.models.reasons", is_package=True
     ) == [(1, "relapse_risk.models.reasons.selection.Reason")]
+
+
+def test_every_package_folder_is_installed() -> None:
+    """setuptools installs only the packages pyproject.toml lists: a new sub-package left out
+    works in the checkout (editable install) and is missing from the wheel."""
+    import tomllib
+
+    setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["setuptools"]
+    folders = {package: ROOT / path for package, path in setuptools["package-dir"].items()}
+    found = set()
+    for package, folder in folders.items():
+        for init in folder.rglob("__init__.py"):
+            relative = init.parent.relative_to(folder).parts
+            found.add(".".join((package, *relative)))
+
+    assert sorted(found - set(setuptools["packages"])) == []
