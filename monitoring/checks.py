@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Literal
 
 from .config import Level
@@ -29,6 +29,8 @@ class Check:
     status: Status
     message: str
     action: str
+    details: dict[str, object] = field(default_factory=dict)
+    """Figures behind the message that a machine may want (intervals, counts, named townships)."""
 
     def as_json(self) -> dict[str, object]:
         record = asdict(self)
