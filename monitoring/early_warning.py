@@ -55,6 +55,11 @@ LARGE_SCALE_RELAPSE = (
     + ", since the model has not seen this shock"
 )
 
+RISING = (
+    "expected crossings are rising: brief the cadres of the named townships on the named reasons, "
+    "visit the households crossing a rule now, and monitor again next month against this run"
+)
+
 
 @dataclass(frozen=True)
 class ScoredSide:
@@ -312,7 +317,7 @@ def early_warning_check(
         threshold={"warning": level.warning, "alert": level.alert},
         status=status,
         message="; ".join(parts),
-        action=LARGE_SCALE_RELAPSE if status != "ok" else WATCH,
+        action={"alert": LARGE_SCALE_RELAPSE, "warning": RISING}.get(status, WATCH),
         details=details,
     )
 
