@@ -268,8 +268,8 @@ def test_a_lockdowns_depth_sets_the_share_of_migrant_months_it_takes(tmp_path: P
     quiet = monthly(generate(small(households=600), tmp_path / "quiet").folder, migrants)
     window = parse_window("2022-04:2022-06")
     for depth in (0.2, 0.5):
-        locked = generate(small(households=600, lockdown=window, lockdown_depth=depth), tmp_path / f"d{depth}")
-        after = monthly(locked.folder, migrants)
+        config = small(households=600, lockdown=window, lockdown_depth=depth)
+        after = monthly(generate(config, tmp_path / f"d{depth}").folder, migrants)
         cut = 1 - sum(after[m] for m in ("2022-04", "2022-05", "2022-06")) / sum(
             quiet[m] for m in ("2022-04", "2022-05", "2022-06")
         )
