@@ -48,16 +48,17 @@ NAMED = 3
 """Townships and reasons named in the message."""
 LARGE_SCALE_RELAPSE = (
     "possible large-scale relapse (可能发生规模性返贫): tell the county's leading group for rural "
-    "revitalisation now; visit beyond the visit list in the named townships, their households already "
-    "crossing a rule first; prepare the support measures of the named reasons (employment assistance "
-    "for lost work, relief for disasters, industry support for farm income); then "
+    "revitalisation now; start identification for the households already crossing a rule, visit beyond "
+    "the visit list in the named townships; prepare the support measures of the named reasons "
+    "(employment assistance for lost work, relief for disasters, industry support for farm income); then "
     + RETRAIN
     + ", since the model has not seen this shock"
 )
 
 RISING = (
     "expected crossings are rising: brief the cadres of the named townships on the named reasons, "
-    "visit the households crossing a rule now, and monitor again next month against this run"
+    "start identification for the households crossing a rule now, and monitor again next month against "
+    "this run"
 )
 
 
