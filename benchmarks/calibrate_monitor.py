@@ -162,7 +162,7 @@ def measure(
         result = monitor(reference, folder, root / f"out-{name}")
         found[name] = {
             "status": result.status,
-            "named": [c.name for c in result.checks if c.status != "ok"],
+            "named": [f"{c.name} {c.status}" for c in result.checks if c.status != "ok"],
             "early_warning": [c.message for c in result.checks if c.name == "expected_crossings"],
             "values": values_of(result),
         }
