@@ -1,15 +1,19 @@
-"""Where the thresholds of monitoring/config.py come from: no-drift pairs and the five scenarios.
+"""Where the thresholds of monitoring/config.py come from: no-drift pairs and the named scenarios.
 
     .venv/bin/python benchmarks/calibrate_monitor.py                 # 10 pairs, 2,000 households x 36 months
     .venv/bin/python benchmarks/calibrate_monitor.py --pairs 20 --households 3000
     .venv/bin/python benchmarks/calibrate_monitor.py --households 6000 --max-rows 2000   # sampled drift
+    .venv/bin/python benchmarks/calibrate_monitor.py --households 20000 --keep /tmp/cal  # early warning
 
 Generates ``--pairs`` pairs of counties with no drift (reference seed 1000+i,
 current seed 2000+i, same profile and policy, no truth) and one current county
-per scenario (seed 3000), runs every check of ``relapse monitor`` with a small model trained
+per scenario (seed 3000), each compared with the same county without the scenario (seed 3000,
+no scenario); runs every check of ``relapse monitor`` with a small model trained
 on its own county (seed 4000; ``--no-model`` leaves prediction drift out), and prints: per
-check, the largest no-drift value and each scenario's value; then the false-alarm count of
-the current defaults (warnings and alerts among the no-drift pairs) and each scenario's status.
+check, the no-drift median, largest value and standard deviation and each scenario's value;
+then the false alarms of the current defaults (warnings and alerts among the no-drift pairs,
+and which checks raised them), each scenario's status and the early warning's message.
+``--keep`` keeps the counties (and reuses them) and writes every value to calibration.json.
 ``--max-rows`` below ``--households`` measures the checks as a large county gets them: feature
 drift, prediction drift and performance on a seeded sample of whole villages.
 """
@@ -17,13 +21,14 @@ drift, prediction drift and performance on a seeded sample of whole villages.
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import tempfile
 from pathlib import Path
 
 import duckdb
 import numpy as np
-from relapse_risk.generator.config import CountyConfig, LineJump, Scenario, parse_window
+from relapse_risk.generator.config import CountyConfig, CropPrice, LineJump, Scenario, parse_window
 from relapse_risk.generator.run import generate
 from relapse_risk.monitoring.config import MonitorThresholds
 from relapse_risk.monitoring.monitor import MonitorOptions, MonitorResult, run_monitor
@@ -34,9 +39,20 @@ MONTHS = 36  # 2021-01 .. 2023-12
 
 
 def scenarios() -> dict[str, Scenario]:
-    """The generator's scenarios, each ending in the current side's as-of year (data end 2023-12)."""
+    """The generator's scenarios, each ending in the current side's as-of year (data end 2023-12).
+
+    Shocks vary in kind and size, so that levels fitted to one of them are seen to fail on
+    another: lockdowns keeping 75 %, 40 % and 20 % of migrants home (the last two months also
+    for six months), a disaster year and a crop-price collapse.
+    """
     return {
         "lockdown": Scenario(lockdown=parse_window("2023-10:2023-12")),
+        "lockdown_40": Scenario(lockdown=parse_window("2023-10:2023-12"), lockdown_depth=0.4),
+        "lockdown_20": Scenario(lockdown=parse_window("2023-10:2023-12"), lockdown_depth=0.2),
+        "lockdown_20_6m": Scenario(lockdown=parse_window("2023-07:2023-12"), lockdown_depth=0.2),
+        "disaster_year": Scenario(disaster_year=2023),
+        "crop_price_50": Scenario(crop_price=CropPrice(window=parse_window("2023-01:2023-12"), factor=0.5)),
+        "crop_price_20": Scenario(crop_price=CropPrice(window=parse_window("2023-01:2023-12"), factor=0.2)),
         "line_jump": Scenario(line_jump=LineJump(year=2023, share=0.2)),
         "other_county": Scenario(profile="mountain_agri"),
         "outage": Scenario(outage=parse_window("2023-04:2023-12"), outage_share=0.4),
@@ -91,6 +107,19 @@ def county(root: Path, name: str, households: int, seed: int, scenario: Scenario
     return folder
 
 
+def values_of(result: MonitorResult) -> dict[str, float | None]:
+    """Every check's value, and the early warning's interval and households crossing now."""
+    values: dict[str, float | None] = {c.name: c.value for c in result.checks}
+    for check in result.checks:
+        if check.name == "expected_crossings" and check.details:
+            low, _ = check.details["interval_90"]  # type: ignore[misc]
+            values["expected_crossings: 90 % low"] = low
+            now = check.details.get("crossing_now")
+            if isinstance(now, dict) and now.get("reference"):
+                values["crossing now (ratio)"] = now["current"] / now["reference"]
+    return values
+
+
 def measure(
     root: Path, pairs: int, households: int, model: str, thresholds: MonitorThresholds
 ) -> tuple[dict[str, list[float]], dict[str, dict]]:
@@ -113,8 +142,9 @@ def measure(
         current = county(root, f"cur-{i}", households, 2000 + i)
         result = monitor(reference, current, root / f"out-{i}")
         quiet_status.append(result.status)
-        for check in result.checks:
-            quiet.setdefault(check.name, []).append(np.nan if check.value is None else check.value)
+        quiet_status += [f"{c.name}={c.status}" for c in result.checks if c.status != "ok"]
+        for name, value in values_of(result).items():
+            quiet.setdefault(name, []).append(np.nan if value is None else value)
     base = county(root, "scenario-base", households, 3000)
     currents = {
         name: county(root, f"scenario-{name}", households, 3000, s) for name, s in scenarios().items()
@@ -123,14 +153,18 @@ def measure(
     if not unit_bug.exists():
         income_in_ten_thousands(base, unit_bug)
     currents["income_unit"] = unit_bug
-    reference = county(root, "ref-0", households, 1000)
+    # Each scenario against the same county without it (same seed): a real county is compared with
+    # its own past, never with another county, so the county-to-county spread the no-drift pairs
+    # show is not part of what a scenario moves.
+    reference = base
     found: dict[str, dict] = {}
     for name, folder in currents.items():
         result = monitor(reference, folder, root / f"out-{name}")
         found[name] = {
             "status": result.status,
-            "named": [c.name for c in result.checks if c.status != "ok"],
-            "values": {c.name: c.value for c in result.checks},
+            "named": [f"{c.name} {c.status}" for c in result.checks if c.status != "ok"],
+            "early_warning": [c.message for c in result.checks if c.name == "expected_crossings"],
+            "values": values_of(result),
         }
     quiet["__status__"] = quiet_status  # type: ignore[assignment]
     return quiet, found
@@ -164,6 +198,7 @@ def main() -> None:
     table.add_column("check")
     table.add_column("no drift: median")
     table.add_column("no drift: max |value|")
+    table.add_column("no drift: sd")
     for name in found:
         table.add_column(name)
     for check, values in quiet.items():
@@ -171,15 +206,27 @@ def main() -> None:
         if np.isnan(array).all():
             continue  # not measurable without the model's test metrics (a model folder has none)
         cells = [f"{found[s]['values'].get(check) or 0:.3g}" for s in found]
-        table.add_row(check, f"{np.nanmedian(array):.3g}", f"{np.nanmax(np.abs(array)):.3g}", *cells)
+        table.add_row(
+            check,
+            f"{np.nanmedian(array):.3g}",
+            f"{np.nanmax(np.abs(array)):.3g}",
+            f"{np.nanstd(array, ddof=1):.3g}",
+            *cells,
+        )
     console.print(table)
     console.print(
-        f"False alarms of the defaults over {len(statuses)} no-drift pairs: "
+        f"False alarms of the defaults over {args.pairs} no-drift pairs: "
         f"{statuses.count('warning')} warning(s), {statuses.count('alert')} alert(s)"
+        + "".join(f"; {named}" for named in statuses if "=" in named)
     )
     for name, result in found.items():
         console.print(f"{name}: {result['status']} ({', '.join(result['named']) or 'nothing named'})")
-    if not args.keep:
+        for message in result["early_warning"]:
+            console.print(f"  {message}", highlight=False)
+    if args.keep:
+        measured = {"no_drift": quiet, "scenarios": {name: r["values"] for name, r in found.items()}}
+        (root / "calibration.json").write_text(json.dumps(measured, indent=1, default=float))
+    else:
         shutil.rmtree(root, ignore_errors=True)
 
 

@@ -22,13 +22,16 @@ def describe(config: CountyConfig) -> str:
         f"county {config.profile.name} ({config.profile.county_code})",
     ]
     if scenario.lockdown is not None:
-        parts.append(f"lockdown {scenario.lockdown}")
+        depth = f" keeping {scenario.lockdown_depth:.0%} of migrants home" if scenario.lockdown_depth else ""
+        parts.append(f"lockdown {scenario.lockdown}{depth}")
     if scenario.line_jump is not None:
         parts.append(f"lines +{scenario.line_jump.share:.0%} from {scenario.line_jump.year}")
     if scenario.line_changes:
         parts.append("lines " + ", ".join(f"{y}={v:,.0f}" for y, v in sorted(scenario.line_changes.items())))
     if scenario.disaster_year is not None:
         parts.append(f"disaster year {scenario.disaster_year}")
+    if scenario.crop_price is not None:
+        parts.append(f"crop prices x{scenario.crop_price.factor:g} in {scenario.crop_price.window}")
     if scenario.outage is not None:
         parts.append(f"reporting outage {scenario.outage} in {scenario.outage_share:.0%} of villages")
     return ", ".join(parts)

@@ -212,6 +212,19 @@ class LineJump(BaseModel):
     share: float = Field(gt=-1)
 
 
+class CropPrice(BaseModel):
+    """Crop sales in ``window`` earn ``factor`` of their usual price (0.5: prices halve).
+
+    Seed and fertiliser are bought at the usual price, so a season's net farm earnings fall by
+    more than the price; livestock sales are not touched.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    window: Window
+    factor: float = Field(ge=0)
+
+
 class Scenario(BaseModel):
     """Events a county's monitoring must later catch; the default is a quiet county."""
 
@@ -220,6 +233,10 @@ class Scenario(BaseModel):
     profile: str = "hill_mixed"
     lockdown: Window | None = None
     """Epidemic lockdown: migrants cannot travel, local work and trade stall."""
+    lockdown_depth: float | None = Field(default=None, gt=0, le=1)
+    """Share of working migrants a lockdown keeps from work each month; local work and trade lose
+    the same fraction of what the default lockdown takes from them. None: the default lockdown
+    (``Dynamics.lockdown_migrant_stuck``, 0.75)."""
     line_changes: dict[int, float] = Field(default_factory=dict)
     """Monitoring line set outright for a year (yuan per person per year)."""
     line_jump: LineJump | None = None
@@ -229,6 +246,8 @@ class Scenario(BaseModel):
     """Months in which part of the county reports no income at all."""
     outage_share: float = Field(default=0.4, ge=0, le=1)
     """Share of villages that report nothing during the outage."""
+    crop_price: CropPrice | None = None
+    """A collapse of crop prices: harvest sales earn a fraction of their usual price for a while."""
 
     @model_validator(mode="after")
     def _known_profile(self) -> Scenario:

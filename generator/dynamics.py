@@ -140,6 +140,8 @@ class _Month:
     farm_index: float
     """Net farm and business earnings per unit (prices and productivity) relative to 2021."""
     lockdown: bool
+    crop_price: float
+    """Price of crop sales relative to the usual one (a price collapse scenario); 1 otherwise."""
     outage: bool
     age: np.ndarray
     record: bool
@@ -182,6 +184,21 @@ def _per_household(n: int, households: np.ndarray, values: np.ndarray) -> np.nda
     return np.bincount(households, weights=values, minlength=n)
 
 
+def lockdown_effect(config: CountyConfig) -> tuple[float, float, float]:
+    """Share of working migrants and of local workers kept from work in a lockdown month, and the
+    factor on business earnings: the :class:`Dynamics` values, or the scenario's depth applied to
+    migrants with local work and trade losing the same fraction of their default loss."""
+    dyn, depth = config.dynamics, config.scenario.lockdown_depth
+    if depth is None:
+        return dyn.lockdown_migrant_stuck, dyn.lockdown_local_stuck, dyn.lockdown_business_factor
+    fraction = depth / dyn.lockdown_migrant_stuck
+    return (
+        depth,
+        min(1.0, dyn.lockdown_local_stuck * fraction),
+        max(0.0, 1.0 - (1.0 - dyn.lockdown_business_factor) * fraction),
+    )
+
+
 class Simulator:
     """The month-by-month dynamics of one county configuration."""
 
@@ -193,6 +210,7 @@ class Simulator:
         base[C.MIGRANT] = self.dyn.migrant_wage
         base[C.LOCAL_WAGE] = self.dyn.local_wage
         self.base_wage = base
+        self.lockdown_effect = lockdown_effect(config)
 
     # ------------------------------------------------------------------ public
 
@@ -233,6 +251,11 @@ class Simulator:
             price_index=(1 + self.dyn.price_growth) ** ((month - (2021 * 12)) / 12),
             farm_index=(1 + self.dyn.farm_growth) ** ((month - (2021 * 12)) / 12),
             lockdown=scenario.lockdown is not None and scenario.lockdown.contains(month),
+            crop_price=(
+                scenario.crop_price.factor
+                if scenario.crop_price is not None and scenario.crop_price.window.contains(month)
+                else 1.0
+            ),
             outage=scenario.outage is not None and scenario.outage.contains(month),
             # unused slots read as newborns; they are never present
             age=((year - s.birth_year) * s.used).astype(np.int16),
@@ -958,9 +981,8 @@ class Simulator:
         gap = working & ~loss & (draw < p_loss + p_gap)
         stuck = np.zeros(shape, dtype=bool)
         if ctx.lockdown:
-            odds = np.where(
-                sector == C.MIGRANT, F32(dyn.lockdown_migrant_stuck), F32(dyn.lockdown_local_stuck)
-            )
+            migrant_stuck, local_stuck, _ = self.lockdown_effect
+            odds = np.where(sector == C.MIGRANT, F32(migrant_stuck), F32(local_stuck))
             stuck = working & ~loss & ~gap & (rng.random(shape, dtype=F32) < odds)
             if ctx.record and ctx.index == self.config.scenario.lockdown.first:
                 h = _indices(stuck.any(axis=0))
@@ -1093,6 +1115,11 @@ class Simulator:
         share = HARVEST[s.terrain, cal]
         harvest = share > 0
         farm = farming * annual * share * np.where(harvest, 1 - s.crop_damage, 1.0)
+        if ctx.crop_price != 1.0:
+            # sales earn less, seed and fertiliser cost as much; the loss is the farm's (产业) blow
+            lost = np.where(harvest, farm * (1.0 - ctx.crop_price), 0.0)
+            farm = farm - lost
+            s.cause[C.C_INDUSTRY] += lost.astype(np.float32)
         if cal == LAST_HARVEST_MONTH:
             failed = farming & (s.crop_damage > 0.25)
             if ctx.record and failed.any():
@@ -1148,7 +1175,7 @@ class Simulator:
             )
             net *= np.where(runner, 1.0, 0.4)
             if ctx.lockdown:
-                net *= dyn.lockdown_business_factor
+                net *= self.lockdown_effect[2]
             failed = health < dyn.business_failure_level
             net = np.where(failed, -scale * (0.5 + 1.5 * w[4]), net)
             shortfall = np.maximum(0.7 * scale - net, 0)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal, TypedDict
 
 from .config import Level
@@ -28,6 +28,7 @@ class CheckJson(TypedDict):
     status: Status
     message: str
     action: str
+    details: dict[str, object]
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,8 @@ class Check:
     status: Status
     message: str
     action: str
+    details: dict[str, object] = field(default_factory=dict)
+    """Figures behind the message that a machine may want (intervals, counts, named townships)."""
 
     def as_json(self) -> CheckJson:
         return {
@@ -51,6 +54,7 @@ class Check:
             "status": self.status,
             "message": self.message,
             "action": self.action,
+            "details": dict(self.details),
         }
 
 

@@ -5,8 +5,12 @@ defaults were set with ``benchmarks/calibrate_monitor.py`` (there is no
 ``relapse`` subcommand for it): 10 pairs of generated counties with no drift
 (different seeds, same policy, 1,500 households x 36 months) gave the
 largest no-drift values noted beside each field; levels sit well above them so
-that a quiet county stays ``ok``, and below what the five named scenarios
-produce (docs/performance.md, "Monitoring", has both tables).
+that a quiet county stays ``ok``, and below what the named scenarios produce
+(docs/performance.md, "Monitoring", has both tables). Levels are multiples of
+the no-drift spread, never fitted to one scenario's size: a level fitted to
+this generator's lockdown missed a milder lockdown of another generator. The
+early warning and the tail checks were measured on 20,000-household counties
+too (``--households 20000``), each scenario against the same county without it.
 """
 
 from __future__ import annotations
@@ -63,15 +67,45 @@ class MonitorThresholds(BaseModel):
     """Total-variation distance between the visit lists' township mixes (same townships only)."""
     visit_list_reason_shift: Level = Level(warning=0.25, alert=0.40)
     """Total-variation distance between the visit lists' first-reason mixes (scored runs only)."""
+    top_k_share: Level = Level(warning=1.6, alert=2.0)
+    """Share of current scored households at or above the reference's visit-list cut (its lowest
+    listed score), over the reference's share: the tail of the scores growing, which PSI over
+    reference deciles barely sees. No interval, so the levels hold the smallest county measured:
+    no-drift pairs of 2,000 households reached 1.31 (SD 0.18; 20,000 households: 1.05); warning
+    at 1 + 2x and alert at 1 + 3x that largest rise. Lockdowns (20,000 households, each against
+    the same county without it) keeping 75 / 40 / 20 % of migrants home: 3.16 / 1.80 / 1.28."""
+    mean_score_change: Level = Level(warning=1.6, alert=1.9)
+    """Factor by which the mean risk score moved, either way (max(ratio, 1 / ratio)). Set as
+    ``top_k_share``: no-drift pairs of 2,000 households reached 1.31 (SD 0.09; 20,000: 1.09);
+    lockdowns 2.58 / 1.55 / 1.18, an outage 1.67 (a fall)."""
+
+    # -- early warning of large-scale relapse ---------------------------------------------------
+    expected_crossings_ratio: Level = Level(warning=1.10, alert=1.15)
+    """Expected rule crossings per scored household (the mean calibrated score), current over
+    reference (:mod:`.early_warning`); a warning needs its 90 % interval above 1, an alert also
+    ``expected_crossings_alert_z``. No-drift pairs of 20,000 households (the size of a county's
+    rural households; at 2,000 the interval is too wide to tell a 20 % rise from chance): median
+    1.01, largest 1.07, SD 0.046; warning at about 1 + 2 SD (above the largest), alert at about
+    1 + 3 SD (twice the largest rise). Against the same county without the shock: lockdowns
+    keeping 75 / 40 / 20 % of migrants home 2.58 / 1.55 / 1.18 (six months at 20 %: 1.29); crop
+    prices at 20 % for a year 1.12, at 50 % 1.09; a disaster year 0.98 (it shows in households
+    crossing now, x1.14)."""
+    expected_crossings_alert_z: float = Field(default=3.0, gt=0)
+    """Standard errors (of the log ratio) the rise must reach to alert. The largest no-drift rise
+    was 2.6 standard errors (2,000 households; 1.8 at 20,000), where a 90 % interval alone
+    lay above 1; the 20 % lockdown reached 4.2 (20,000 households)."""
 
     # -- named scenarios and data quality ----------------------------------------------------
     unreported_share_change: Level = Level(warning=0.03, alert=0.08)
     """Rise in the share of household-months without any income row (12 months to the as-of).
     No-drift pairs: at most 0.006; an outage of 40 % of villages for 9 months: 0.23."""
-    migrant_share_change: Level = Level(warning=-0.15, alert=-0.30, higher_is_worse=False)
+    migrant_share_change: Level = Level(warning=-0.10, alert=-0.15, higher_is_worse=False)
     """Relative change in the share of working-age member-months spent as migrants (3 months to
-    the as-of); a lockdown sends migrants home. No-drift pairs: within +-0.05; a 3-month lockdown:
-    -0.75."""
+    the as-of); a lockdown sends migrants home. Set from the no-drift spread, not from a lockdown:
+    pairs of 2,000 households stayed within -0.024 .. +0.031 (SD 0.017; 20,000 households: within
+    0.02), so warning at about 3x and alert at 5x the largest change (9 SD). Lockdowns keeping
+    75 / 40 / 20 % of migrants home: -0.75 / -0.40 / -0.21 (the -0.30 this level was before
+    missed a lockdown of another generator that cut migrant months by 21 %)."""
     income_scale_log10: Level = Level(warning=0.5, alert=1.0)
     """|log10| of the ratio of median monthly household income (reported months); a unit error of
     10,000 gives 4. No-drift pairs: at most 0.017."""

@@ -155,6 +155,57 @@ def township_shift(reference: pd.DataFrame, current: pd.DataFrame, townships: se
     return float(0.5 * (expected_share - current_share).abs().sum())
 
 
+def visit_list_cut(scores: pd.DataFrame, visit_share: float = 0.05) -> float:
+    """The lowest score on a side's visit list; without a list, the score at its top ``visit_share``."""
+    risk = scores["risk_score"].to_numpy(np.float64)
+    if "in_visit_list" in scores:
+        listed = scores["in_visit_list"].fillna(False).astype(bool).to_numpy()
+        if listed.any():
+            return float(np.nanmin(risk[listed]))
+    finite = risk[np.isfinite(risk)]
+    return float(np.quantile(finite, 1.0 - visit_share)) if finite.size else float("nan")
+
+
+def top_share_ratio(reference: np.ndarray, current: np.ndarray, cut: float) -> tuple[float, float, float]:
+    """Share of each side at or above ``cut``, and current over reference (NaN when not measurable)."""
+    ref = reference[np.isfinite(reference)]
+    cur = current[np.isfinite(current)]
+    if ref.size == 0 or cur.size == 0 or not np.isfinite(cut):
+        return float("nan"), float("nan"), float("nan")
+    ref_share, cur_share = float(np.mean(ref >= cut)), float(np.mean(cur >= cut))
+    return ref_share, cur_share, (cur_share / ref_share if ref_share > 0 else float("nan"))
+
+
+def tail_checks(
+    ref_scores: np.ndarray, cur_scores: np.ndarray, cut: float, thresholds: MonitorThresholds
+) -> list[Check]:
+    """The top of the score distribution and its mean: what a growing tail moves and PSI over
+    reference deciles barely does (all of the tail falls into the last decile)."""
+    ref_share, cur_share, top_ratio = top_share_ratio(ref_scores, cur_scores, cut)
+    ref_mean, cur_mean = float(np.nanmean(ref_scores)), float(np.nanmean(cur_scores))
+    ratio = cur_mean / ref_mean if ref_mean > 0 else float("nan")
+    change = max(ratio, 1.0 / ratio) if ratio > 0 else None
+    return [
+        judged(
+            "top_k_share",
+            "prediction drift",
+            top_ratio,
+            thresholds.top_k_share,
+            f"scored households at or above the reference's visit-list cut (score {cut:.3f}): "
+            f"{ref_share:.1%} -> {cur_share:.1%} (x{top_ratio:.2f})",
+            RETRAIN + "; the visit list cannot hold every household now at its risk",
+        ),
+        judged(
+            "mean_score_change",
+            "prediction drift",
+            change,
+            thresholds.mean_score_change,
+            f"mean risk score {ref_mean:.4f} -> {cur_mean:.4f} (x{ratio:.2f})",
+            RETRAIN,
+        ),
+    ]
+
+
 def prediction_drift_checks(
     reference: pd.DataFrame, current: pd.DataFrame, thresholds: MonitorThresholds
 ) -> list[Check]:
@@ -179,6 +230,7 @@ def prediction_drift_checks(
             RETRAIN,
         )
     )
+    checks += tail_checks(ref_scores, cur_scores, visit_list_cut(reference), thresholds)
     ref_bands, cur_bands = shares(reference["risk_band"]), shares(current["risk_band"])
     band_change = max(abs(ref_bands.get(b, 0.0) - cur_bands.get(b, 0.0)) for b in ("high", "medium", "low"))
     checks.append(

@@ -66,6 +66,11 @@ class MonitorSide:
     """The dataset restricted to the sampled villages (``dataset`` itself when nothing was left out)."""
     sampling: dict[str, object] = field(default_factory=dict)
     """What was sampled and how many, as written into ``summary.json``."""
+    statuses: dict[str, float] = field(default_factory=dict)
+    """Households of the whole side by status (``scored``, ``triggered_now``, ``under_monitoring``,
+    ``rejected``), estimated from the village sample when sampled; empty when unknown."""
+    scale: float = 1.0
+    """Scored households of the whole side per row of ``scores`` (above 1 when sampled)."""
 
     @property
     def label(self) -> str:
@@ -197,9 +202,13 @@ def _dataset_side(
         raise MonitorInputError(f"{spec}: {exc}") from None
     scores = None
     note = ""
+    with clock.stage(f"{name}: statuses"):
+        present = labels_frame(sampled, month, horizon=1)
+    scale = sample.households / sample.sampled_households if sample.sampled_households else 1.0
+    statuses = {key: count * scale for key, count in status_counts(present).items()}
     if model is not None:
         with clock.stage(f"{name}: scores"):
-            scores = score_households(sampled, features, month, model)
+            scores = score_households(sampled, features, month, model, present)
     else:
         note = "no model: prediction drift and performance not measured"
     return MonitorSide(
@@ -214,24 +223,44 @@ def _dataset_side(
         note=note,
         sampled=sampled,
         sampling=sample.describe(),
+        statuses=statuses,
+        scale=scale,
     )
 
 
+def status_counts(present: pd.DataFrame) -> dict[str, float]:
+    """Households by the status batch scoring would give them at the as-of month."""
+    monitored = present["under_monitoring"].to_numpy(dtype=bool)
+    triggered = present["triggered_now"].to_numpy(dtype=bool) & ~monitored
+    return {
+        "scored": float(present["eligible"].to_numpy(dtype=bool).sum()),
+        "under_monitoring": float(monitored.sum()),
+        "triggered_now": float(triggered.sum()),
+    }
+
+
 def score_households(
-    dataset: Dataset, features: pd.DataFrame, as_of: dt.date, model: RiskModel
+    dataset: Dataset,
+    features: pd.DataFrame,
+    as_of: dt.date,
+    model: RiskModel,
+    present: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
-    """Score the eligible households at ``as_of`` as batch scoring would: score, band, visit list.
+    """Score the eligible households at ``as_of`` as batch scoring would: score, band, visit list,
+    township and village. ``present`` is ``labels_frame(dataset, as_of, horizon=1)`` when the
+    caller has it.
 
     The visit list is the top ``visit_share`` of the households scored here (in monitoring,
     those of the sampled villages).
     """
-    present = labels_frame(dataset, as_of, horizon=1)
+    if present is None:
+        present = labels_frame(dataset, as_of, horizon=1)
     eligible = present["eligible"].to_numpy(dtype=bool)
     if not np.array_equal(present["household_id"].to_numpy(), features["household_id"].to_numpy()):
         raise RuntimeError("features and labels list different households")  # both sort by id
     chosen = features.loc[eligible].reset_index(drop=True)
     risk = model.predict_proba(chosen)
-    towns = dataset.sql("SELECT household_id, township_code FROM households").df()
+    towns = dataset.sql("SELECT household_id, township_code, village_code FROM households").df()
     frame = pd.DataFrame({"household_id": chosen["household_id"].to_numpy(), "risk_score": risk})
     frame["risk_band"] = risk_bands(risk)
     visits = math.ceil(dataset.policy.visit_share * len(frame))
@@ -266,10 +295,12 @@ def _scored_run_side(spec: str, path: Path, max_rows: int, seed: int) -> Monitor
             "risk_band",
             "in_visit_list",
             "township_code",
+            "village_code",
             "reason_1_code",
         )
         if c in scored.columns
     ]
+    sample = _sample(scored[keep], max_rows, seed)
     as_of = manifest.get("as_of")
     return MonitorSide(
         spec=spec,
@@ -277,11 +308,13 @@ def _scored_run_side(spec: str, path: Path, max_rows: int, seed: int) -> Monitor
         path=path,
         as_of=parse_month(as_of) if isinstance(as_of, str) else None,
         features=None,
-        scores=_sample(scored[keep], max_rows, seed),
+        scores=sample,
         facts=None,
         dataset=None,
         note="scored run: feature drift and county checks need the dataset folder",
         sampling=_row_sampling(len(scored), max_rows, seed),
+        statuses={str(k): float(v) for k, v in table["status"].value_counts().items()},
+        scale=len(scored) / len(sample) if len(sample) else 1.0,
     )
 
 

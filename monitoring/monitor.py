@@ -28,6 +28,7 @@ from relapse_risk.models.registry import (
 from .checks import Check, overall_status
 from .config import DEFAULT_THRESHOLDS, MonitorThresholds
 from .drift import feature_drift, feature_drift_check, prediction_drift_checks
+from .early_warning import ScoredSide, early_warning_check, with_first_reasons
 from .inputs import MonitorInputError, MonitorSide, OpenInputs, read_side
 from .performance import ExpectedPerformance, performance_by_month, performance_checks
 from .quality import scenario_checks
@@ -213,6 +214,7 @@ def _run_monitor(
             )
         if reference.scores is not None and current.scores is not None:
             checks += prediction_drift_checks(reference.scores, current.scores, thresholds)
+            checks.append(_early_warning(reference, current, model, options.horizon, thresholds, times))
     seconds["checks"] = time.perf_counter() - clock - sum(seconds.values())
 
     performance = None
@@ -277,6 +279,30 @@ def _run_monitor(
     return MonitorResult(status, checks, summary, options.out, run_id, seconds, times)
 
 
+def _early_warning(
+    reference: MonitorSide,
+    current: MonitorSide,
+    model: RiskModel | None,
+    horizon: int,
+    thresholds: MonitorThresholds,
+    times: StageTimes,
+) -> Check:
+    """The large-scale relapse check; first reasons of dataset sides are computed only when it fires."""
+    sides = [ScoredSide(side.scores, side.statuses, side.scale) for side in (reference, current)]  # type: ignore[arg-type]
+
+    def add_reasons() -> tuple[ScoredSide, ScoredSide]:
+        with times.stage("reasons of the top households"):
+            explained = [
+                with_first_reasons(scored, side.features, model)
+                if side.features is not None and model is not None and "household_id" in scored.scores
+                else scored
+                for scored, side in zip(sides, (reference, current), strict=True)
+            ]
+        return explained[0], explained[1]
+
+    return early_warning_check(sides[0], sides[1], thresholds, horizon, add_reasons)
+
+
 def sampling_summary(thresholds: MonitorThresholds, sides: dict[str, MonitorSide]) -> dict[str, object]:
     """The ``sampling`` section of ``summary.json``: the rule, and what each side drew."""
     described: dict[str, object] = {
@@ -316,6 +342,8 @@ def _describe(side: MonitorSide) -> dict[str, object]:
         )
     if side.scores is not None:
         described["scored_rows"] = len(side.scores)
+    if side.statuses:
+        described["households_by_status"] = {k: round(v, 1) for k, v in side.statuses.items()}
     return json.loads(json.dumps(described, default=_plain))
 
 

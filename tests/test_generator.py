@@ -20,6 +20,7 @@ from relapse_risk.generator import codes
 from relapse_risk.generator.calibration import calibration_report, rule_panel
 from relapse_risk.generator.config import (
     CountyConfig,
+    CropPrice,
     LineJump,
     Scenario,
     TruthOptions,
@@ -260,6 +261,35 @@ def test_a_lockdown_keeps_migrants_home_and_cuts_their_wages_only_from_its_start
         f"SELECT count(*) FROM '{locked}/events.parquet' WHERE kind = 'epidemic_lockdown'"
     ).fetchall()[0]
     assert events[0] > 0
+
+
+def test_a_lockdowns_depth_sets_the_share_of_migrant_months_it_takes(tmp_path: Path) -> None:
+    migrants = "SELECT month, count(*) FROM '{folder}/employment.parquet' WHERE status = 'migrant' GROUP BY 1"
+    quiet = monthly(generate(small(households=600), tmp_path / "quiet").folder, migrants)
+    window = parse_window("2022-04:2022-06")
+    for depth in (0.2, 0.5):
+        config = small(households=600, lockdown=window, lockdown_depth=depth)
+        after = monthly(generate(config, tmp_path / f"d{depth}").folder, migrants)
+        cut = 1 - sum(after[m] for m in ("2022-04", "2022-05", "2022-06")) / sum(
+            quiet[m] for m in ("2022-04", "2022-05", "2022-06")
+        )
+        assert cut == pytest.approx(depth, abs=0.06), f"depth {depth}: migrant months cut by {cut:.2f}"
+        assert after["2022-03"] == quiet["2022-03"], "nothing changes before the lockdown starts"
+
+
+def test_a_crop_price_collapse_cuts_harvest_sales_inside_its_window_only(tmp_path: Path) -> None:
+    farm = "SELECT month, sum(amount) FROM '{folder}/income.parquet' WHERE source = 'agriculture' GROUP BY 1"
+    quiet = monthly(generate(small(), tmp_path / "quiet").folder, farm)
+    collapse = CropPrice(window=parse_window("2022-06:2022-12"), factor=0.5)
+    cheap = monthly(generate(small(crop_price=collapse), tmp_path / "cheap").folder, farm)
+    before = [month for month in quiet if month < "2022-06"]
+    assert before and all(cheap[month] == quiet[month] for month in before), "nothing changes before"
+    inside = sum(cheap[f"2022-{m:02d}"] for m in range(6, 13))
+    usual = sum(quiet[f"2022-{m:02d}"] for m in range(6, 13))
+    # harvest sales halve; livestock sales in the same months are not touched
+    assert 0.45 * usual < inside < 0.85 * usual
+    with pytest.raises(ValueError):
+        CropPrice(window=collapse.window, factor=-0.1)
 
 
 def test_a_line_change_appears_in_policy_json(tmp_path: Path) -> None:

@@ -19,6 +19,8 @@ import numpy as np
 import pandas as pd
 import pytest
 from conftest import message_lines
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from relapse_risk.features.errors import ExitCode
 from relapse_risk.monitoring.checks import overall_status
 from relapse_risk.monitoring.config import Level, MonitorThresholds
@@ -29,6 +31,7 @@ from relapse_risk.monitoring.drift import (
     township_shift,
     wasserstein_1d,
 )
+from relapse_risk.monitoring.early_warning import ScoredSide, count_ratio, early_warning_check
 from relapse_risk.monitoring.monitor import MonitorOptions, load_model, run_monitor
 from relapse_risk.monitoring.quality import line_deviation
 from relapse_risk.monitoring.sampling import choose_villages, sampled_dataset, village_rank, village_sample
@@ -47,6 +50,8 @@ class Counties:
     quiet: Path
     scenarios: dict[str, Path]
     model: Path
+    twin: Path
+    """The scenarios' county (seed 3000) without a scenario: what a shock is measured against."""
 
 
 def _generate(folder: Path, seed: int, **scenario: object) -> Path:
@@ -101,6 +106,7 @@ def counties(shared_tmp_root: Path) -> Counties:
         fcntl.flock(lock, fcntl.LOCK_EX)
         reference = _generate(root / "reference", 1000)
         quiet = _generate(root / "quiet", 2000)
+        twin = _generate(root / "twin", 3000)  # the scenarios' county without any scenario
         scenarios = {
             "lockdown": _generate(root / "lockdown", 3000, lockdown=parse_window("2023-10:2023-12")),
             "line_jump": _generate(root / "line_jump", 3000, line_jump=LineJump(year=2023, share=0.2)),
@@ -111,7 +117,7 @@ def counties(shared_tmp_root: Path) -> Counties:
             "income_unit": _income_in_ten_thousands(quiet, root / "income_unit"),
         }
         model = _small_model(root / "model", _generate(root / "model_county", 4000))
-    return Counties(root, reference, quiet, scenarios, model)
+    return Counties(root, reference, quiet, scenarios, model, twin)
 
 
 def _monitor(reference: Path | str, current: Path | str, out: Path, **options: object):
@@ -204,6 +210,125 @@ def test_a_visit_list_that_follows_its_townships_sizes_is_not_a_drift() -> None:
     only_a = resampled["township_code"].eq("a") & (resampled["risk_score"] > 0.02)
     moved = resampled.assign(in_visit_list=only_a)
     assert township_shift(reference, moved, {"a", "b"}) > 0.5
+
+
+def test_a_growing_tail_that_psi_barely_sees_moves_the_top_k_share() -> None:
+    """The shape of the lockdown measured on another generator: a few per cent of households move
+    from the middle of the scores to above the visit-list cut; the deciles hardly change."""
+    rng = np.random.default_rng(3)
+    n = 20_000
+    risk = rng.beta(1, 30, n)
+    reference = pd.DataFrame({"risk_score": risk, "risk_band": "low"})
+    reference["in_visit_list"] = reference["risk_score"].rank(ascending=False, method="first") <= n // 20
+    cut = reference.loc[reference["in_visit_list"], "risk_score"].min()
+    moved = risk.copy()
+    middle = np.flatnonzero((risk > np.quantile(risk, 0.4)) & (risk < np.quantile(risk, 0.6)))[: n // 25]
+    moved[middle] = cut + rng.uniform(0, 0.1, middle.size)
+    current = pd.DataFrame({"risk_score": moved, "risk_band": "low"})
+    checks = {c.name: c for c in prediction_drift_checks(reference, current, MonitorThresholds())}
+    assert checks["score_drift"].status == "ok", checks["score_drift"]
+    assert checks["top_k_share"].value == pytest.approx(1.8, abs=0.05)
+    assert checks["top_k_share"].status != "ok"
+    assert "5.0% -> 9.0%" in checks["top_k_share"].message
+    assert checks["mean_score_change"].value > 1.0
+
+
+def _scored(risk: np.ndarray, towns: np.ndarray, reasons: np.ndarray | None = None) -> ScoredSide:
+    frame = pd.DataFrame(
+        {
+            "household_id": [f"h{i}" for i in range(risk.size)],
+            "risk_score": risk,
+            "township_code": towns,
+            "village_code": [f"{t}{i % 10}" for i, t in enumerate(towns)],
+        }
+    )
+    frame["in_visit_list"] = frame["risk_score"].rank(ascending=False, method="first") <= risk.size // 20
+    if reasons is not None:
+        frame["reason_1_code"] = reasons
+    return ScoredSide(frame, {"scored": float(risk.size), "triggered_now": 50.0}, 1.0)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    n=st.integers(50, 5000),
+    level=st.floats(0.005, 0.3),
+)
+def test_identical_sides_have_an_expected_crossings_ratio_of_1_and_no_alarm(
+    seed: int, n: int, level: float
+) -> None:
+    rng = np.random.default_rng(seed)
+    side = _scored(np.clip(rng.beta(1, 1 / level, n), 1e-6, 1), rng.choice(np.array(["t1", "t2"]), n))
+    check = early_warning_check(side, side, MonitorThresholds())
+    assert check.value == pytest.approx(1.0)
+    low, high = check.details["interval_90"]
+    assert low < 1.0 < high
+    assert check.status == "ok"
+    assert overall_status([check]) == "ok"
+
+
+def test_the_ratio_interval_narrows_with_households_and_admits_village_clustering() -> None:
+    rng = np.random.default_rng(4)
+    small = count_ratio(rng.beta(1, 30, 60), 1.2 * rng.beta(1, 30, 60))
+    large = count_ratio(rng.beta(1, 30, 50_000), 1.2 * rng.beta(1, 30, 50_000))
+    assert small.low < 1.0 < small.high, "x1.2 over 60 households is within noise"
+    assert large.low > 1.0 and large.high - large.low < 0.05
+    # the same scores, where each of 5 villages moved together: wider than households alone say
+    shift = np.repeat(rng.normal(0, 0.01, 5), 2000)
+    values = np.clip(rng.beta(1, 30, 10_000) + shift, 0, 1)
+    villages = np.repeat(np.arange(5), 2000)
+    alone, clustered = count_ratio(values, values), count_ratio(values, values, villages, villages)
+    assert clustered.clustered and clustered.high > alone.high
+
+
+def test_a_large_rise_of_expected_crossings_names_large_scale_relapse_its_townships_and_reasons() -> None:
+    rng = np.random.default_rng(5)
+    n = 20_000
+    towns = rng.choice(np.array(["t1", "t2", "t3"]), n)
+    reasons = rng.choice(np.array(["illness_bills", "work_gap"]), n)
+    reference = _scored(rng.beta(1, 30, n), towns, reasons)
+    risk = rng.beta(1, 30, n)
+    hit = (towns == "t2") & (rng.random(n) < 0.5)  # a shock in one township, through lost work
+    risk[hit] = np.clip(risk[hit] * 5, 0, 1)
+    current_reasons = np.where(hit, "job_loss", reasons)
+    current = _scored(risk, towns, current_reasons)
+    check = early_warning_check(reference, current, MonitorThresholds())
+    assert check.status == "alert", check.message
+    assert check.group == "large-scale relapse"
+    assert "可能发生规模性返贫" in check.message and "可能发生规模性返贫" in check.action
+    assert list(check.details["townships"])[0] == "t2"
+    assert list(check.details["reasons"])[0] == "job_loss"
+    assert "crossing a rule now 50 -> 50" in check.message
+    low, _ = check.details["interval_90"]
+    assert low > 1.0 and check.value >= MonitorThresholds().expected_crossings_ratio.alert
+
+
+def test_a_rise_beyond_the_90_percent_interval_but_within_three_standard_errors_only_warns() -> None:
+    """Two sides whose scores are the same two values, the current ones x1.3: only the number of
+    households decides how far the rise is from noise (0.28 standard errors per sqrt(household))."""
+
+    def side(n: int, factor: float) -> ScoredSide:
+        return ScoredSide(pd.DataFrame({"risk_score": np.tile([0.01, 0.05], n // 2) * factor}))
+
+    thresholds = MonitorThresholds()
+    assert thresholds.expected_crossings_ratio.alert <= 1.3
+    few = early_warning_check(side(64, 1.0), side(64, 1.3), thresholds)
+    many = early_warning_check(side(400, 1.0), side(400, 1.3), thresholds)
+    assert few.value == pytest.approx(1.3) == many.value
+    assert 1.645 < few.details["z"] < thresholds.expected_crossings_alert_z
+    assert few.status == "warning" and "可能发生规模性返贫" not in few.message
+    assert many.details["z"] > thresholds.expected_crossings_alert_z and many.status == "alert"
+
+
+def test_a_rise_within_noise_is_not_an_alarm_however_large() -> None:
+    rng = np.random.default_rng(6)
+    towns = np.array(["t1"] * 60)
+    check = early_warning_check(
+        _scored(rng.beta(1, 30, 60), towns), _scored(2 * rng.beta(1, 30, 60), towns), MonitorThresholds()
+    )
+    low, _ = check.details["interval_90"]
+    if low <= 1.0:
+        assert check.status == "ok" and "within noise" in check.message
 
 
 # -- whole runs on generated counties -----------------------------------------------------------
@@ -403,6 +528,36 @@ def test_with_a_model_scores_drift_and_matured_performance_are_checked(
     months = result.summary["performance_by_month"]
     assert [row["as_of"] for row in months][-1] == "2023-06"  # the last quarter-end with 6 months after it
     assert all(0 <= row["recall_at_k"] <= 1 and row["k"] > 0 for row in months)
+
+
+def test_a_lockdown_against_the_same_county_without_it_warns_of_large_scale_relapse(
+    counties: Counties, tmp_path: Path
+) -> None:
+    result = _monitor(counties.twin, counties.scenarios["lockdown"], tmp_path, model=str(counties.model))
+    checks = {c.name: c for c in result.checks}
+    warning = checks["expected_crossings"]
+    assert warning.status == "alert" and warning.group == "large-scale relapse", warning.message
+    assert warning.message.startswith("可能发生规模性返贫")
+    assert warning.details["townships"], "the townships driving the rise are named"
+    assert warning.details["reasons"], "the first reasons of the top households are named"
+    assert warning.details["crossing_now"]["current"] > 0
+    assert "reasons of the top households" in result.summary["stages"]
+    assert checks["top_k_share"].status == "alert"
+    assert any("可能发生规模性返贫" in action for action in result.summary["actions"])
+    summary = json.loads((tmp_path / "summary.json").read_text(encoding="utf-8"))
+    written = next(c for c in summary["checks"] if c["name"] == "expected_crossings")
+    assert written["details"]["interval_90"][0] > 1.0
+    assert summary["current"]["households_by_status"]["triggered_now"] > 0
+
+
+def test_a_quiet_county_against_another_seed_raises_no_early_warning(
+    counties: Counties, tmp_path: Path
+) -> None:
+    result = _monitor(counties.reference, counties.quiet, tmp_path, model=str(counties.model))
+    checks = {c.name: c for c in result.checks}
+    for name in ("expected_crossings", "top_k_share", "mean_score_change"):
+        assert checks[name].status == "ok", checks[name]
+    assert "reasons of the top households" not in result.summary["stages"], "reasons only when it fires"
 
 
 def test_a_scored_run_and_a_request_log_can_be_compared(counties: Counties, tmp_path: Path) -> None:
