@@ -225,6 +225,17 @@ class CropPrice(BaseModel):
     factor: float = Field(ge=0)
 
 
+def parse_crop_price(text: str) -> CropPrice:
+    """``2023-06:2023-11=0.5`` (a window and the factor of the usual price) to a :class:`CropPrice`."""
+    window, sep, factor = text.rpartition("=")
+    try:
+        if not sep:
+            raise ValueError("no '=FACTOR'")
+        return CropPrice(window=parse_window(window), factor=float(factor))
+    except ValueError as exc:
+        raise ValueError(f"{text!r} is not a crop price collapse (YYYY-MM:YYYY-MM=FACTOR): {exc}") from None
+
+
 class Scenario(BaseModel):
     """Events a county's monitoring must later catch; the default is a quiet county."""
 

@@ -448,6 +448,12 @@ def generate(
     seed: int = typer.Option(0, "--seed", min=0, help="Seed: the same seed writes the same bytes."),
     profile: str = typer.Option("hill_mixed", "--profile", help="hill_mixed, plains_wage or mountain_agri."),
     lockdown: str = typer.Option("", "--lockdown", help="Epidemic lockdown, e.g. 2022-04:2022-06."),
+    lockdown_depth: float = typer.Option(
+        0.0, "--lockdown-depth", min=0, max=1, help="Share of migrants kept home (0: the default 0.75)."
+    ),
+    crop_price: str = typer.Option(
+        "", "--crop-price", help="Crop prices fall to a factor in a window, e.g. 2023-06:2023-11=0.5."
+    ),
     line: Annotated[
         list[str] | None, typer.Option("--line", help="A year's monitoring line, e.g. 2023=8000; repeatable.")
     ] = None,
@@ -481,6 +487,7 @@ def generate(
         CountyConfig,
         Scenario,
         TruthOptions,
+        parse_crop_price,
         parse_line_jump,
         parse_line_option,
         parse_month,
@@ -491,6 +498,8 @@ def generate(
         scenario = Scenario(
             profile=profile,
             lockdown=parse_window(lockdown) if lockdown else None,
+            lockdown_depth=lockdown_depth or None,
+            crop_price=parse_crop_price(crop_price) if crop_price else None,
             line_changes=dict(parse_line_option(text) for text in line or ()),
             line_jump=parse_line_jump(line_jump) if line_jump else None,
             disaster_year=disaster_year or None,

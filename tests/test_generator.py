@@ -576,3 +576,25 @@ def test_relapse_generate_writes_the_folder_and_prints_the_comparison(tmp_path: 
     assert again.exit_code == 2 and "not empty" in again.output
     bad = runner.invoke(app, ["generate", "--out", str(tmp_path / "x"), "--lockdown", "2022-13:2022-14"])
     assert bad.exit_code == 2
+
+
+def test_relapse_generate_takes_a_lockdowns_depth_and_a_crop_price_collapse(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from relapse_risk.cli import app
+
+    runner = CliRunner()
+    shocked = runner.invoke(
+        app,
+        ["generate", "--households", "120", "--months", "20", "--out", str(tmp_path / "c"), "--no-truth"]
+        + ["--no-report", "--lockdown", "2022-04:2022-06", "--lockdown-depth", "0.2"]
+        + ["--crop-price", "2022-06:2022-08=0.5"],
+    )
+    bad = runner.invoke(app, ["generate", "--out", str(tmp_path / "x"), "--crop-price", "2022-06"])
+
+    assert shocked.exit_code == 0, shocked.output
+    assert (
+        "keeping 20% of migrants home" in shocked.output
+        and "crop prices x0.5 in 2022-06:2022-08" in shocked.output
+    )
+    assert bad.exit_code == 2 and "YYYY-MM:YYYY-MM=FACTOR" in bad.output
