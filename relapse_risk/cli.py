@@ -52,6 +52,7 @@ EXTRAS = {
     "serve": ("bentoml",),
     "train": ("optuna", "matplotlib", "shap"),
     "monitor": ("evidently",),
+    "spark": ("pyspark",),
 }
 """The modules each extra of pyproject.toml installs that some command imports."""
 
@@ -232,11 +233,19 @@ def score(
     ),
     explain: str = typer.Option("visit_list", "--explain", help="Reasons for: visit_list, all or none."),
     horizon: int = typer.Option(0, "--horizon", help="Months ahead (0: the model's horizon, else 6)."),
+    engine: str = typer.Option(
+        "local", "--engine", help="local: one dataset folder; spark: a province, one run folder per county."
+    ),
+    spark_master: str = typer.Option(
+        "", "--spark-master", help="Spark master URL (default: SPARK_MASTER, else local[*]); --engine spark."
+    ),
 ) -> None:
     """Score every household at an as-of month; write scores, manifest and visit lists.
 
     Exit 0 on success, 2 when the dataset, model or output folder cannot be
     used (nothing is written then), 130 when interrupted (OUT is unchanged).
+    With --engine spark, DATA is a province (docs/province.md) and OUT gets one
+    run folder per county and province_summary.json; exit 6 when some counties failed.
     """
     from pathlib import Path
 
@@ -250,17 +259,26 @@ def score(
         raise typer.BadParameter(str(exc), param_hint="--as-of") from None
     if explain not in ("visit_list", "all", "none"):
         raise typer.BadParameter("expected visit_list, all or none", param_hint="--explain")
-    code = run_score_command(
-        data=Path(data),
-        as_of=month,
-        model_spec=model,
-        out=Path(out),
-        tracking_uri=tracking_uri or None,
-        explain=explain,  # type: ignore[arg-type]
-        horizon=horizon or None,
-        console=output_console(),
-        errors=error_console(),
-    )
+    if engine not in ("local", "spark"):
+        raise typer.BadParameter("expected local or spark", param_hint="--engine")
+    common = {
+        "data": Path(data),
+        "as_of": month,
+        "model_spec": model,
+        "out": Path(out),
+        "tracking_uri": tracking_uri or None,
+        "explain": explain,
+        "horizon": horizon or None,
+        "console": output_console(),
+        "errors": error_console(),
+    }
+    if engine == "spark":
+        _require_extras("score --engine spark", "spark")
+        from .serving.province.command import run_province_score_command
+
+        code = run_province_score_command(master=spark_master or None, **common)  # type: ignore[arg-type]
+    else:
+        code = run_score_command(**common)  # type: ignore[arg-type]
     raise typer.Exit(code=code)
 
 
@@ -464,6 +482,7 @@ def generate(
     horizon: int = typer.Option(6, "--horizon", min=1, max=24, help="Months ahead H of p_true."),
     workers: int = typer.Option(2, "--workers", min=1, help="Processes for the oracle."),
     chunk: int = typer.Option(100_000, "--chunk-households", min=1, help="Households simulated at once."),
+    county_code: str = typer.Option("", "--county-code", help="6-digit county code [default: profile's]."),
     report: bool = typer.Option(
         True, "--report/--no-report", help="Compare with docs/calibration.md afterwards."
     ),
@@ -503,6 +522,7 @@ def generate(
             seed=seed,
             scenario=scenario,
             chunk_households=chunk,
+            county_code=county_code or None,
         )
         options = (
             None
