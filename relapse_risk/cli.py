@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import sys
 import traceback
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from typer.core import TyperGroup
 
 from .features.errors import ExitCode, MissingExtraError, RelapseRiskError, exit_code_lines
+
+if TYPE_CHECKING:
+    from .monitoring.monitor import MonitorOptions
 
 
 class _ExitCodeGroup(TyperGroup):
@@ -717,11 +720,19 @@ def monitor(
     horizon: int = typer.Option(6, "--horizon", min=1, max=24, help="Months ahead H of the labels."),
     thresholds: str = typer.Option("", "--thresholds", help="JSON file overriding monitoring thresholds."),
     mlflow_log: bool = typer.Option(True, "--mlflow/--no-mlflow", help="Log metrics and report to MLflow."),
+    engine: str = typer.Option(
+        "local", "--engine", help="local: one county; spark: provinces, each county by a Spark task."
+    ),
+    spark_master: str = typer.Option(
+        "", "--spark-master", help="Spark master URL (default: SPARK_MASTER, else local[*]); --engine spark."
+    ),
 ) -> None:
     """Drift, data quality, named scenarios and matured performance of CURRENT against REFERENCE.
 
     Writes OUT/report.html and OUT/summary.json. Exit 0 for ok and warning, 3 for alert,
-    2 when monitoring could not run.
+    2 when monitoring could not run. With --engine spark, REFERENCE and CURRENT are
+    province folders (one folder per county), OUT gets one folder per county and
+    province_monitor.json; exit 6 when some counties failed and none alerted.
     """
     _require_extras("monitor", "monitor")
     from pathlib import Path
@@ -746,7 +757,44 @@ def monitor(
         log_to_mlflow=mlflow_log,
         thresholds=levels,
     )
+    if engine == "spark":
+        _require_extras("monitor --engine spark", "spark")
+        raise typer.Exit(code=_monitor_province(options, spark_master or None))
+    if engine != "local":
+        raise typer.BadParameter("expected local or spark", param_hint="--engine")
     raise typer.Exit(code=monitor_command(options, output_console(), errors))
+
+
+def _monitor_province(options: MonitorOptions, master: str | None) -> int:
+    """`relapse monitor --engine spark`: the province table on the console, the exit code."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    from .console import error_console, output_console
+    from .monitoring.province import monitor_province, province_exit_code, write_province_monitor
+    from .serving.province.spark import session_running, spark_master, spark_session
+
+    owned = not session_running()
+    spark = spark_session(spark_master(master), app_name="relapse-province-monitor")
+    try:
+        outcomes = monitor_province(spark, options)
+    except RelapseRiskError as exc:
+        error_console().print(f"[bold red]Monitoring could not run:[/bold red] {escape(str(exc))}")
+        return ExitCode.CANNOT_RUN
+    finally:
+        if owned:
+            spark.stop()
+    path = write_province_monitor(outcomes, options)
+    table = Table(title=f"Province monitoring: {options.current} against {options.reference}")
+    for heading in ("county", "status", "alerts", "warnings", "reason"):
+        table.add_column(heading, overflow="fold")
+    for o in outcomes:
+        table.add_row(
+            o.county, o.status, o.alerts, o.warnings, escape(o.reason.splitlines()[0] if o.reason else "")
+        )
+    output_console().print(table)
+    output_console().print(f"Province table: {path}", highlight=False)
+    return int(province_exit_code(outcomes))
 
 
 @app.command()

@@ -326,3 +326,67 @@ def test_a_households_table_without_its_partition_column_gets_it_back(tmp_path):
     written = pq.read_table(folder / "households.parquet")
     assert written.column_names == ["household_id", "county_code", "township_code"]
     assert written["county_code"].to_pylist() == ["510101", "510101"]
+
+
+def test_monitoring_a_province_gathers_each_county_into_one_table(spark, folders_run, tmp_path):
+    from relapse_risk.monitoring.monitor import MonitorOptions
+    from relapse_risk.monitoring.province import (
+        PROVINCE_MONITOR_JSON,
+        monitor_province,
+        province_exit_code,
+        write_province_monitor,
+    )
+
+    current = tmp_path / "current"
+    shutil.copytree(folders_run.out, current)
+    shutil.rmtree(current / COUNTIES[2])
+    options = MonitorOptions(
+        reference=str(folders_run.out),
+        current=str(current),
+        out=tmp_path / "monitor",
+        model="none",
+        log_to_mlflow=False,
+        evidently=False,
+    )
+    outcomes = monitor_province(spark, options)
+    write_province_monitor(outcomes, options)
+    by_county = {o.county: o for o in outcomes}
+    assert sorted(by_county) == sorted(COUNTIES)
+    for code in COUNTIES[:2]:
+        assert by_county[code].status in ("ok", "warning"), by_county[code]
+        written = json.loads((tmp_path / "monitor" / code / "summary.json").read_text(encoding="utf-8"))
+        assert written["status"] == by_county[code].status
+    assert by_county[COUNTIES[2]].status == "failed"
+    assert "no current folder" in by_county[COUNTIES[2]].reason
+    table = json.loads((tmp_path / "monitor" / PROVINCE_MONITOR_JSON).read_text(encoding="utf-8"))
+    assert table["statuses"]["failed"] == 1
+    assert province_exit_code(outcomes) == ExitCode.SOME_FAILED
+
+
+def test_the_monitor_command_on_spark_prints_the_province_table(spark, folders_run, tmp_path):
+    from relapse_risk.cli import app
+
+    result = CliRunner().invoke(
+        app,
+        [
+            "monitor",
+            "--engine",
+            "spark",
+            "--reference",
+            str(folders_run.out),
+            "--current",
+            str(folders_run.out),
+            "--out",
+            str(tmp_path / "monitor"),
+            "--model",
+            "none",
+            "--no-mlflow",
+            "--spark-master",
+            "local[2]",
+        ],
+    )
+    assert result.exit_code in (ExitCode.DONE, ExitCode.ALERT), result.output
+    table = json.loads((tmp_path / "monitor" / "province_monitor.json").read_text(encoding="utf-8"))
+    assert [row["county"] for row in table["counties"]] == list(COUNTIES)
+    assert all((tmp_path / "monitor" / code / "report.html").is_file() for code in COUNTIES)
+    assert all(code in result.output for code in COUNTIES)
