@@ -39,6 +39,17 @@ households, months, seed, folder = int(sys.argv[1]), int(sys.argv[2]), int(sys.a
 generate(CountyConfig(households=households, months=months, seed=seed), folder, progress=print)
 """
 
+GENERATE_PROVINCE_COUNTY = """
+import sys
+from pathlib import Path
+from relapse_risk.generator.config import CountyConfig
+from relapse_risk.generator.run import generate
+households, months, seed = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+config = CountyConfig(households=households, months=months, seed=seed, county_code=sys.argv[4])
+generate(config, Path(sys.argv[5]))
+"""
+"""One county of a generated province (benchmarks/bench_province.py): its own seed and county code."""
+
 TRAIN = """
 import sys
 from pathlib import Path

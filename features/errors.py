@@ -58,6 +58,9 @@ class ExitCode(IntEnum):
     """A bug: anything that is not an expected failure. The traceback is printed."""
     WORKER_FAILED = 5
     """`relapse serve` (or `bentoml serve`) stopped because a worker could not load what it serves."""
+    SOME_FAILED = 6
+    """`relapse score` or `monitor` on a province (``--engine spark``): some counties failed, each named with
+    its reason in the province summary; the other counties were written."""
     INTERRUPTED = 130
     """Ctrl-C (SIGINT), as shells report it: 128 + 2. Outputs are left as they were."""
 
@@ -74,6 +77,7 @@ _SUMMARIES = {
     ExitCode.ALERT: "monitor found an alert",
     ExitCode.UNEXPECTED: "unexpected error (a bug): the traceback is printed",
     ExitCode.WORKER_FAILED: "serve: a worker could not start, the server stopped",
+    ExitCode.SOME_FAILED: "province: some counties failed (named in the summary); the others were written",
     ExitCode.INTERRUPTED: "interrupted (Ctrl-C)",
 }
 

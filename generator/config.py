@@ -488,6 +488,9 @@ class CountyConfig(BaseModel):
     """Most people one household can have over the whole run (initial members plus newcomers)."""
     chunk_households: int = Field(default=100_000, ge=1)
     """Households simulated at once; memory grows with it, results depend on it."""
+    county_code: str | None = Field(default=None, pattern=r"^\d{6}$")
+    """The county's code in place of the profile's, so that one profile yields the many counties of a
+    province (township and village codes follow it); None keeps the profile's."""
 
     @property
     def end(self) -> int:
@@ -504,7 +507,10 @@ class CountyConfig(BaseModel):
 
     @property
     def profile(self) -> Profile:
-        return self.scenario.county
+        county = self.scenario.county
+        if self.county_code is None:
+            return county
+        return county.model_copy(update={"county_code": self.county_code})
 
     def monitoring_lines(self) -> dict[int, float]:
         """Line per calendar year for every simulated year (burn-in included), scenario applied."""

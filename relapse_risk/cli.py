@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import sys
 import traceback
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from typer.core import TyperGroup
 
 from .features.errors import ExitCode, MissingExtraError, RelapseRiskError, exit_code_lines
+
+if TYPE_CHECKING:
+    from .monitoring.monitor import MonitorOptions
 
 
 class _ExitCodeGroup(TyperGroup):
@@ -53,6 +56,7 @@ EXTRAS = {
     "train": ("optuna", "matplotlib", "shap"),
     "monitor": ("evidently",),
     "web": ("argon2", "uvicorn", "multipart"),
+    "spark": ("pyspark",),
 }
 """The modules each extra of pyproject.toml installs that some command imports."""
 
@@ -233,11 +237,19 @@ def score(
     ),
     explain: str = typer.Option("visit_list", "--explain", help="Reasons for: visit_list, all or none."),
     horizon: int = typer.Option(0, "--horizon", help="Months ahead (0: the model's horizon, else 6)."),
+    engine: str = typer.Option(
+        "local", "--engine", help="local: one dataset folder; spark: a province, one run folder per county."
+    ),
+    spark_master: str = typer.Option(
+        "", "--spark-master", help="Spark master URL (default: SPARK_MASTER, else local[*]); --engine spark."
+    ),
 ) -> None:
     """Score every household at an as-of month; write scores, manifest and visit lists.
 
     Exit 0 on success, 2 when the dataset, model or output folder cannot be
     used (nothing is written then), 130 when interrupted (OUT is unchanged).
+    With --engine spark, DATA is a province (docs/province.md) and OUT gets one
+    run folder per county and province_summary.json; exit 6 when some counties failed.
     """
     from pathlib import Path
 
@@ -251,17 +263,26 @@ def score(
         raise typer.BadParameter(str(exc), param_hint="--as-of") from None
     if explain not in ("visit_list", "all", "none"):
         raise typer.BadParameter("expected visit_list, all or none", param_hint="--explain")
-    code = run_score_command(
-        data=Path(data),
-        as_of=month,
-        model_spec=model,
-        out=Path(out),
-        tracking_uri=tracking_uri or None,
-        explain=explain,  # type: ignore[arg-type]
-        horizon=horizon or None,
-        console=output_console(),
-        errors=error_console(),
-    )
+    if engine not in ("local", "spark"):
+        raise typer.BadParameter("expected local or spark", param_hint="--engine")
+    common = {
+        "data": Path(data),
+        "as_of": month,
+        "model_spec": model,
+        "out": Path(out),
+        "tracking_uri": tracking_uri or None,
+        "explain": explain,
+        "horizon": horizon or None,
+        "console": output_console(),
+        "errors": error_console(),
+    }
+    if engine == "spark":
+        _require_extras("score --engine spark", "spark")
+        from .serving.province.command import run_province_score_command
+
+        code = run_province_score_command(master=spark_master or None, **common)  # type: ignore[arg-type]
+    else:
+        code = run_score_command(**common)  # type: ignore[arg-type]
     raise typer.Exit(code=code)
 
 
@@ -471,6 +492,7 @@ def generate(
     horizon: int = typer.Option(6, "--horizon", min=1, max=24, help="Months ahead H of p_true."),
     workers: int = typer.Option(2, "--workers", min=1, help="Processes for the oracle."),
     chunk: int = typer.Option(100_000, "--chunk-households", min=1, help="Households simulated at once."),
+    county_code: str = typer.Option("", "--county-code", help="6-digit county code [default: profile's]."),
     report: bool = typer.Option(
         True, "--report/--no-report", help="Compare with docs/calibration.md afterwards."
     ),
@@ -513,6 +535,7 @@ def generate(
             seed=seed,
             scenario=scenario,
             chunk_households=chunk,
+            county_code=county_code or None,
         )
         options = (
             None
@@ -719,11 +742,19 @@ def monitor(
         "--outcomes",
         help="Export of `relapse outcomes export`: what the visits found, by township and reason.",
     ),
+    engine: str = typer.Option(
+        "local", "--engine", help="local: one county; spark: provinces, each county by a Spark task."
+    ),
+    spark_master: str = typer.Option(
+        "", "--spark-master", help="Spark master URL (default: SPARK_MASTER, else local[*]); --engine spark."
+    ),
 ) -> None:
     """Drift, data quality, named scenarios and matured performance of CURRENT against REFERENCE.
 
     Writes OUT/report.html and OUT/summary.json. Exit 0 for ok and warning, 3 for alert,
-    2 when monitoring could not run.
+    2 when monitoring could not run. With --engine spark, REFERENCE and CURRENT are
+    province folders (one folder per county), OUT gets one folder per county and
+    province_monitor.json; exit 6 when some counties failed and none alerted.
     """
     _require_extras("monitor", "monitor")
     from pathlib import Path
@@ -748,6 +779,13 @@ def monitor(
         log_to_mlflow=mlflow_log,
         thresholds=levels,
     )
+    if engine == "spark":
+        if outcomes:
+            raise typer.BadParameter("--outcomes is for one county (--engine local)", param_hint="--outcomes")
+        _require_extras("monitor --engine spark", "spark")
+        raise typer.Exit(code=_monitor_province(options, spark_master or None))
+    if engine != "local":
+        raise typer.BadParameter("expected local or spark", param_hint="--engine")
     code = monitor_command(options, output_console(), errors)
     if outcomes and code != FAILED:
         from .monitoring.visit_feedback import visit_feedback_command
@@ -755,6 +793,38 @@ def monitor(
         feedback = visit_feedback_command(Path(outcomes), current, Path(out), output_console(), errors)
         code = code or feedback  # an alert (3) outranks an unreadable outcomes file
     raise typer.Exit(code=code)
+
+
+def _monitor_province(options: MonitorOptions, master: str | None) -> int:
+    """`relapse monitor --engine spark`: the province table on the console, the exit code."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    from .console import error_console, output_console
+    from .monitoring.province import monitor_province, province_exit_code, write_province_monitor
+    from .serving.province.spark import session_running, spark_master, spark_session
+
+    owned = not session_running()
+    spark = spark_session(spark_master(master), app_name="relapse-province-monitor")
+    try:
+        outcomes = monitor_province(spark, options)
+    except RelapseRiskError as exc:
+        error_console().print(f"[bold red]Monitoring could not run:[/bold red] {escape(str(exc))}")
+        return ExitCode.CANNOT_RUN
+    finally:
+        if owned:
+            spark.stop()
+    path = write_province_monitor(outcomes, options)
+    table = Table(title=f"Province monitoring: {options.current} against {options.reference}")
+    for heading in ("county", "status", "alerts", "warnings", "reason"):
+        table.add_column(heading, overflow="fold")
+    for o in outcomes:
+        table.add_row(
+            o.county, o.status, o.alerts, o.warnings, escape(o.reason.splitlines()[0] if o.reason else "")
+        )
+    output_console().print(table)
+    output_console().print(f"Province table: {path}", highlight=False)
+    return int(province_exit_code(outcomes))
 
 
 @app.command()

@@ -39,6 +39,7 @@ def test_the_table_gives_each_outcome_its_own_code() -> None:
         "ALERT": 3,
         "UNEXPECTED": 4,
         "WORKER_FAILED": 5,
+        "SOME_FAILED": 6,
         "INTERRUPTED": 130,
     }
 

@@ -190,17 +190,18 @@ def file_sha256(path: Path) -> str:
 # -- atomic publication --------------------------------------------------------------------------
 
 
-def check_output_folder(out: Path) -> None:
+def check_output_folder(out: Path, marker: str = MANIFEST_JSON, run: str = "scoring run") -> None:
     """Refuse early when ``OUT`` is a file or a non-empty folder that no scoring run wrote.
 
     Replacing ``OUT`` deletes its old contents, so only an earlier run's
-    folder (it has a ``manifest.json``) or an empty one may be replaced.
+    folder (it has a ``manifest.json``, or the ``marker`` file of another kind
+    of ``run``) or an empty one may be replaced.
     """
     if out.exists() and not out.is_dir():
         raise OutputFolderError(f"{out}: exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()) and not (out / MANIFEST_JSON).is_file():
+    if out.is_dir() and any(out.iterdir()) and not (out / marker).is_file():
         raise OutputFolderError(
-            f"{out}: folder is not empty and holds no {MANIFEST_JSON} of an earlier scoring run; "
+            f"{out}: folder is not empty and holds no {marker} of an earlier {run}; "
             "choose an empty or new folder"
         )
 
