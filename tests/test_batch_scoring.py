@@ -489,6 +489,20 @@ def test_scoring_the_same_inputs_again_gives_byte_identical_tables(two_runs):
     assert first.manifest["files"] == second.manifest["files"]
 
 
+def test_visit_lists_are_the_same_bytes_again_with_no_save_time_in_the_workbooks(two_runs):
+    import zipfile
+
+    first, second = (run.out / "visit_lists" for run in two_runs)
+    pages = sorted(path.name for path in first.iterdir())
+    assert pages == sorted(path.name for path in second.iterdir())
+    for name in pages:
+        assert (first / name).read_bytes() == (second / name).read_bytes(), name
+    # The clock must not reach a workbook: a run a second later would otherwise differ.
+    with zipfile.ZipFile(next(first.glob("*.xlsx"))) as workbook:
+        assert {entry.date_time for entry in workbook.infolist()} == {(2000, 1, 1, 0, 0, 0)}
+        assert b"2000-01-01T00:00:00Z</dcterms:modified>" in workbook.read("docProps/core.xml")
+
+
 def test_the_csv_holds_the_same_table_as_the_parquet(two_runs):
     out = two_runs[0].out
     parquet = pd.read_parquet(out / "scores.parquet")

@@ -11,10 +11,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-import re
 import shutil
 import sys
-import zipfile
 from pathlib import Path
 
 import pandas as pd
@@ -142,23 +140,13 @@ def folders_run(spark, county_folders: Path, model: ResolvedModel, tmp_path_fact
     return score_province(spark, county_folders, AS_OF, model, tmp_path_factory.mktemp("out") / "province")
 
 
-SAVED_AT = re.compile(rb"<dcterms:modified[^>]*>[^<]*</dcterms:modified>")
-
-
-def files_of(folder: Path) -> dict[str, object]:
-    """Each file's bytes; a workbook's members instead, without the save time openpyxl stamps on each
-    (zip entry dates and ``dcterms:modified``: two runs on one machine differ there too)."""
-    files: dict[str, object] = {}
-    for path in sorted(folder.rglob("*")):
-        if not path.is_file():
-            continue
-        name = str(path.relative_to(folder))
-        if path.suffix == ".xlsx":
-            with zipfile.ZipFile(path) as archive:
-                files[name] = {m: SAVED_AT.sub(b"", archive.read(m)) for m in sorted(archive.namelist())}
-        else:
-            files[name] = path.read_bytes()
-    return files
+def files_of(folder: Path) -> dict[str, bytes]:
+    """Each file's bytes (workbooks included: they carry no save time)."""
+    return {
+        str(path.relative_to(folder)): path.read_bytes()
+        for path in sorted(folder.rglob("*"))
+        if path.is_file()
+    }
 
 
 def manifest_without(folder: Path, *keys: str, input_keys: tuple[str, ...] = ()) -> dict[str, object]:

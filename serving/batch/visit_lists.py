@@ -14,6 +14,8 @@ personal data.
 from __future__ import annotations
 
 import datetime as dt
+import os
+import zipfile
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -26,6 +28,7 @@ from openpyxl.cell.cell import Cell
 from openpyxl.styles import Alignment, Border, Font, NamedStyle, PatternFill, Side
 from openpyxl.utils import get_column_letter
 from openpyxl.worksheet.worksheet import Worksheet
+from openpyxl.writer.excel import ExcelWriter
 from relapse_risk.models.reasons import MEASURES, TEMPLATES_BY_CODE
 
 from ..cells import ScoresRow, is_missing, to_int
@@ -311,10 +314,44 @@ def write_township_xlsx(page: TownshipPage, path: Path) -> None:
     summary.column_dimensions["A"].width = 36
     summary.column_dimensions["B"].width = 18
 
-    # A fixed creation time keeps the workbook's properties tied to the data, not the clock.
-    workbook.properties.created = dt.datetime(2000, 1, 1)
+    # Fixed times keep the workbook's bytes tied to the data, not the clock: Workbook.save stamps
+    # the save time into the properties and every zip entry, so it is written here without it.
+    workbook.properties.created = workbook.properties.modified = WORKBOOK_TIME
     workbook.properties.creator = "relapse-risk"
-    workbook.save(path)
+    ExcelWriter(workbook, _FixedTimeZip(path, "w", zipfile.ZIP_DEFLATED, allowZip64=True)).save()
+
+
+WORKBOOK_TIME = dt.datetime(2000, 1, 1)
+
+
+class _FixedTimeZip(zipfile.ZipFile):
+    """A zip archive whose entries all carry :data:`WORKBOOK_TIME`, whatever the clock or the
+    temporary files' times say (openpyxl writes some parts from strings, sheets from files)."""
+
+    def write(
+        self,
+        filename: str | os.PathLike[str],
+        arcname: str | os.PathLike[str] | None = None,
+        compress_type: int | None = None,
+        compresslevel: int | None = None,
+    ) -> None:
+        data = Path(filename).read_bytes()
+        self.writestr(str(arcname or Path(filename).name), data, compress_type, compresslevel)
+
+    def writestr(
+        self,
+        zinfo_or_arcname: str | zipfile.ZipInfo,
+        data: bytes | str,  # type: ignore[override]  # openpyxl passes bytes or str
+        compress_type: int | None = None,
+        compresslevel: int | None = None,
+    ) -> None:
+        if isinstance(zinfo_or_arcname, zipfile.ZipInfo):
+            info = zinfo_or_arcname
+        else:
+            info = zipfile.ZipInfo(zinfo_or_arcname, date_time=WORKBOOK_TIME.timetuple()[:6])
+            info.compress_type = self.compression
+            info.external_attr = 0o600 << 16
+        super().writestr(info, data, compress_type, compresslevel)
 
 
 _VISIT_ROW_COLUMNS = (
