@@ -35,6 +35,7 @@ import pandas as pd
 import psutil
 import pyarrow as pa
 import pytest
+from builders import RULES
 from hypothesis import given
 from hypothesis import strategies as st
 from mlflow.tracking import MlflowClient
@@ -104,12 +105,7 @@ POLICY = Policy.model_validate(
         "data_start": "2022-01",
         "data_end": "2024-12",
         "monitoring_line": {"2022": 6300, "2023": 6900, "2024": 7200},
-        "rules": {
-            "min_reported_months": 6,
-            "rigid_expense_ratio": 1.0,
-            "income_drop_share": 0.5,
-            "income_drop_band": 1.5,
-        },
+        "rules": RULES,
         "visit_share": 0.05,
     }
 )
