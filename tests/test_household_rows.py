@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
+from conftest import GeneratedCounty
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from relapse_risk.features.contract import TABLES, TABLES_BY_NAME, month_index, month_start
@@ -43,16 +44,9 @@ Cells = dict[str, dict[str, list[str | None]]]
 
 
 @pytest.fixture(scope="module")
-def county(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from relapse_risk.generator.config import CountyConfig
-    from relapse_risk.generator.run import generate
-
-    folder = tmp_path_factory.mktemp("rows") / "county"
-    config = CountyConfig(
-        households=240, months=30, seed=5, households_per_village=(20, 60), villages_per_township=(2, 4)
-    )
-    generate(config, folder, truth=None)
-    return folder
+def county(tiny_county: GeneratedCounty) -> Path:
+    """The tiny county: its villages of 20 to 60 households put a round's households in several."""
+    return tiny_county.folder
 
 
 @pytest.fixture(scope="module")

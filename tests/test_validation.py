@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from builders import POLICY, Rows, csv_folder, csv_text, household, member, parquet_folder, parquet_table
+from conftest import GeneratedCounty
 from relapse_risk.features.contract import TABLES
 from relapse_risk.features.dataset import Dataset, DatasetError, Reject, load_dataset
 from relapse_risk.features.validation import MASKED_IDENTIFIER, write_rejects
@@ -791,38 +792,28 @@ def test_validate_refuses_to_write_inside_the_dataset_folder(tmp_path: Path) -> 
 # ---------------------------------------------------------------- a generated county
 
 
-@pytest.fixture(scope="module")
-def generated_county(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from relapse_risk.generator.config import CountyConfig
-    from relapse_risk.generator.run import generate
-
-    folder = tmp_path_factory.mktemp("generated") / "county"
-    generate(CountyConfig(households=300, months=24, seed=5), folder)
-    return folder
-
-
-def _export_as_csv(parquet_folder: Path, csv_folder: Path) -> None:
+def _export_as_csv(generated: Path, exported: Path) -> None:
     """Every table as a spreadsheet would export it: months as YYYY-MM, dates as YYYY-MM-DD."""
-    csv_folder.mkdir()
-    (csv_folder / "policy.json").write_bytes((parquet_folder / "policy.json").read_bytes())
+    exported.mkdir()
+    (exported / "policy.json").write_bytes((generated / "policy.json").read_bytes())
     connection = duckdb.connect()
     for table in TABLES:
         columns = ", ".join(
             f"strftime({c.name}, '%Y-%m') AS {c.name}" if c.kind == "month" else c.name for c in table.columns
         )
-        source, target = parquet_folder / f"{table.name}.parquet", csv_folder / f"{table.name}.csv"
+        source, target = generated / f"{table.name}.parquet", exported / f"{table.name}.csv"
         connection.execute(f"COPY (SELECT {columns} FROM read_parquet('{source}')) TO '{target}' (HEADER)")
     connection.close()
 
 
 def test_a_generated_county_keeps_the_contract_and_loads_alike_from_parquet_and_csv(
-    generated_county: Path, tmp_path: Path
+    tiny_county: GeneratedCounty, tmp_path: Path
 ) -> None:
-    from_parquet = load_dataset(generated_county)
-    _export_as_csv(generated_county, tmp_path / "as-csv")
+    from_parquet = load_dataset(tiny_county.folder)
+    _export_as_csv(tiny_county.folder, tmp_path / "as-csv")
     from_csv = load_dataset(tmp_path / "as-csv")
 
     assert from_parquet.rejects == [] and from_csv.rejects == []
-    assert from_parquet.row_count("households") == 300
+    assert from_parquet.row_count("households") == tiny_county.households
     for table in TABLES:
         pd.testing.assert_frame_equal(from_csv.frame(table.name), from_parquet.frame(table.name))
