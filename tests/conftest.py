@@ -14,6 +14,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import re
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -161,22 +162,32 @@ def _restore_mlflow_uris() -> object:
     mlflow.set_registry_uri(registry)
 
 
+@pytest.fixture(scope="session")
+def _challenger_only_database(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The database of :func:`challenger_only_registry`, made once: MLflow takes seconds to create one."""
+    from mlflow.tracking import MlflowClient
+
+    folder = tmp_path_factory.mktemp("challenger-only")
+    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    client.create_registered_model("relapse-risk")
+    version = client.create_model_version("relapse-risk", source=str(folder / "no-artifacts"))
+    client.set_registered_model_alias("relapse-risk", "challenger", version.version)
+    return folder / "mlflow.db"
+
+
 @pytest.fixture
-def challenger_only_registry(tmp_path: Path) -> str:
+def challenger_only_registry(_challenger_only_database: Path, tmp_path: Path) -> str:
     """A SQLite MLflow registry whose relapse-risk has one version, aliased ``challenger`` only.
 
     The version points at no artifacts: what is under test is the registry
     look-up, which must fail on the missing champion before anything is loaded.
+    Each test has its own copy, which it may change.
     """
-    from mlflow.tracking import MlflowClient
-
-    uri = f"sqlite:///{tmp_path / 'challenger-only' / 'mlflow.db'}"
-    (tmp_path / "challenger-only").mkdir()
-    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
-    client.create_registered_model("relapse-risk")
-    version = client.create_model_version("relapse-risk", source=str(tmp_path / "no-artifacts"))
-    client.set_registered_model_alias("relapse-risk", "challenger", version.version)
-    return uri
+    database = tmp_path / "challenger-only" / "mlflow.db"
+    database.parent.mkdir()
+    shutil.copyfile(_challenger_only_database, database)
+    return f"sqlite:///{database}"
 
 
 SLOW_FIXTURES = frozenset({"trained_small_county", "medium_county", "versions"})
