@@ -253,7 +253,7 @@ def test_large_tables_checked_step_by_step_give_the_same_load_as_small_ones_in_o
 
 
 @pytest.mark.parametrize("materialize_rows", [loading.MATERIALIZE_ROWS, 0])
-def test_rows_of_an_empty_parent_table_are_rejected_with_theirhousehold(
+def test_rows_of_an_empty_parent_table_are_rejected_with_their_household(
     materialize_rows: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(loading, "MATERIALIZE_ROWS", materialize_rows)
