@@ -373,7 +373,7 @@ def trained(county: Path) -> ResolvedModel:
     from relapse_risk.models.model import RiskModel
 
     dataset = load_dataset(county)
-    months = quarter_ends(dataset.policy, 6)
+    months = quarter_ends(dataset.policy, 6)[-6:]  # the latest six labelled quarter-ends are plenty
     table = build_training_table(dataset, months, 6)
     train, valid = (
         table[table["as_of"] < pd.Timestamp(months[-2])],
