@@ -2,13 +2,20 @@
 
 Generating a county takes tens of seconds, so each county is generated once
 into the session's shared temporary root and reused by every test (and every
-pytest-xdist worker: a file lock makes the others wait for the first).
+pytest-xdist worker: a file lock makes the others wait for the first). Take
+``tiny_county`` or ``small_county`` (``medium_county`` only where its size is the
+point); a test that needs other sizes or options calls ``make_county`` and says
+why. Generated counties are shared: tests read them and write elsewhere.
+Hand-written rows and the folders made of them are in ``builders.py``.
 """
 
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import re
+import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,13 +43,23 @@ class GeneratedCounty:
 
 
 def generated_county(
-    root: Path, households: int, months: int, seed: int, truth_simulations: int | None
+    root: Path,
+    households: int,
+    months: int,
+    seed: int,
+    truth_simulations: int | None = None,
+    **options: object,
 ) -> GeneratedCounty:
-    """Generate (or reuse) a county under ``root``; safe to call from several processes at once."""
+    """Generate (or reuse) a county under ``root``; safe to call from several processes at once.
+
+    ``options`` are further fields of ``CountyConfig`` (village sizes, a scenario, ...).
+    """
     from relapse_risk.generator.config import CountyConfig, TruthOptions
     from relapse_risk.generator.run import default_truth_path, generate
 
     name = f"county-h{households}-m{months}-s{seed}-t{truth_simulations or 0}"
+    if options:
+        name += "-" + hashlib.sha256(repr(sorted(options.items())).encode()).hexdigest()[:12]
     home = root / name
     home.mkdir(parents=True, exist_ok=True)
     folder = home / "county"
@@ -51,7 +68,8 @@ def generated_county(
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not done.exists():
             truth = TruthOptions(simulations=truth_simulations) if truth_simulations else None
-            generate(CountyConfig(households=households, months=months, seed=seed), folder, truth=truth)
+            config = CountyConfig(households=households, months=months, seed=seed, **options)
+            generate(config, folder, truth=truth)
             done.touch()
     truth_path = default_truth_path(folder) if truth_simulations else None
     return GeneratedCounty(folder, truth_path, households, months, seed)
@@ -62,6 +80,32 @@ def shared_tmp_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A temporary folder all xdist workers of this session share (the parent of each worker's own)."""
     base = tmp_path_factory.getbasetemp()
     return base.parent if base.name.startswith("popen-gw") else base
+
+
+@pytest.fixture(scope="session")
+def make_county(shared_tmp_root: Path) -> Callable[..., GeneratedCounty]:
+    """Generate a county no shared fixture below fits, once per session: ``make_county(households=...,
+    months=..., seed=..., truth_simulations=..., **CountyConfig fields)``. Say at the call why."""
+
+    def make(households: int, months: int, seed: int, **options: object) -> GeneratedCounty:
+        return generated_county(shared_tmp_root, households, months, seed, **options)
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def tiny_county(shared_tmp_root: Path) -> GeneratedCounty:
+    """240 households x 30 months (2021-01 .. 2023-06) in villages of 20 to 60 households, a few
+    townships of two to four villages, no truth file: loads in a second, so tests can load it, export
+    it and send its households as API rounds many times over."""
+    return generated_county(
+        shared_tmp_root,
+        households=240,
+        months=30,
+        seed=5,
+        households_per_village=(20, 60),
+        villages_per_township=(2, 4),
+    )
 
 
 @pytest.fixture(scope="session")
@@ -121,22 +165,32 @@ def _restore_mlflow_uris() -> object:
     mlflow.set_registry_uri(registry)
 
 
+@pytest.fixture(scope="session")
+def _challenger_only_database(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The database of :func:`challenger_only_registry`, made once: MLflow takes seconds to create one."""
+    from mlflow.tracking import MlflowClient
+
+    folder = tmp_path_factory.mktemp("challenger-only")
+    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    client.create_registered_model("relapse-risk")
+    version = client.create_model_version("relapse-risk", source=str(folder / "no-artifacts"))
+    client.set_registered_model_alias("relapse-risk", "challenger", version.version)
+    return folder / "mlflow.db"
+
+
 @pytest.fixture
-def challenger_only_registry(tmp_path: Path) -> str:
+def challenger_only_registry(_challenger_only_database: Path, tmp_path: Path) -> str:
     """A SQLite MLflow registry whose relapse-risk has one version, aliased ``challenger`` only.
 
     The version points at no artifacts: what is under test is the registry
     look-up, which must fail on the missing champion before anything is loaded.
+    Each test has its own copy, which it may change.
     """
-    from mlflow.tracking import MlflowClient
-
-    uri = f"sqlite:///{tmp_path / 'challenger-only' / 'mlflow.db'}"
-    (tmp_path / "challenger-only").mkdir()
-    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
-    client.create_registered_model("relapse-risk")
-    version = client.create_model_version("relapse-risk", source=str(tmp_path / "no-artifacts"))
-    client.set_registered_model_alias("relapse-risk", "challenger", version.version)
-    return uri
+    database = tmp_path / "challenger-only" / "mlflow.db"
+    database.parent.mkdir()
+    shutil.copyfile(_challenger_only_database, database)
+    return f"sqlite:///{database}"
 
 
 SLOW_FIXTURES = frozenset({"trained_small_county", "medium_county", "versions"})

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import GeneratedCounty
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from relapse_risk.features import loading
@@ -36,16 +37,9 @@ from relapse_risk.serving.village_context import VillageFigures, village_feature
 
 
 @pytest.fixture(scope="module")
-def county(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from relapse_risk.generator.config import CountyConfig
-    from relapse_risk.generator.run import generate
-
-    folder = tmp_path_factory.mktemp("api-rows") / "county"
-    config = CountyConfig(
-        households=120, months=30, seed=9, households_per_village=(20, 60), villages_per_township=(2, 4)
-    )
-    generate(config, folder, truth=None)
-    return folder
+def county(tiny_county: GeneratedCounty) -> Path:
+    """The tiny county: its villages of 20 to 60 households put a round's households in several."""
+    return tiny_county.folder
 
 
 @pytest.fixture(scope="module")

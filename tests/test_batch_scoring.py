@@ -17,7 +17,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import message_lines
+from conftest import GeneratedCounty, message_lines
 from relapse_risk.features.dataset import Reject
 from relapse_risk.serving.batch import job, outputs
 from relapse_risk.serving.batch.job import score_folder
@@ -353,21 +353,16 @@ def test_as_of_is_a_month_string_in_every_row():
 
 # -- end to end on a generated county ------------------------------------------------------------
 
-AS_OF = dt.date(2023, 12, 1)
+AS_OF = dt.date(2024, 12, 1)
+"""The last month of the shared small county's data (48 months from 2021-01)."""
+
+TRAINED_THROUGH = "2024-06"
+"""Its last labelled quarter-end, which ``trained`` calibrates on."""
 
 
 @pytest.fixture(scope="module")
-def county(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from relapse_risk.generator.config import CountyConfig
-    from relapse_risk.generator.run import generate
-
-    folder = tmp_path_factory.mktemp("county") / "data"
-    generate(CountyConfig(households=1500, months=36, seed=5), folder)
-    return folder
-
-
-TRAINED_THROUGH = "2023-06"
-"""The last labelled quarter-end of the 36-month county, which ``trained`` calibrates on."""
+def county(small_county: GeneratedCounty) -> Path:
+    return small_county.folder
 
 
 @pytest.fixture(scope="module")
@@ -379,7 +374,7 @@ def trained(county: Path) -> ResolvedModel:
     from relapse_risk.models.model import RiskModel
 
     dataset = load_dataset(county)
-    months = quarter_ends(dataset.policy, 6)
+    months = quarter_ends(dataset.policy, 6)[-6:]  # the latest six labelled quarter-ends are plenty
     table = build_training_table(dataset, months, 6)
     train, valid = (
         table[table["as_of"] < pd.Timestamp(months[-2])],
@@ -520,7 +515,7 @@ def test_the_manifest_records_input_model_counts_and_timings(county, two_runs):
 
     assert on_disk == manifest
     assert len(manifest["input"]["fingerprint"]) == 64
-    assert manifest["as_of"] == "2023-12" and manifest["horizon_months"] == 6
+    assert manifest["as_of"] == "2024-12" and manifest["horizon_months"] == 6
     assert manifest["model"]["name"] == "relapse-risk" and manifest["model"]["version"] == "1"
     assert sum(manifest["counts_by_status"].values()) == manifest["input"]["households"]
     assert set(manifest["timings_seconds"]) == {
@@ -603,7 +598,7 @@ def test_a_crash_while_writing_leaves_the_previous_run_in_place(
 
     monkeypatch.setattr(job, "write_visit_lists", crash)
     with pytest.raises(OSError, match="disk full"):
-        score_folder(county, dt.date(2023, 9, 1), trained, out)
+        score_folder(county, dt.date(2024, 9, 1), trained, out)
 
     after = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
     assert after == before
@@ -612,7 +607,7 @@ def test_a_crash_while_writing_leaves_the_previous_run_in_place(
 
 def test_an_as_of_month_outside_the_data_is_refused_before_writing(county, trained, tmp_path):
     with pytest.raises(ValueError, match="outside the data"):
-        score_folder(county, dt.date(2024, 6, 1), trained, tmp_path / "out")
+        score_folder(county, dt.date(2025, 6, 1), trained, tmp_path / "out")
     assert not (tmp_path / "out").exists()
 
 
@@ -664,7 +659,7 @@ def test_relapse_score_resolves_the_champion_and_prints_a_summary(
     out = tmp_path / "run"
     result = CliRunner().invoke(
         app,
-        ["score", "--data", str(county), "--as-of", "2023-12", "--out", str(out), "--tracking-uri", registry],
+        ["score", "--data", str(county), "--as-of", "2024-12", "--out", str(out), "--tracking-uri", registry],
         env={"COLUMNS": "160"},
     )
 
@@ -691,12 +686,12 @@ def test_relapse_score_stops_with_one_message_on_an_unusable_folder_or_unknown_m
     out = tmp_path / "run"
     missing = runner.invoke(
         app,
-        ["score", "--data", str(tmp_path / "nowhere"), "--as-of", "2023-12", "--out", str(out)]
+        ["score", "--data", str(tmp_path / "nowhere"), "--as-of", "2024-12", "--out", str(out)]
         + ["--tracking-uri", registry],
     )
     unknown = runner.invoke(
         app,
-        ["score", "--data", str(county), "--as-of", "2023-12", "--out", str(out), "--model", "bronze"]
+        ["score", "--data", str(county), "--as-of", "2024-12", "--out", str(out), "--model", "bronze"]
         + ["--tracking-uri", registry],
     )
 

@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from builders import RULES
 from relapse_risk.features.dataset import Dataset
 from relapse_risk.features.policy import Policy
 from relapse_risk.training.subgroups import GateLimits, household_groups, subgroup_table
@@ -25,12 +26,7 @@ def policy() -> Policy:
             "data_start": "2023-01",
             "data_end": "2024-12",
             "monitoring_line": {"2023": 6900, "2024": 7200},
-            "rules": {
-                "min_reported_months": 6,
-                "rigid_expense_ratio": 1.0,
-                "income_drop_share": 0.5,
-                "income_drop_band": 1.5,
-            },
+            "rules": RULES,
             "visit_share": 0.05,
         }
     )

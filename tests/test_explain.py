@@ -15,6 +15,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from builders import RULES
 from relapse_risk.features.catalogue import CATEGORICAL_FEATURES, FEATURE_NAMES, FEATURES_BY_NAME
 from relapse_risk.features.contract import month_index, month_start
 from relapse_risk.features.dataset import Dataset
@@ -404,12 +405,7 @@ POLICY = Policy.model_validate(
         "data_start": "2022-01",
         "data_end": "2024-06",
         "monitoring_line": {2022: 6300, 2023: 6900, 2024: 7200},
-        "rules": {
-            "min_reported_months": 6,
-            "rigid_expense_ratio": 1.0,
-            "income_drop_share": 0.5,
-            "income_drop_band": 1.5,
-        },
+        "rules": RULES,
         "visit_share": 0.05,
     }
 )

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from builders import RULES
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from relapse_risk.features.catalogue import (
@@ -64,12 +65,7 @@ POLICY = Policy.model_validate(
         "data_start": "2022-01",
         "data_end": "2024-12",
         "monitoring_line": {2022: 6000.0, 2023: 6300.0, 2024: 6600.0},
-        "rules": {
-            "min_reported_months": 6,
-            "rigid_expense_ratio": 1.0,
-            "income_drop_share": 0.5,
-            "income_drop_band": 1.5,
-        },
+        "rules": RULES,
         "visit_share": 0.05,
     }
 )

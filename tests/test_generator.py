@@ -15,6 +15,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from builders import ARROW_TYPES
 from relapse_risk.features import contract
 from relapse_risk.generator import codes
 from relapse_risk.generator.calibration import calibration_report, rule_panel
@@ -30,17 +31,6 @@ from relapse_risk.generator.config import (
     parse_window,
 )
 from relapse_risk.generator.run import default_truth_path, generate
-
-ARROW_TYPES = {
-    "str": pa.string(),
-    "enum": pa.string(),
-    "month": pa.date32(),
-    "date": pa.date32(),
-    "money": pa.float64(),
-    "float": pa.float64(),
-    "int": pa.int64(),
-    "bool": pa.bool_(),
-}
 
 
 def small(households: int = 300, months: int = 24, seed: int = 5, **scenario: object) -> CountyConfig:

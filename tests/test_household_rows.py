@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
+from conftest import GeneratedCounty
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from relapse_risk.features.contract import TABLES, TABLES_BY_NAME, month_index, month_start
@@ -43,16 +44,9 @@ Cells = dict[str, dict[str, list[str | None]]]
 
 
 @pytest.fixture(scope="module")
-def county(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from relapse_risk.generator.config import CountyConfig
-    from relapse_risk.generator.run import generate
-
-    folder = tmp_path_factory.mktemp("rows") / "county"
-    config = CountyConfig(
-        households=240, months=30, seed=5, households_per_village=(20, 60), villages_per_township=(2, 4)
-    )
-    generate(config, folder, truth=None)
-    return folder
+def county(tiny_county: GeneratedCounty) -> Path:
+    """The tiny county: its villages of 20 to 60 households put a round's households in several."""
+    return tiny_county.folder
 
 
 @pytest.fixture(scope="module")
@@ -110,9 +104,9 @@ def _assert_same_features(fast: pd.DataFrame, slow: pd.DataFrame) -> None:
 def _check(tables: dict[str, pa.Table], policy: Policy, as_of: dt.date) -> bool:
     """Assert the fast path agrees with the loader; True when it took the round."""
     clean = read_clean_tables(tables, policy)
-    dataset = _loader(tables, policy)
-    if clean is None:
+    if clean is None:  # the caller takes the loader's path: nothing to compare
         return False
+    dataset = _loader(tables, policy)
     assert dataset is not None, "the fast path read a round the loader refuses"
     assert dataset.rejects == [], f"the fast path read a round with rejects: {dataset.rejects[:3]}"
     _assert_same_tables({t.name: clean.frame(t.name) for t in TABLES}, dataset)
@@ -245,7 +239,11 @@ def test_broken_or_thinned_rounds_never_differ_from_the_loader(
     tables, policy = _round(county, ids, as_of)
     cells = _cells(tables)
     _mutate(cells, steps)
-    _check(_tables(cells), policy, as_of)
+    mutated = _tables(cells)
+    if read_clean_tables(mutated, policy) is None:
+        _loader(mutated, policy)  # where the caller sends it: the loader rejects rows, never crashes
+    else:
+        _check(mutated, policy, as_of)
 
 
 def test_a_rejected_cell_sends_the_round_to_the_loader(county: Path, household_ids: list[str]) -> None:
@@ -418,15 +416,36 @@ _NUMBER_TEXTS = (
 def test_number_spellings_and_bounds_read_as_the_loader_reads_them(
     county: Path, household_ids: list[str], table: str, column: str
 ) -> None:
+    """Each spelling, alone in a round, is refused in memory or read; those read go each into a row
+    of their own of one round (those too large to sum exactly in another), read as the loader reads."""
     as_of = _before_data_end(county, 1)
-    tables, policy = _round(county, household_ids[:8], as_of)
-    year = str(policy.data_end.year)
-    for text in (*_NUMBER_TEXTS, year, str(policy.data_end.year + 1), "1900", "1926", "1949", "2000"):
-        cells = _cells(tables)
-        if not cells[table][column]:
-            continue
-        cells[table][column][0] = text
-        _check(_tables(cells), policy, as_of)
+    tables, policy = _round(county, household_ids[:100], as_of)  # a row for each spelling
+    year = policy.data_end.year
+    exact, too_large = [], []
+    for text in (*_NUMBER_TEXTS, str(year), str(year + 1), "1900", "1926", "1949", "2000"):
+        clean = read_clean_tables(_spelled(tables, table, column, [text]), policy)
+        if clean is None:
+            continue  # the caller takes the loader's path: nothing to compare
+        try:
+            household_features(clean, as_of)
+            exact.append(text)
+        except NotExact:
+            too_large.append(text)
+
+    if exact:
+        assert _check(_spelled(tables, table, column, exact), policy, as_of), exact
+    if too_large:
+        spelled = _spelled(tables, table, column, too_large)
+        assert read_clean_tables(spelled, policy) is not None, too_large
+        assert not _check(spelled, policy, as_of)  # the tables compared, the features left to DuckDB
+
+
+def _spelled(tables: dict[str, pa.Table], table: str, column: str, texts: list[str]) -> dict[str, pa.Table]:
+    """The round with the first cells of ``table.column`` spelled ``texts``, one a row."""
+    cells = _cells(tables)
+    assert len(cells[table][column]) >= len(texts), (table, len(cells[table][column]))
+    cells[table][column][: len(texts)] = texts
+    return _tables(cells)
 
 
 # A space, tab, line break or ideographic space at an edge of a cell of each kind: text kinds are

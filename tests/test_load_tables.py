@@ -10,99 +10,50 @@ compares everything a caller can see.
 from __future__ import annotations
 
 import copy
-import json
 from pathlib import Path
 
-import duckdb
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
 import pytest
+from builders import (
+    POLICY,
+    Rows,
+    csv_folder,
+    household,
+    income,
+    member,
+    parquet_folder,
+    text_tables,
+    typed_tables,
+)
 from relapse_risk.features import loading
-from relapse_risk.features.contract import TABLES, Table
+from relapse_risk.features.contract import TABLES
 from relapse_risk.features.dataset import Dataset, DatasetError, load_dataset
 from relapse_risk.features.loading import load_tables
 from relapse_risk.features.policy import Policy
 
-Rows = dict[str, list[dict[str, str]]]
-
-POLICY = {
-    "contract_version": 1,
-    "region": "test",
-    "data_start": "2024-01",
-    "data_end": "2024-06",
-    "monitoring_line": {"2024": 7200},
-    "rules": {
-        "min_reported_months": 6,
-        "rigid_expense_ratio": 1.0,
-        "income_drop_share": 0.5,
-        "income_drop_band": 1.5,
-    },
-    "visit_share": 0.05,
-}
-
-
-def _household(household_id: str, **changes: str) -> dict[str, str]:
-    row = {
-        "household_id": household_id,
-        "county_code": "530101",
-        "township_code": "530101001",
-        "village_code": "530101001001",
-        "registered_poor": "true",
-        "escape_year": "2019",
-        "terrain": "plain",
-        "relocated": "false",
-        "housing_safe": "true",
-        "cultivated_land_mu": "2.5",
-    }
-    return row | changes
-
-
-def _member(member_id: str, household_id: str, **changes: str) -> dict[str, str]:
-    row = {
-        "member_id": member_id,
-        "household_id": household_id,
-        "birth_year": "1975",
-        "sex": "m",
-        "relation": "head",
-        "education": "junior",
-        "labor_capacity": "full",
-        "disability_grade": "0",
-        "chronic_disease": "false",
-        "medical_insurance": "true",
-        "joined_month": "",
-        "left_month": "",
-    }
-    return row | changes
-
-
-def _income(household_id: str, month: str, source: str, amount: str) -> dict[str, str]:
-    return {"household_id": household_id, "month": month, "source": source, "amount": amount}
-
-
 # A valid county except for the rows marked: every kind of check fires at least once.
 COUNTY: Rows = {
     "households": [
-        _household("0001"),
-        _household("0002", terrain="Plain"),  # enum: the household and its rows go
-        _household("0003", registered_poor="false", escape_year=""),
-        _household("0001", terrain="hill"),  # duplicate key
+        household("0001"),
+        household("0002", terrain="Plain"),  # enum: the household and its rows go
+        household("0003", registered_poor="false", escape_year=""),
+        household("0001", terrain="hill"),  # duplicate key
     ],
     "members": [
-        _member("M01", "0001"),
-        _member("M02", "0002"),  # its household was rejected
-        _member("M03", "0003", relation="cousin"),  # enum
-        _member("M04", "0003", relation="spouse", sex="f", joined_month="2024-02"),
+        member("M01", "0001"),
+        member("M02", "0002"),  # its household was rejected
+        member("M03", "0003", relation="cousin"),  # enum
+        member("M04", "0003", "spouse", joined_month="2024-02"),
     ],
     "income": [
-        _income("0001", "2024-01", "wage_local", "1000"),
-        _income("0001", "2024-02", "agriculture", "-50"),
-        _income("0001", "2024-02", "wage_local", "-5"),  # negative
-        _income("0003", "2024-07", "wage_local", "10"),  # after data_end
-        _income("0001", "2024-01", "wage_local", "900"),  # duplicate key
-        _income("0009", "2024-01", "wage_local", "900"),  # unknown household
-        _income("0002", "2024-01", "wage_local", "900"),  # rejected household
+        income("0001", "2024-01", "wage_local", "1000"),
+        income("0001", "2024-02", "agriculture", "-50"),
+        income("0001", "2024-02", "wage_local", "-5"),  # negative
+        income("0003", "2024-07", "wage_local", "10"),  # after data_end
+        income("0001", "2024-01", "wage_local", "900"),  # duplicate key
+        income("0009", "2024-01", "wage_local", "900"),  # unknown household
+        income("0002", "2024-01", "wage_local", "900"),  # rejected household
     ],
     "employment": [
         {"member_id": "M01", "month": "2024-01", "status": "migrant"},
@@ -159,62 +110,6 @@ def _policy() -> Policy:
     return Policy.model_validate(POLICY)
 
 
-def _text_tables(rows: Rows) -> dict[str, pa.Table]:
-    """Every cell as the text a CSV export holds, empty cells as empty strings."""
-    return {
-        t.name: pa.table(
-            {c: pa.array([r[c] for r in rows[t.name]], type=pa.string()) for c in t.column_names}
-        )
-        for t in TABLES
-    }
-
-
-def _typed_column(table: Table, name: str, cells: pa.Array) -> pa.Array:
-    kind = table.column(name).kind
-    present = pc.if_else(pc.equal(cells, ""), pa.scalar(None, pa.string()), cells)
-    if kind == "int":
-        return pc.cast(present, pa.int64())
-    if kind in ("money", "float"):
-        return pc.cast(present, pa.float64())
-    if kind == "bool":
-        return pc.equal(present, "true")
-    if kind == "month":
-        return pc.cast(
-            pc.strptime(pc.binary_join_element_wise(present, "01", "-"), "%Y-%m-%d", "s"), pa.date32()
-        )
-    if kind == "date":
-        return pc.cast(pc.strptime(present, "%Y-%m-%d", "s"), pa.date32())
-    return cells
-
-
-def _typed_tables(rows: Rows) -> dict[str, pa.Table]:
-    """The same rows with the contract's types, as a Parquet export holds them."""
-    return {
-        t.name: pa.table({c: _typed_column(t, c, text.column(c).combine_chunks()) for c in t.column_names})
-        for t, text in ((t, _text_tables(rows)[t.name]) for t in TABLES)
-    }
-
-
-def _csv_folder(folder: Path, rows: Rows) -> Path:
-    folder.mkdir(parents=True)
-    (folder / "policy.json").write_text(json.dumps(POLICY), encoding="utf-8")
-    connection = duckdb.connect()
-    for name, table in _text_tables(rows).items():
-        connection.register("rows", table)
-        connection.execute(f"COPY rows TO '{folder / name}.csv' (HEADER)")
-        connection.unregister("rows")
-    connection.close()
-    return folder
-
-
-def _parquet_folder(folder: Path, rows: Rows) -> Path:
-    folder.mkdir(parents=True)
-    (folder / "policy.json").write_text(json.dumps(POLICY), encoding="utf-8")
-    for name, table in _typed_tables(rows).items():
-        pq.write_table(table, folder / f"{name}.parquet")
-    return folder
-
-
 def assert_same_load(from_tables: Dataset, from_folder: Dataset) -> None:
     """Equal clean tables, rejects (listed, counted, per household) and input row counts."""
     for table in TABLES:
@@ -228,8 +123,8 @@ def assert_same_load(from_tables: Dataset, from_folder: Dataset) -> None:
 
 
 def test_text_tables_load_exactly_like_a_csv_folder_of_the_same_rows(tmp_path: Path) -> None:
-    from_folder = load_dataset(_csv_folder(tmp_path / "county", COUNTY))
-    from_tables = load_tables(_text_tables(COUNTY), _policy(), text_cells=True)
+    from_folder = load_dataset(csv_folder(tmp_path / "county", COUNTY))
+    from_tables = load_tables(text_tables(COUNTY), _policy(), text_cells=True)
 
     assert_same_load(from_tables, from_folder)
     assert {(r.table, r.row, r.rule) for r in from_tables.rejects} == {
@@ -251,8 +146,8 @@ def test_text_tables_load_exactly_like_a_csv_folder_of_the_same_rows(tmp_path: P
 
 
 def test_typed_tables_load_exactly_like_a_parquet_folder_and_pandas_frames_alike(tmp_path: Path) -> None:
-    from_folder = load_dataset(_parquet_folder(tmp_path / "county", COUNTY))
-    typed = _typed_tables(COUNTY)
+    from_folder = load_dataset(parquet_folder(tmp_path / "county", COUNTY))
+    typed = typed_tables(COUNTY)
     from_arrow = load_tables(typed, _policy())
     from_pandas = load_tables({name: table.to_pandas() for name, table in typed.items()}, _policy())
 
@@ -265,9 +160,9 @@ def test_text_cells_are_trimmed_and_keep_leading_zeros_as_in_a_csv_file(tmp_path
     rows = copy.deepcopy(COUNTY)
     rows["households"][0] |= {"terrain": " mountain ", "cultivated_land_mu": " 3.0"}
 
-    from_tables = load_tables(_text_tables(rows), _policy(), text_cells=True)
+    from_tables = load_tables(text_tables(rows), _policy(), text_cells=True)
 
-    assert_same_load(from_tables, load_dataset(_csv_folder(tmp_path / "county", rows)))
+    assert_same_load(from_tables, load_dataset(csv_folder(tmp_path / "county", rows)))
     first = from_tables.sql("SELECT household_id, terrain FROM households LIMIT 1").fetchall()
     assert first == [("0001", "mountain")]
 
@@ -281,8 +176,8 @@ def test_a_load_without_rejects_has_the_same_rejects_table_as_one_with_rejects()
     clean["expenses"][0] |= {"member_id": "M01"}
     clean["assistance"][0] |= {"end_month": ""}
 
-    without = load_tables(_text_tables(clean), _policy(), text_cells=True)
-    with_rejects = load_tables(_text_tables(COUNTY), _policy(), text_cells=True)
+    without = load_tables(text_tables(clean), _policy(), text_cells=True)
+    with_rejects = load_tables(text_tables(COUNTY), _policy(), text_cells=True)
 
     assert without.rejects == [] and without.reject_counts == {} and without.rejected_households() == {}
     assert without.sql("DESCRIBE _rejects").fetchall() == with_rejects.sql("DESCRIBE _rejects").fetchall()
@@ -290,7 +185,7 @@ def test_a_load_without_rejects_has_the_same_rejects_table_as_one_with_rejects()
 
 
 def test_only_the_contract_tables_remain_after_a_load() -> None:
-    dataset = load_tables(_text_tables(COUNTY), _policy(), text_cells=True)
+    dataset = load_tables(text_tables(COUNTY), _policy(), text_cells=True)
 
     names = {row[0] for row in dataset.sql("SELECT table_name FROM duckdb_tables()").fetchall()}
     views = dataset.sql("SELECT view_name FROM duckdb_views() WHERE NOT internal").fetchall()
@@ -299,19 +194,19 @@ def test_only_the_contract_tables_remain_after_a_load() -> None:
 
 
 def test_the_fingerprint_follows_the_rows_and_the_policy() -> None:
-    tables = _text_tables(COUNTY)
+    tables = text_tables(COUNTY)
     changed = copy.deepcopy(COUNTY)
     changed["income"][0]["amount"] = "1001"
 
     first = load_tables(tables, _policy(), text_cells=True).fingerprint
-    assert first == load_tables(_text_tables(COUNTY), _policy(), text_cells=True).fingerprint
-    assert first != load_tables(_text_tables(changed), _policy(), text_cells=True).fingerprint
+    assert first == load_tables(text_tables(COUNTY), _policy(), text_cells=True).fingerprint
+    assert first != load_tables(text_tables(changed), _policy(), text_cells=True).fingerprint
     later = Policy.model_validate(POLICY | {"data_end": "2024-05"})
     assert first != load_tables(tables, later, text_cells=True).fingerprint
 
 
 def test_a_missing_table_or_column_stops_the_load_naming_the_source_and_table() -> None:
-    tables = _text_tables(COUNTY)
+    tables = text_tables(COUNTY)
 
     with pytest.raises(DatasetError, match=r"^request: required table\(s\) missing: events$"):
         load_tables({k: v for k, v in tables.items() if k != "events"}, _policy())
@@ -322,7 +217,7 @@ def test_a_missing_table_or_column_stops_the_load_naming_the_source_and_table() 
 
 
 def test_a_numeric_identifier_column_stops_the_load_as_in_a_parquet_file() -> None:
-    tables = _typed_tables(COUNTY)
+    tables = typed_tables(COUNTY)
     numeric = tables["loans"].set_column(0, "loan_id", pa.array([1], type=pa.int64()))
 
     with pytest.raises(DatasetError, match=r"^request table loans: column 'loan_id' is stored as BIGINT"):
@@ -335,23 +230,23 @@ def test_no_valid_household_stops_the_load_with_the_rules_that_rejected_them() -
         row["terrain"] = "Plain"
 
     with pytest.raises(DatasetError, match=r"^request table households: no valid rows remain: all 4 rows"):
-        load_tables(_text_tables(rows), _policy(), text_cells=True)
+        load_tables(text_tables(rows), _policy(), text_cells=True)
 
 
 def test_large_tables_checked_step_by_step_give_the_same_load_as_small_ones_in_one_statement(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    folder = _csv_folder(tmp_path / "county", COUNTY)
+    folder = csv_folder(tmp_path / "county", COUNTY)
     rows = copy.deepcopy(COUNTY)
     rows["income"].append(rows["income"][0])  # one more duplicate key, found after a repeat is seen
-    in_one_statement = load_dataset(_csv_folder(tmp_path / "more", rows))
+    in_one_statement = load_dataset(csv_folder(tmp_path / "more", rows))
     small = load_dataset(folder)
 
     # Every table counts as large: typed as a view, checked one statement per step.
     monkeypatch.setattr(loading, "MATERIALIZE_ROWS", 0)
     monkeypatch.setattr(loading, "CHECKPOINT_ROWS", 0)
     assert_same_load(load_dataset(folder), small)
-    assert_same_load(load_tables(_text_tables(COUNTY), _policy(), text_cells=True), small)
+    assert_same_load(load_tables(text_tables(COUNTY), _policy(), text_cells=True), small)
     step_by_step = load_dataset(tmp_path / "more")
     assert_same_load(step_by_step, in_one_statement)
     assert ("income", 8, "duplicate_key") in {(r.table, r.row, r.rule) for r in step_by_step.rejects}
@@ -366,7 +261,7 @@ def test_rows_of_an_empty_parent_table_are_rejected_with_their_household(
     rows["loans"] = []
     rows["members"][1:3] = []  # M02 and M03 gone: employment's M03 row has no member at all
 
-    dataset = load_tables(_text_tables(rows), _policy(), text_cells=True)
+    dataset = load_tables(text_tables(rows), _policy(), text_cells=True)
 
     assert [(r.table, r.row, r.rule, r.reason, r.household_id) for r in dataset.rejects if r.table in (
         "employment", "loan_status")] == [

@@ -20,6 +20,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from builders import ARROW_TYPES
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from relapse_risk.features.contract import TABLES, Table, month_index, month_start
@@ -582,17 +583,6 @@ def test_eligibility_and_margin_at_t_use_only_data_up_to_t() -> None:
 
 
 # --- the same labels from Parquet and from CSV --------------------------------------------------------
-
-ARROW_TYPES = {
-    "str": pa.string(),
-    "enum": pa.string(),
-    "month": pa.date32(),
-    "date": pa.date32(),
-    "money": pa.float64(),
-    "float": pa.float64(),
-    "int": pa.int64(),
-    "bool": pa.bool_(),
-}
 
 
 def contract_frame(table: Table, frames: dict[str, pd.DataFrame]) -> pd.DataFrame:

@@ -116,13 +116,12 @@ class TestTimeSplit:
 # ----------------------------------------------------------------------------- refusals
 
 
-def test_train_refuses_a_folder_with_too_little_history(shared_tmp_root, tmp_path) -> None:
-    from conftest import generated_county
+def test_train_refuses_a_folder_with_too_little_history(make_county, tmp_path) -> None:
     from typer.testing import CliRunner
 
     from relapse_risk.cli import app
 
-    short = generated_county(shared_tmp_root, households=120, months=24, seed=2, truth_simulations=None)
+    short = make_county(households=120, months=24, seed=2)  # fewer months than training needs
     result = CliRunner().invoke(
         app, ["train", "--data", str(short.folder), "--tracking-uri", f"sqlite:///{tmp_path / 'db.sqlite'}"]
     )
@@ -137,15 +136,15 @@ def test_train_refuses_a_folder_with_too_little_history(shared_tmp_root, tmp_pat
 
 @pytest.mark.slow
 def test_a_county_with_thirty_months_of_data_trains_and_says_how_little_was_measured(
-    shared_tmp_root, tmp_path
+    make_county, tmp_path
 ) -> None:
-    from conftest import generated_county
     from mlflow.tracking import MlflowClient
     from typer.testing import CliRunner
 
     from relapse_risk.cli import app
 
-    short = generated_county(shared_tmp_root, households=2000, months=30, seed=4, truth_simulations=None)
+    # The fewest months training takes, and households enough for positives in each split.
+    short = make_county(households=2000, months=30, seed=4)
     uri = f"sqlite:///{tmp_path / 'db.sqlite'}"
     result = CliRunner().invoke(
         app, ["train", "--data", str(short.folder), "--tracking-uri", uri], env={"COLUMNS": "200"}

@@ -18,77 +18,27 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from relapse_risk.features.contract import TABLES, TABLES_BY_NAME
+from builders import POLICY, Rows, csv_folder, csv_text, household, member, parquet_folder, parquet_table
+from conftest import GeneratedCounty
+from relapse_risk.features.contract import TABLES
 from relapse_risk.features.dataset import Dataset, DatasetError, Reject, load_dataset
 from relapse_risk.features.validation import MASKED_IDENTIFIER, write_rejects
 from typer.testing import CliRunner
 
 from relapse_risk.cli import app
 
-Rows = dict[str, list[dict[str, str]]]
-
-POLICY = {
-    "contract_version": 1,
-    "region": "test",
-    "data_start": "2024-01",
-    "data_end": "2024-06",
-    "monitoring_line": {"2024": 7200},
-    "rules": {
-        "min_reported_months": 6,
-        "rigid_expense_ratio": 1.0,
-        "income_drop_share": 0.5,
-        "income_drop_band": 1.5,
-    },
-    "visit_share": 0.05,
-}
-
-
-def _household(household_id: str, village: str, **changes: str) -> dict[str, str]:
-    row = {
-        "household_id": household_id,
-        "county_code": "530101",
-        "township_code": "530101001",
-        "village_code": f"530101001{village}",
-        "registered_poor": "true",
-        "escape_year": "2019",
-        "terrain": "plain",
-        "relocated": "false",
-        "housing_safe": "true",
-        "cultivated_land_mu": "2.5",
-    }
-    return row | changes
-
-
-def _member(member_id: str, household_id: str, relation: str, born: str, **changes: str) -> dict[str, str]:
-    row = {
-        "member_id": member_id,
-        "household_id": household_id,
-        "birth_year": born,
-        "sex": "f" if relation == "spouse" else "m",
-        "relation": relation,
-        "education": "junior",
-        "labor_capacity": "full",
-        "disability_grade": "0",
-        "chronic_disease": "false",
-        "medical_insurance": "true",
-        "joined_month": "",
-        "left_month": "",
-    }
-    return row | changes
-
-
 BASE: Rows = {
     "households": [
-        _household("0001", "001"),
-        _household("0002", "001", registered_poor="false", escape_year="", terrain="hill"),
-        _household("0003", "002", terrain="mountain"),
-        _household("0004", "003"),  # no rows in other tables: its own faults cascade nowhere
+        household("0001", "001"),
+        household("0002", "001", registered_poor="false", escape_year="", terrain="hill"),
+        household("0003", "002", terrain="mountain"),
+        household("0004", "003"),  # no rows in other tables: its own faults cascade nowhere
     ],
     "members": [
-        _member("M01", "0001", "head", "1975"),
-        _member("M02", "0001", "spouse", "1978", joined_month="2024-02"),
-        _member("M03", "0002", "head", "1950", labor_capacity="weak", disability_grade="2"),
-        _member("M04", "0003", "head", "1990", left_month="2024-05"),
+        member("M01", "0001", "head", "1975"),
+        member("M02", "0001", "spouse", "1978", joined_month="2024-02"),
+        member("M03", "0002", "head", "1950", labor_capacity="weak", disability_grade="2"),
+        member("M04", "0003", "head", "1990", left_month="2024-05"),
     ],
     "income": [
         {"household_id": "0001", "month": "2024-01", "source": "wage_local", "amount": "1000"},
@@ -163,26 +113,6 @@ BASE: Rows = {
 }
 
 
-def _csv_text(rows: list[dict[str, str]], columns: list[str]) -> str:
-    def cell(value: str) -> str:
-        return f'"{value}"' if any(ch in value for ch in ',"\n') else value
-
-    lines = [",".join(columns)] + [",".join(cell(row.get(c, "")) for c in columns) for row in rows]
-    return "\n".join(lines) + "\n"
-
-
-def write_folder(folder: Path, rows: Rows, policy: dict[str, object] | None = None) -> Path:
-    """Every table as CSV (columns in contract order, plus any extra ones a row carries) and policy.json."""
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "policy.json").write_text(json.dumps(policy or POLICY), encoding="utf-8")
-    for table in TABLES:
-        table_rows = rows[table.name]
-        extra = [c for row in table_rows for c in row if c not in table.column_names]
-        columns = list(table.column_names) + list(dict.fromkeys(extra))
-        (folder / f"{table.name}.csv").write_text(_csv_text(table_rows, columns), encoding="utf-8")
-    return folder
-
-
 def changed(table: str, row: int, **values: str) -> Rows:
     """The base county with some cells of one row (1-based) replaced."""
     rows = copy.deepcopy(BASE)
@@ -198,7 +128,7 @@ def appended(table: str, **values: str) -> Rows:
 
 
 def load_rows(tmp_path: Path, rows: Rows, **options: object) -> Dataset:
-    return load_dataset(write_folder(tmp_path / "county", rows), **options)
+    return load_dataset(csv_folder(tmp_path / "county", rows), **options)
 
 
 def as_tuples(rejects: list[Reject]) -> list[tuple[str, int, str, str]]:
@@ -489,7 +419,7 @@ def test_csv_quirks_of_spreadsheet_exports_are_read(tmp_path: Path) -> None:
     rows["members"][0]["birth_year"] = "1975.0"
     rows["events"] = []  # header only
     rows["monitoring"][0]["notes"] = "a column the contract does not know"
-    folder = write_folder(tmp_path / "county", rows)
+    folder = csv_folder(tmp_path / "county", rows)
     households = folder / "households.csv"
     households.write_bytes(b"\xef\xbb\xbf" + households.read_bytes().replace(b"\n", b"\r\n"))  # BOM, CRLF
 
@@ -520,9 +450,9 @@ def test_identifiers_that_look_numeric_keep_their_leading_zeros(tmp_path: Path) 
 
 
 def test_parquet_wins_over_csv_and_only_the_file_read_is_fingerprinted(tmp_path: Path) -> None:
-    folder = write_folder(tmp_path / "county", BASE)
+    folder = csv_folder(tmp_path / "county", BASE)
     before = load_dataset(folder).fingerprint
-    pq.write_table(_parquet_table("households", BASE["households"]), folder / "households.parquet")
+    pq.write_table(parquet_table("households", BASE["households"]), folder / "households.parquet")
     (folder / "households.csv").write_text("this file is not read\n", encoding="utf-8")
 
     dataset = load_dataset(folder)
@@ -536,65 +466,19 @@ def test_parquet_wins_over_csv_and_only_the_file_read_is_fingerprinted(tmp_path:
 
 
 def test_the_fingerprint_is_stable_and_follows_the_bytes(tmp_path: Path) -> None:
-    folder = write_folder(tmp_path / "county", BASE)
+    folder = csv_folder(tmp_path / "county", BASE)
     first = load_dataset(folder).fingerprint
     assert len(first) == 64 and load_dataset(folder).fingerprint == first
-    write_folder(folder, changed("income", 1, amount="1001"))
+    csv_folder(folder, changed("income", 1, amount="1001"))
     assert load_dataset(folder).fingerprint != first
 
 
 # ---------------------------------------------------------------- Parquet
 
 
-def _arrow_type(kind: str) -> pa.DataType:
-    return {
-        "str": pa.string(),
-        "enum": pa.string(),
-        "month": pa.date32(),
-        "date": pa.date32(),
-        "money": pa.float64(),
-        "float": pa.float64(),
-        "int": pa.int64(),
-        "bool": pa.bool_(),
-    }[kind]
-
-
-def _parquet_value(kind: str, text: str) -> object:
-    if text == "":
-        return None
-    if kind in ("month", "date"):
-        return dt.date.fromisoformat(text if len(text) == 10 else f"{text}-01")
-    if kind in ("money", "float"):
-        return float(text)
-    if kind == "int":
-        return int(float(text))
-    if kind == "bool":
-        return text.strip().lower() in ("true", "1")
-    return text
-
-
-def _parquet_table(name: str, rows: list[dict[str, str]], **types: pa.DataType) -> pa.Table:
-    table = TABLES_BY_NAME[name]
-    arrays = {}
-    for column in table.columns:
-        values = [_parquet_value(column.kind, row[column.name]) for row in rows]
-        arrays[column.name] = pa.array(values, type=_arrow_type(column.kind))
-        if column.name in types:
-            arrays[column.name] = arrays[column.name].cast(types[column.name])
-    return pa.table(arrays)
-
-
-def write_parquet_folder(folder: Path, rows: Rows) -> Path:
-    write_folder(folder, rows)
-    for table in TABLES:
-        pq.write_table(_parquet_table(table.name, rows[table.name]), folder / f"{table.name}.parquet")
-        (folder / f"{table.name}.csv").unlink()
-    return folder
-
-
 def test_a_parquet_county_loads_exactly_like_its_csv_export(tmp_path: Path) -> None:
-    from_csv = load_dataset(write_folder(tmp_path / "csv", BASE))
-    from_parquet = load_dataset(write_parquet_folder(tmp_path / "parquet", BASE))
+    from_csv = load_dataset(csv_folder(tmp_path / "csv", BASE))
+    from_parquet = load_dataset(parquet_folder(tmp_path / "parquet", BASE))
 
     assert from_parquet.rejects == []
     for table in TABLES:
@@ -602,7 +486,7 @@ def test_a_parquet_county_loads_exactly_like_its_csv_export(tmp_path: Path) -> N
 
 
 def test_parquet_rows_are_numbered_from_one_and_checked_like_csv(tmp_path: Path) -> None:
-    folder = write_parquet_folder(tmp_path / "county", changed("members", 4, disability_grade="7"))
+    folder = parquet_folder(tmp_path / "county", changed("members", 4, disability_grade="7"))
 
     dataset = load_dataset(folder)
 
@@ -611,9 +495,9 @@ def test_parquet_rows_are_numbered_from_one_and_checked_like_csv(tmp_path: Path)
 
 
 def test_parquet_timestamps_at_midnight_on_the_first_are_months(tmp_path: Path) -> None:
-    folder = write_parquet_folder(tmp_path / "county", BASE)
+    folder = parquet_folder(tmp_path / "county", BASE)
     rows = copy.deepcopy(BASE["income"])
-    table = _parquet_table("income", rows, month=pa.timestamp("ns"))
+    table = parquet_table("income", rows, month=pa.timestamp("ns"))
     pq.write_table(table, folder / "income.parquet")
     assert load_dataset(folder).rejects == []
 
@@ -636,8 +520,8 @@ def test_parquet_timestamps_at_midnight_on_the_first_are_months(tmp_path: Path) 
 
 
 def test_parquet_whole_numbers_written_as_floats_are_read_and_fractions_rejected(tmp_path: Path) -> None:
-    folder = write_parquet_folder(tmp_path / "county", BASE)
-    households = _parquet_table("households", BASE["households"], escape_year=pa.float64())
+    folder = parquet_folder(tmp_path / "county", BASE)
+    households = parquet_table("households", BASE["households"], escape_year=pa.float64())
     years = households.column("escape_year").to_pylist()
     years[3] = 2019.5
     pq.write_table(
@@ -652,8 +536,8 @@ def test_parquet_whole_numbers_written_as_floats_are_read_and_fractions_rejected
 
 
 def test_a_parquet_column_without_any_value_may_have_the_null_type(tmp_path: Path) -> None:
-    folder = write_parquet_folder(tmp_path / "county", BASE)
-    events = _parquet_table("events", BASE["events"])
+    folder = parquet_folder(tmp_path / "county", BASE)
+    events = parquet_table("events", BASE["events"])
     pq.write_table(events.set_column(1, "member_id", pa.nulls(1)), folder / "events.parquet")
 
     dataset = load_dataset(folder)
@@ -695,12 +579,12 @@ STOP_CASES = [
     ),
     (
         "no households",
-        lambda f: _write(f, "households.csv", _csv_text([], list(TABLES[0].column_names))),
+        lambda f: _write(f, "households.csv", csv_text([], list(TABLES[0].column_names))),
         r"households\.csv: has no data rows; the contract requires at least one row in households",
     ),
     (
         "no members",
-        lambda f: _write(f, "members.csv", _csv_text([], list(TABLES[1].column_names))),
+        lambda f: _write(f, "members.csv", csv_text([], list(TABLES[1].column_names))),
         r"members\.csv: has no data rows",
     ),
     ("empty file", lambda f: _write(f, "events.csv", ""), r"events\.csv: file is empty; a header row"),
@@ -742,7 +626,7 @@ STOP_CASES = [
         lambda f: _write_parquet(
             f,
             "employment",
-            _parquet_table("employment", BASE["employment"]).set_column(
+            parquet_table("employment", BASE["employment"]).set_column(
                 1, "month", pa.array([dt.datetime(2024, 1, 1)] * 2, pa.timestamp("us", tz="Asia/Shanghai"))
             ),
         ),
@@ -750,7 +634,7 @@ STOP_CASES = [
     ),
     (
         "every household rejected",
-        lambda f: write_folder(f, _all_households(terrain="forest")),
+        lambda f: csv_folder(f, _all_households(terrain="forest")),
         r"households\.csv: no valid rows remain: all 4 rows were rejected \(enum on terrain: 4 rows",
     ),
 ]
@@ -777,7 +661,7 @@ def _all_households(**values: str) -> Rows:
 def test_a_fault_of_a_whole_file_stops_with_one_message_naming_the_file(
     tmp_path: Path, breaks: Callable[[Path], Path], message: str
 ) -> None:
-    folder = breaks(write_folder(tmp_path / "county", BASE))
+    folder = breaks(csv_folder(tmp_path / "county", BASE))
 
     with pytest.raises(DatasetError, match=message):
         load_dataset(folder)
@@ -850,7 +734,7 @@ def test_write_rejects_writes_the_same_records_as_csv_and_json(tmp_path: Path) -
 
 
 def test_validate_reports_a_usable_county_with_bad_rows_and_exits_0(tmp_path: Path) -> None:
-    folder = write_folder(tmp_path / "county", changed("income", 2, month="2024/02"))
+    folder = csv_folder(tmp_path / "county", changed("income", 2, month="2024/02"))
 
     result = CliRunner().invoke(app, ["validate", str(folder)])
 
@@ -875,7 +759,7 @@ def test_validate_reports_a_usable_county_with_bad_rows_and_exits_0(tmp_path: Pa
 
 
 def test_validate_writes_where_it_is_told(tmp_path: Path) -> None:
-    folder = write_folder(tmp_path / "county", BASE)
+    folder = csv_folder(tmp_path / "county", BASE)
 
     result = CliRunner().invoke(app, ["validate", str(folder), "--out", str(tmp_path / "checks")])
 
@@ -885,7 +769,7 @@ def test_validate_writes_where_it_is_told(tmp_path: Path) -> None:
 
 
 def test_validate_exits_2_with_the_message_when_the_county_cannot_be_used(tmp_path: Path) -> None:
-    folder = _without(write_folder(tmp_path / "county[2024]", BASE), "members.csv")
+    folder = _without(csv_folder(tmp_path / "county[2024]", BASE), "members.csv")
 
     result = CliRunner().invoke(app, ["validate", str(folder)])
 
@@ -897,7 +781,7 @@ def test_validate_exits_2_with_the_message_when_the_county_cannot_be_used(tmp_pa
 
 
 def test_validate_refuses_to_write_inside_the_dataset_folder(tmp_path: Path) -> None:
-    folder = write_folder(tmp_path / "county", BASE)
+    folder = csv_folder(tmp_path / "county", BASE)
 
     result = CliRunner().invoke(app, ["validate", str(folder), "--out", str(folder / "report")])
 
@@ -908,38 +792,28 @@ def test_validate_refuses_to_write_inside_the_dataset_folder(tmp_path: Path) -> 
 # ---------------------------------------------------------------- a generated county
 
 
-@pytest.fixture(scope="module")
-def generated_county(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from relapse_risk.generator.config import CountyConfig
-    from relapse_risk.generator.run import generate
-
-    folder = tmp_path_factory.mktemp("generated") / "county"
-    generate(CountyConfig(households=300, months=24, seed=5), folder)
-    return folder
-
-
-def _export_as_csv(parquet_folder: Path, csv_folder: Path) -> None:
+def _export_as_csv(generated: Path, exported: Path) -> None:
     """Every table as a spreadsheet would export it: months as YYYY-MM, dates as YYYY-MM-DD."""
-    csv_folder.mkdir()
-    (csv_folder / "policy.json").write_bytes((parquet_folder / "policy.json").read_bytes())
+    exported.mkdir()
+    (exported / "policy.json").write_bytes((generated / "policy.json").read_bytes())
     connection = duckdb.connect()
     for table in TABLES:
         columns = ", ".join(
             f"strftime({c.name}, '%Y-%m') AS {c.name}" if c.kind == "month" else c.name for c in table.columns
         )
-        source, target = parquet_folder / f"{table.name}.parquet", csv_folder / f"{table.name}.csv"
+        source, target = generated / f"{table.name}.parquet", exported / f"{table.name}.csv"
         connection.execute(f"COPY (SELECT {columns} FROM read_parquet('{source}')) TO '{target}' (HEADER)")
     connection.close()
 
 
 def test_a_generated_county_keeps_the_contract_and_loads_alike_from_parquet_and_csv(
-    generated_county: Path, tmp_path: Path
+    tiny_county: GeneratedCounty, tmp_path: Path
 ) -> None:
-    from_parquet = load_dataset(generated_county)
-    _export_as_csv(generated_county, tmp_path / "as-csv")
+    from_parquet = load_dataset(tiny_county.folder)
+    _export_as_csv(tiny_county.folder, tmp_path / "as-csv")
     from_csv = load_dataset(tmp_path / "as-csv")
 
     assert from_parquet.rejects == [] and from_csv.rejects == []
-    assert from_parquet.row_count("households") == 300
+    assert from_parquet.row_count("households") == tiny_county.households
     for table in TABLES:
         pd.testing.assert_frame_equal(from_csv.frame(table.name), from_parquet.frame(table.name))
