@@ -579,6 +579,7 @@ def test_relapse_generate_takes_a_lockdowns_depth_and_a_crop_price_collapse(tmp_
         ["generate", "--households", "120", "--months", "20", "--out", str(tmp_path / "c"), "--no-truth"]
         + ["--no-report", "--lockdown", "2022-04:2022-06", "--lockdown-depth", "0.2"]
         + ["--crop-price", "2022-06:2022-08=0.5"],
+        env={"COLUMNS": "200"},  # the heading on one line
     )
     bad = runner.invoke(app, ["generate", "--out", str(tmp_path / "x"), "--crop-price", "2022-06"])
 
