@@ -1,12 +1,13 @@
 """Shared fixtures: generated counties, built once per test session.
 
-Generating a county takes tens of seconds, so each county is generated once
-into the session's shared temporary root and reused by every test (and every
-pytest-xdist worker: a file lock makes the others wait for the first). Take
-``tiny_county`` or ``small_county`` (``medium_county`` only where its size is the
-point); a test that needs other sizes or options calls ``make_county`` and says
-why. Generated counties are shared: tests read them and write elsewhere.
-Hand-written rows and the folders made of them are in ``builders.py``.
+Each county is generated once into the session's shared temporary root and
+reused by every test (and every pytest-xdist worker: a file lock makes the
+others wait for the first); ``small_county`` with its truth file takes about
+five seconds. Take ``tiny_county`` or ``small_county`` (``medium_county`` only
+where its size is the point); a test that needs other sizes or options calls
+``make_county`` and says why. Generated counties are shared: tests read them
+and write elsewhere. Hand-written rows and the folders made of them are in
+``builders.py``.
 """
 
 from __future__ import annotations
