@@ -1336,7 +1336,9 @@ def test_the_scoring_process_answers_each_batch_its_own_answers_and_exits_when_s
     household_ids = batch_scores["household_id"].iloc[:2].tolist()
     batch = score_entries(county, household_ids, AS_OF)
     everyone = score_entries(county, batch_scores["household_id"].tolist(), AS_OF)
-    many = [HouseholdInput.model_validate(e) for e in everyone]
+    # Many times the county, so that at the cancel part of the batch is still unsent: the socket
+    # must then leave the event loop at once, or the next child's socket inherits its registration.
+    many = [HouseholdInput.model_validate(e) for e in everyone] * 8
     scoring = ScoringProcess.start(settings)
 
     async def batches_then_stop() -> tuple[list[ScoredBatch], int | None]:
@@ -1348,7 +1350,8 @@ def test_the_scoring_process_answers_each_batch_its_own_answers_and_exits_when_s
         batches = [await scoring.score(prepared) for _ in range(2)]
         return batches, scoring.stop()  # as the service's shutdown hook does, in the server's event loop
 
-    (first, second), exit_code = asyncio.run(batches_then_stop())
+    # A child left out of step never answers: fail in minutes rather than hang the suite.
+    (first, second), exit_code = asyncio.run(asyncio.wait_for(batches_then_stop(), timeout=180))
 
     assert [a.household_id for a in first.answers] == household_ids
     assert first.answers == second.answers

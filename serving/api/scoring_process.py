@@ -150,10 +150,16 @@ class _Child:
         return reply
 
     def close(self) -> None:
-        """Close the worker's end: the child reads EOF and returns (in the event loop's thread)."""
+        """Close the worker's end: the child reads EOF and returns (in the event loop's thread).
+
+        The transport is aborted, not closed: a graceful close keeps the socket registered with
+        the event loop until a cancelled batch's unsent bytes drain, and closing the socket under
+        it would leave that registration on a file descriptor the next child's socket reuses (the
+        next batch then never gets its answer). Abort unregisters it at once.
+        """
         if self._streams is not None:
             with contextlib.suppress(RuntimeError):  # the loop that made the streams is already closed
-                self._streams[1].close()
+                self._streams[1].transport.abort()
         self.connection.close()
 
     def wait(self) -> int | None:
