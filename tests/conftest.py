@@ -194,9 +194,10 @@ def challenger_only_registry(_challenger_only_database: Path, tmp_path: Path) ->
     return f"sqlite:///{database}"
 
 
-SLOW_FIXTURES = frozenset({"trained_small_county", "medium_county", "versions"})
+SLOW_FIXTURES = frozenset({"trained_small_county", "medium_county", "versions", "cases"})
 """Fixtures that train a model or generate the 6,000-household county: minutes on two cores
-(``versions`` is test_promote's three trained and registered challengers)."""
+(``versions`` is test_promote's three trained and registered challengers; ``cases``
+is test_monitoring's nine generated counties and the model trained on one of them)."""
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

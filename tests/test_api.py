@@ -316,6 +316,7 @@ print(BentoMLContainer.tracing_excluded_urls.get().url_disabled("http://127.0.0.
 """
 
 
+@pytest.mark.slow  # starts a server or a process that imports BentoML
 @pytest.mark.parametrize("sdk_disabled", [None, "false"])
 def test_with_tracing_off_the_server_traces_no_url(sdk_disabled: str | None) -> None:
     base = {} if sdk_disabled is None else {"OTEL_SDK_DISABLED": sdk_disabled}
@@ -772,6 +773,7 @@ def test_village_figures_of_a_batch_run_replace_those_of_a_lone_household(small_
     assert with_run.features.loc["h1", "village_households"] == 240.0
 
 
+@pytest.mark.slow  # starts a server or a process that imports BentoML
 def test_serve_refuses_to_start_without_keys_and_names_the_setting(tmp_path: Path) -> None:
     policy = tmp_path / "policy.json"
     policy.write_text(json.dumps(POLICY.to_json_dict()), encoding="utf-8")
@@ -789,6 +791,7 @@ def test_serve_refuses_to_start_without_keys_and_names_the_setting(tmp_path: Pat
     assert "RELAPSE_API_KEYS" in finished.stderr
 
 
+@pytest.mark.slow  # starts a server or a process that imports BentoML
 def test_a_scoring_process_that_cannot_load_the_model_stops_the_start_with_its_reason(tmp_path: Path) -> None:
     policy = tmp_path / "policy.json"
     policy.write_text(json.dumps(POLICY.to_json_dict()), encoding="utf-8")
@@ -839,6 +842,7 @@ def _run_until_exit(command: list[str], environment: dict[str, str], cwd: Path) 
     return process.returncode, output, time.monotonic() - started
 
 
+@pytest.mark.slow  # starts a server or a process that imports BentoML
 def test_relapse_serve_without_a_champion_exits_2_at_once_naming_the_model_and_what_to_run(
     challenger_only_registry: str, tmp_path: Path
 ) -> None:

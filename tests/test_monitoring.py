@@ -97,7 +97,9 @@ def _small_model(folder: Path, data: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
-def counties(shared_tmp_root: Path) -> Counties:
+def cases(shared_tmp_root: Path) -> Counties:
+    """The monitoring cases: a reference, a quiet county, the named scenarios and their twin, and a
+    model trained on a county of its own (so every test that takes them is marked slow)."""
     from relapse_risk.generator.config import LineJump, parse_window
 
     root = shared_tmp_root / "monitoring-counties"
@@ -334,14 +336,14 @@ def test_a_rise_within_noise_is_not_an_alarm_however_large() -> None:
 # -- whole runs on generated counties -----------------------------------------------------------
 
 
-def test_a_quiet_county_against_another_seed_is_ok(counties: Counties, tmp_path: Path) -> None:
-    result = _monitor(counties.reference, counties.quiet, tmp_path)
+def test_a_quiet_county_against_another_seed_is_ok(cases: Counties, tmp_path: Path) -> None:
+    result = _monitor(cases.reference, cases.quiet, tmp_path)
     assert result.status == "ok", [(c.name, c.value) for c in result.checks if c.status != "ok"]
     assert result.exit_code == 0
 
 
-def test_a_quiet_county_against_its_own_past_year_is_ok(counties: Counties, tmp_path: Path) -> None:
-    result = _monitor(f"{counties.quiet}@2022-12", counties.quiet, tmp_path)
+def test_a_quiet_county_against_its_own_past_year_is_ok(cases: Counties, tmp_path: Path) -> None:
+    result = _monitor(f"{cases.quiet}@2022-12", cases.quiet, tmp_path)
     assert result.status == "ok", [(c.name, c.value) for c in result.checks if c.status != "ok"]
     assert result.summary["reference"]["as_of"] == "2022-12"
 
@@ -357,9 +359,9 @@ def test_a_quiet_county_against_its_own_past_year_is_ok(counties: Counties, tmp_
     ],
 )
 def test_each_scenario_raises_an_alert_that_names_it(
-    counties: Counties, tmp_path: Path, scenario: str, named: str, action_words: str
+    cases: Counties, tmp_path: Path, scenario: str, named: str, action_words: str
 ) -> None:
-    result = _monitor(counties.reference, counties.scenarios[scenario], tmp_path)
+    result = _monitor(cases.reference, cases.scenarios[scenario], tmp_path)
     check = next(c for c in result.checks if c.name == named)
     assert check.status == "alert", check
     assert result.status == "alert" and result.exit_code == ExitCode.ALERT == 3
@@ -367,8 +369,8 @@ def test_each_scenario_raises_an_alert_that_names_it(
     assert any(action_words in action for action in result.summary["actions"])
 
 
-def test_summary_json_has_status_and_checks_with_thresholds(counties: Counties, tmp_path: Path) -> None:
-    _monitor(counties.reference, counties.scenarios["outage"], tmp_path)
+def test_summary_json_has_status_and_checks_with_thresholds(cases: Counties, tmp_path: Path) -> None:
+    _monitor(cases.reference, cases.scenarios["outage"], tmp_path)
     summary = json.loads((tmp_path / "summary.json").read_text(encoding="utf-8"))
     assert summary["status"] in ("ok", "warning", "alert")
     assert summary["checks"], "no checks"
@@ -397,12 +399,12 @@ def test_villages_are_drawn_in_seeded_hash_order_up_to_the_limit() -> None:
     assert len(choose_villages(codes, sizes, limit=50, seed=5)) == 1, "a village is never split"
 
 
-def test_sampled_villages_have_exactly_the_features_of_the_full_county(counties: Counties) -> None:
+def test_sampled_villages_have_exactly_the_features_of_the_full_county(cases: Counties) -> None:
     from relapse_risk.features.contract import TABLES
     from relapse_risk.features.dataset import load_dataset
     from relapse_risk.features.history import build_features
 
-    dataset = load_dataset(counties.reference)
+    dataset = load_dataset(cases.reference)
     as_of = dataset.policy.data_end
     full = build_features(dataset, as_of).set_index("household_id")
     sample = village_sample(dataset, limit=1000, seed=3)
@@ -425,9 +427,9 @@ def test_sampled_villages_have_exactly_the_features_of_the_full_county(counties:
 
 
 def test_a_county_over_the_limit_is_sampled_by_villages_and_its_county_checks_stay_exact(
-    counties: Counties, tmp_path: Path
+    cases: Counties, tmp_path: Path
 ) -> None:
-    past, now = f"{counties.quiet}@2022-12", counties.quiet
+    past, now = f"{cases.quiet}@2022-12", cases.quiet
     whole = _monitor(past, now, tmp_path / "whole")
     sampled = _monitor(past, now, tmp_path / "sampled", thresholds=MonitorThresholds(max_rows_per_side=1000))
     sampling = sampled.summary["sampling"]
@@ -447,18 +449,18 @@ def test_a_county_over_the_limit_is_sampled_by_villages_and_its_county_checks_st
 
 
 def test_the_cli_exits_0_ok_3_alert_2_cannot_run_and_writes_one_html_report(
-    counties: Counties, tmp_path: Path
+    cases: Counties, tmp_path: Path
 ) -> None:
     runner = CliRunner()
-    base = ["monitor", "--reference", str(counties.reference), "--model", "none", "--no-mlflow"]
-    quiet = runner.invoke(app, [*base, "--current", str(counties.quiet), "--out", str(tmp_path / "quiet")])
+    base = ["monitor", "--reference", str(cases.reference), "--model", "none", "--no-mlflow"]
+    quiet = runner.invoke(app, [*base, "--current", str(cases.quiet), "--out", str(tmp_path / "quiet")])
     assert quiet.exit_code == 0, quiet.output
     report = (tmp_path / "quiet" / "report.html").read_text(encoding="utf-8")
     assert "Relapse-risk monitoring" in report and "evidently" in report.lower()
     assert not (tmp_path / "quiet" / "evidently.html").exists()
 
     outage = runner.invoke(
-        app, [*base, "--current", str(counties.scenarios["outage"]), "--out", str(tmp_path / "outage")]
+        app, [*base, "--current", str(cases.scenarios["outage"]), "--out", str(tmp_path / "outage")]
     )
     assert outage.exit_code == 3, outage.output
 
@@ -499,15 +501,15 @@ def test_monitor_without_a_model_option_goes_on_without_the_missing_champion_and
     assert note.endswith("prediction drift and performance skipped")
 
 
-def test_an_as_of_month_outside_the_data_cannot_run_exit_2(counties: Counties, tmp_path: Path) -> None:
+def test_an_as_of_month_outside_the_data_cannot_run_exit_2(cases: Counties, tmp_path: Path) -> None:
     result = CliRunner().invoke(
         app,
         [
             "monitor",
             "--reference",
-            f"{counties.reference}@2030-01",
+            f"{cases.reference}@2030-01",
             "--current",
-            str(counties.quiet),
+            str(cases.quiet),
             "--out",
             str(tmp_path),
             "--model",
@@ -520,9 +522,9 @@ def test_an_as_of_month_outside_the_data_cannot_run_exit_2(counties: Counties, t
 
 
 def test_with_a_model_scores_drift_and_matured_performance_are_checked(
-    counties: Counties, tmp_path: Path
+    cases: Counties, tmp_path: Path
 ) -> None:
-    result = _monitor(f"{counties.reference}@2023-06", counties.quiet, tmp_path, model=str(counties.model))
+    result = _monitor(f"{cases.reference}@2023-06", cases.quiet, tmp_path, model=str(cases.model))
     names = {c.name for c in result.checks}
     assert {"score_drift", "risk_band_shares", "visit_list_townships", "calibration_error"} <= names
     months = result.summary["performance_by_month"]
@@ -531,9 +533,9 @@ def test_with_a_model_scores_drift_and_matured_performance_are_checked(
 
 
 def test_a_lockdown_against_the_same_county_without_it_warns_of_large_scale_relapse(
-    counties: Counties, tmp_path: Path
+    cases: Counties, tmp_path: Path
 ) -> None:
-    result = _monitor(counties.twin, counties.scenarios["lockdown"], tmp_path, model=str(counties.model))
+    result = _monitor(cases.twin, cases.scenarios["lockdown"], tmp_path, model=str(cases.model))
     checks = {c.name: c for c in result.checks}
     warning = checks["expected_crossings"]
     assert warning.status == "alert" and warning.group == "large-scale relapse", warning.message
@@ -550,25 +552,23 @@ def test_a_lockdown_against_the_same_county_without_it_warns_of_large_scale_rela
     assert summary["current"]["households_by_status"]["triggered_now"] > 0
 
 
-def test_a_quiet_county_against_another_seed_raises_no_early_warning(
-    counties: Counties, tmp_path: Path
-) -> None:
-    result = _monitor(counties.reference, counties.quiet, tmp_path, model=str(counties.model))
+def test_a_quiet_county_against_another_seed_raises_no_early_warning(cases: Counties, tmp_path: Path) -> None:
+    result = _monitor(cases.reference, cases.quiet, tmp_path, model=str(cases.model))
     checks = {c.name: c for c in result.checks}
     for name in ("expected_crossings", "top_k_share", "mean_score_change"):
         assert checks[name].status == "ok", checks[name]
     assert "reasons of the top households" not in result.summary["stages"], "reasons only when it fires"
 
 
-def test_a_scored_run_and_a_request_log_can_be_compared(counties: Counties, tmp_path: Path) -> None:
+def test_a_scored_run_and_a_request_log_can_be_compared(cases: Counties, tmp_path: Path) -> None:
     from relapse_risk.features.dataset import load_dataset
     from relapse_risk.features.history import build_features
     from relapse_risk.models.model import RiskModel
     from relapse_risk.monitoring.inputs import score_households
 
-    dataset = load_dataset(counties.quiet)
+    dataset = load_dataset(cases.quiet)
     features = build_features(dataset, dataset.policy.data_end)
-    scored = score_households(dataset, features, dataset.policy.data_end, RiskModel.load(counties.model))
+    scored = score_households(dataset, features, dataset.policy.data_end, RiskModel.load(cases.model))
     run = tmp_path / "run"
     run.mkdir()
     scored.assign(status="scored").to_parquet(run / "scores.parquet")
@@ -594,14 +594,14 @@ def test_a_scored_run_and_a_request_log_can_be_compared(counties: Counties, tmp_
     assert any("county checks" in note for note in result.summary["notes"])
 
 
-def test_metrics_and_report_are_logged_to_mlflow(counties: Counties, tmp_path: Path) -> None:
+def test_metrics_and_report_are_logged_to_mlflow(cases: Counties, tmp_path: Path) -> None:
     from mlflow.tracking import MlflowClient
 
     uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
     (tmp_path / "mlruns").mkdir()
     result = _monitor(
-        counties.reference,
-        counties.scenarios["outage"],
+        cases.reference,
+        cases.scenarios["outage"],
         tmp_path / "out",
         log_to_mlflow=True,
         tracking_uri=uri,
@@ -643,16 +643,16 @@ def test_retrain_registers_a_challenger_and_leaves_the_champion(trained_small_co
     assert int(client.get_model_version_by_alias("relapse-risk", "challenger").version) > int(first.version)
 
 
-def test_thresholds_can_be_overridden_from_a_file(counties: Counties, tmp_path: Path) -> None:
+def test_thresholds_can_be_overridden_from_a_file(cases: Counties, tmp_path: Path) -> None:
     lenient = tmp_path / "thresholds.json"
     levels = {"warning": 0.5, "alert": 0.9}
     lenient.write_text(json.dumps({"unreported_share_change": levels, "feature_drift": {}}), encoding="utf-8")
     args = [
         "monitor",
         "--reference",
-        str(counties.reference),
+        str(cases.reference),
         "--current",
-        str(counties.scenarios["outage"]),
+        str(cases.scenarios["outage"]),
         "--out",
         str(tmp_path / "out"),
         "--model",
