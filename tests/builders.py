@@ -5,7 +5,8 @@ for an empty cell, exactly as a CSV export holds it; :func:`household` and
 :func:`member` give a valid row that a test changes by keyword. The same rows
 become a dataset folder (:func:`csv_folder`, :func:`parquet_folder`) or the
 in-memory tables the API hands the loader (:func:`text_tables`,
-:func:`typed_tables`). Generated counties are fixtures in ``conftest.py``.
+:func:`typed_tables`). Generated counties are fixtures in ``conftest.py``;
+:func:`small_model` trains a quick model on one for the batch job's tests.
 """
 
 from __future__ import annotations
@@ -13,10 +14,15 @@ from __future__ import annotations
 import datetime as dt
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 from relapse_risk.features.contract import TABLES, TABLES_BY_NAME
+
+if TYPE_CHECKING:
+    from relapse_risk.serving.scoring import ResolvedModel
 
 Rows = dict[str, list[dict[str, str]]]
 """A county: table name to its rows, every table of the contract present."""
@@ -175,3 +181,33 @@ def parquet_table(name: str, rows: list[dict[str, str]], **types: pa.DataType) -
 def typed_tables(rows: Rows) -> dict[str, pa.Table]:
     """Every table as :func:`parquet_table` types it: what a Parquet folder holds."""
     return {t.name: parquet_table(t.name, rows[t.name]) for t in TABLES}
+
+
+def small_model(
+    folder: Path, *, max_rounds: int, early_stopping_rounds: int, last_quarters: int | None = None
+) -> ResolvedModel:
+    """A small model trained on a county folder's labelled quarter-ends (the latest ``last_quarters``,
+    or all), the last two stopping and calibrating it: enough to rank, not a real evaluation; wrapped
+    as the batch job takes a registered model."""
+    from relapse_risk.features.catalogue import FEATURE_NAMES
+    from relapse_risk.features.dataset import load_dataset
+    from relapse_risk.features.training_table import build_training_table, quarter_ends
+    from relapse_risk.models.model import RiskModel
+    from relapse_risk.serving.scoring import ResolvedModel
+
+    dataset = load_dataset(folder)
+    months = quarter_ends(dataset.policy, 6)[-(last_quarters or 0) :]
+    table = build_training_table(dataset, months, 6)
+    cut = pd.Timestamp(months[-2])
+    train, valid = table[table["as_of"] < cut], table[table["as_of"] >= cut]
+    fitted = RiskModel(
+        seed=3,
+        learning_rate=0.1,
+        max_rounds=max_rounds,
+        early_stopping_rounds=early_stopping_rounds,
+        num_leaves=15,
+        min_child_samples=20,
+    ).fit(train, train["label"], valid, valid["label"], feature_names=FEATURE_NAMES)
+    return ResolvedModel(
+        model=fitted, name="relapse-risk", version="1", uri="models:/relapse-risk/1", horizon=6
+    )

@@ -17,6 +17,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from builders import small_model
 from conftest import GeneratedCounty, message_lines
 from relapse_risk.features.dataset import Reject
 from relapse_risk.serving.batch import job, outputs
@@ -368,29 +369,7 @@ def county(small_county: GeneratedCounty) -> Path:
 @pytest.fixture(scope="module")
 def trained(county: Path) -> ResolvedModel:
     """A small model trained on the county itself: enough to rank, not a real evaluation."""
-    from relapse_risk.features.catalogue import FEATURE_NAMES
-    from relapse_risk.features.dataset import load_dataset
-    from relapse_risk.features.training_table import build_training_table, quarter_ends
-    from relapse_risk.models.model import RiskModel
-
-    dataset = load_dataset(county)
-    months = quarter_ends(dataset.policy, 6)[-6:]  # the latest six labelled quarter-ends are plenty
-    table = build_training_table(dataset, months, 6)
-    train, valid = (
-        table[table["as_of"] < pd.Timestamp(months[-2])],
-        table[table["as_of"] >= pd.Timestamp(months[-2])],
-    )
-    model = RiskModel(
-        seed=3,
-        learning_rate=0.1,
-        max_rounds=40,
-        early_stopping_rounds=15,
-        num_leaves=15,
-        min_child_samples=20,
-    ).fit(train, train["label"], valid, valid["label"], feature_names=FEATURE_NAMES)
-    return ResolvedModel(
-        model=model, name="relapse-risk", version="1", uri="models:/relapse-risk/1", horizon=6
-    )
+    return small_model(county, max_rounds=40, early_stopping_rounds=15, last_quarters=6)
 
 
 @pytest.fixture(scope="module")

@@ -19,6 +19,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from builders import small_model
 from relapse_risk.features.contract import TABLES
 from relapse_risk.features.errors import ExitCode
 from relapse_risk.serving.batch.job import score_folder
@@ -102,27 +103,7 @@ def partitioned(originals: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
 @pytest.fixture(scope="module")
 def model(originals: Path) -> ResolvedModel:
     """A small model trained on one county: enough to rank, not a real evaluation."""
-    from relapse_risk.features.catalogue import FEATURE_NAMES
-    from relapse_risk.features.dataset import load_dataset
-    from relapse_risk.features.training_table import build_training_table, quarter_ends
-    from relapse_risk.models.model import RiskModel
-
-    dataset = load_dataset(originals / COUNTIES[0])
-    months = quarter_ends(dataset.policy, 6)
-    table = build_training_table(dataset, months, 6)
-    cut = pd.Timestamp(months[-2])
-    train, valid = table[table["as_of"] < cut], table[table["as_of"] >= cut]
-    fitted = RiskModel(
-        seed=3,
-        learning_rate=0.1,
-        max_rounds=30,
-        early_stopping_rounds=10,
-        num_leaves=15,
-        min_child_samples=20,
-    ).fit(train, train["label"], valid, valid["label"], feature_names=FEATURE_NAMES)
-    return ResolvedModel(
-        model=fitted, name="relapse-risk", version="1", uri="models:/relapse-risk/1", horizon=6
-    )
+    return small_model(originals / COUNTIES[0], max_rounds=30, early_stopping_rounds=10)
 
 
 @pytest.fixture(scope="module")
