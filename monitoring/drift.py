@@ -184,7 +184,9 @@ def tail_checks(
     ref_share, cur_share, top_ratio = top_share_ratio(ref_scores, cur_scores, cut)
     ref_mean, cur_mean = float(np.nanmean(ref_scores)), float(np.nanmean(cur_scores))
     ratio = cur_mean / ref_mean if ref_mean > 0 else float("nan")
-    change = max(ratio, 1.0 / ratio) if ratio > 0 else None
+    # A rise only: a county whose households grow less risky (incomes rise, a season passes) is no
+    # alarm, and the data faults that lower every score have checks of their own (income unit, outage).
+    change = ratio if ratio == ratio else None
     return [
         judged(
             "top_k_share",

@@ -670,3 +670,16 @@ def test_thresholds_can_be_overridden_from_a_file(cases: Counties, tmp_path: Pat
     outage = next(c for c in summary["checks"] if c["name"] == "reporting_outage")
     assert outage["threshold"] == levels and outage["status"] == "ok"
     assert result.exit_code in (0, 2)
+
+
+def test_a_county_growing_less_risky_is_no_mean_score_alarm() -> None:
+    # The demo's quiet county against itself 18 months and a season earlier: every score about halved.
+    rng = np.random.default_rng(5)
+    reference = pd.DataFrame({"risk_score": rng.beta(1, 30, 4000), "risk_band": "low"})
+    current = reference.assign(risk_score=reference["risk_score"] * 0.5)
+    checks = {c.name: c for c in prediction_drift_checks(reference, current, MonitorThresholds())}
+
+    assert checks["mean_score_change"].value == pytest.approx(0.5)
+    assert checks["mean_score_change"].status == "ok"
+    risen = {c.name: c for c in prediction_drift_checks(current, reference, MonitorThresholds())}
+    assert risen["mean_score_change"].status == "alert"  # x2 the other way
