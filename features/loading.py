@@ -36,6 +36,11 @@ Decisions the contract leaves open, fixed here:
   household takes its members, income, ... with it, each reported.
 - ``households`` and ``members`` must hold at least one valid row; every other
   table may be empty.
+- A Parquet table of more than :data:`MATERIALIZE_ROWS` rows that has no reject
+  is read in place: the dataset's table is a view that types the file as it
+  reads it, rather than a copy (copying costs several scans' worth of time).
+  The folder must therefore stay as it is while the dataset is in use, as it
+  must anyway for the fingerprint to describe what was read.
 - ``Dataset.rejects`` keeps every reject of ``households`` (each stands for a
   household of the input that must still be reported) and the first
   ``max_rejects_per_rule`` rejects of each (table, rule) of the other tables, so
@@ -69,6 +74,7 @@ from .validation import (
     MASKED_IDENTIFIER,
     REJECT_COLUMNS_SQL,
     Reading,
+    RowRule,
     StagedTable,
     any_repeated_key_sql,
     chained_rejects_sql,
@@ -143,6 +149,9 @@ class _Staging:
     """Table name -> relation of its typed rows with ``_row`` (all rows, rejected ones too)."""
     found: int = 0
     """Rejects found so far."""
+    in_place: dict[str, str] = field(default_factory=dict)
+    """Table name -> a relation of its raw rows (``_row`` and the contract columns) read straight from
+    its Parquet file, valid for the dataset's whole life (unlike ``_raw_<table>``, dropped after the load)."""
 
 
 def load_dataset(
@@ -427,17 +436,17 @@ def _stage(
 def _stage_parquet(
     connection: duckdb.DuckDBPyConnection, table: Table, path: Path, staging: _Staging
 ) -> dict[str, Reading]:
-    source = f"read_parquet({literal(str(path))}, file_row_number = true)"
+    source = f"read_parquet({literal(str(path.absolute()))}, file_row_number = true)"
     try:
         schema = _schema(connection, f"SELECT * FROM {source}")
     except _UNREADABLE as exc:
         raise DatasetError(f"{path}: cannot be read as Parquet ({_first_lines(exc)})") from None
     _require_columns(str(path), table, schema)
     columns = ", ".join(quote(c.name) for c in table.columns)
-    connection.execute(
-        f"CREATE TEMP VIEW _raw_{table.name} AS SELECT file_row_number + 1 AS _row, {columns} FROM {source}"
-    )
+    raw = f"SELECT file_row_number + 1 AS _row, {columns} FROM {source}"
+    connection.execute(f"CREATE TEMP VIEW _raw_{table.name} AS {raw}")
     staging.drops.append(f"DROP VIEW _raw_{table.name}")
+    staging.in_place[table.name] = f"({raw})"
     return _typed_readings(connection, table, schema, str(path))
 
 
@@ -616,30 +625,62 @@ def _check_steps(
     rules = row_rules(staged, policy)
     if rules:
         steps.append(_CheckStep(lambda rows: row_rejects_sql(table, rules, rows, single_scan=single_scan)))
-    for key in table.unique:
-        steps.append(
-            _CheckStep(
-                partial(duplicate_rejects_sql, staged, key),
-                partial(any_repeated_key_sql, key),
+    steps.extend(_key_steps(staged))
+    steps.extend(_reference_steps(table, typed))
+    return steps
+
+
+def _key_steps(staged: StagedTable) -> list[_CheckStep]:
+    """One step per unique key of the table."""
+    return [
+        _CheckStep(partial(duplicate_rejects_sql, staged, key), partial(any_repeated_key_sql, key))
+        for key in staged.table.unique
+    ]
+
+
+def _reference_steps(table: Table, typed: dict[str, str]) -> list[_CheckStep]:
+    """One step per foreign key, and one for a member named beside a household."""
+    steps = [
+        _CheckStep(
+            partial(
+                foreign_key_rejects_sql,
+                table,
+                foreign_key,
+                parent_clean=foreign_key.table,
+                parent_typed=typed[foreign_key.table],
             )
         )
-    for foreign_key in table.foreign_keys:
-        parent = foreign_key.table
-        steps.append(
-            _CheckStep(
-                partial(
-                    foreign_key_rejects_sql,
-                    table,
-                    foreign_key,
-                    parent_clean=parent,
-                    parent_typed=typed[parent],
-                )
-            )
-        )
+        for foreign_key in table.foreign_keys
+    ]
     # A bill or event names both a household and a member: the member must belong to that household.
-    if table.household_column and any(fk.table == "members" for fk in table.foreign_keys):
+    if _names_member_and_household(table):
         steps.append(_CheckStep(lambda rows: member_household_rejects_sql(rows, "members")))
     return steps
+
+
+def _names_member_and_household(table: Table) -> bool:
+    return bool(table.household_column) and any(fk.table == "members" for fk in table.foreign_keys)
+
+
+def _suspect_condition(table: Table, rules: list[RowRule], alias: str) -> str:
+    """True for a row that some row rule, foreign key or member-household check could reject.
+
+    A row for which it is false passes all of them, whatever rows earlier steps
+    rejected; so those steps need only look at the rows where it is true.
+    """
+    conditions = [rule.condition for rule in rules]
+    for foreign_key in table.foreign_keys:
+        column, target = quote(foreign_key.column), quote(foreign_key.target)
+        conditions.append(
+            f"({alias}.{column} IS NOT NULL AND NOT EXISTS "
+            f"(SELECT 1 FROM {foreign_key.table} AS parent WHERE parent.{target} = {alias}.{column}))"
+        )
+    if _names_member_and_household(table):
+        conditions.append(
+            f"({alias}.household_id IS NOT NULL AND EXISTS (SELECT 1 FROM members AS m "
+            f"WHERE m.member_id = {alias}.member_id AND m.household_id <> {alias}.household_id))"
+        )
+    return " OR ".join(conditions) if conditions else "FALSE"
 
 
 def _check_and_load(
@@ -669,11 +710,11 @@ def _check_and_load(
     kind = "TABLE" if small else "VIEW"
     connection.execute(f"CREATE TEMP {kind} {typed} AS {typed_view_sql(staged, f'_raw_{name}')}")
     staging.drops.append(f"DROP {kind} {typed}")
-    steps = _check_steps(staged, policy, staging.typed, single_scan=not small)
     if small:
+        steps = _check_steps(staged, policy, staging.typed, single_scan=False)
         found = _insert_rejects(connection, name, chained_rejects_sql([s.rejects for s in steps], typed))
     else:
-        found = _insert_rejects_step_by_step(connection, name, typed, steps, staging)
+        found = _insert_large_table_rejects(connection, staged, policy, typed, staging)
     staging.found += found
 
     names = ", ".join(quote(c.name) for c in table.columns)
@@ -682,6 +723,13 @@ def _check_and_load(
     if small:
         keep = f"WHERE _row NOT IN {rejected}" if found else ""
         connection.execute(f"CREATE TABLE {name} AS SELECT {cast} FROM {typed} {keep} ORDER BY _row")
+        return found
+    if not found and name in staging.in_place:
+        # Every row of a Parquet file stays: the table is a view of the file, typed as it is read.
+        # Copying it into the database would cost about five times a scan of the file
+        # (docs/performance.md), more than the few later scans of a batch run save.
+        in_place = typed_view_sql(staged, staging.in_place[name])
+        connection.execute(f"CREATE VIEW {name} AS SELECT {cast} FROM ({in_place})")
         return found
     if not found:
         # Every row stays: one ordered scan, and no row numbers to store and drop again.
@@ -704,24 +752,47 @@ def _insert_and_delete_rejected(
     connection.execute(f"ALTER TABLE {name} DROP COLUMN _row")
 
 
-def _insert_rejects_step_by_step(
-    connection: duckdb.DuckDBPyConnection, name: str, typed: str, steps: list[_CheckStep], staging: _Staging
+def _insert_large_table_rejects(
+    connection: duckdb.DuckDBPyConnection, staged: StagedTable, policy: Policy, typed: str, staging: _Staging
 ) -> int:
-    candidates = f"_candidates_{name}"
-    # Views are evaluated when queried, so each step sees the rejects found before it.
+    """The checks of :func:`_check_steps` for a large table, in as few scans of it as possible.
+
+    One scan sets aside the suspects: the rows that break a row rule or whose
+    foreign keys or member do not resolve (usually none). The row rules and the
+    reference checks then read only the suspects; the unique keys need every row.
+    The rejects are the same as running every step over the whole table.
+    """
+    table, name = staged.table, staged.table.name
+    rules = row_rules(staged, policy)
+    suspects = f"_suspects_{name}"
     connection.execute(
-        f"""CREATE TEMP VIEW {candidates} AS SELECT * FROM {typed} AS t
-            WHERE NOT EXISTS (SELECT 1 FROM {REJECTS_TABLE}_found AS r
-                              WHERE r.table_name = {literal(name)} AND r.row = t._row)"""
+        f"CREATE TEMP TABLE {suspects} AS SELECT * FROM {typed} AS t "
+        f"WHERE {_suspect_condition(table, rules, 't')}"
     )
-    staging.drops.append(f"DROP VIEW {candidates}")
+    staging.drops.append(f"DROP TABLE {suspects}")
+    suspect_count = _count(connection, suspects)
     found = 0
-    for index, step in enumerate(steps):
-        rows = typed if index == 0 else candidates
+    if rules and suspect_count:
+        found += _insert_rejects(connection, name, row_rejects_sql(table, rules, suspects, single_scan=True))
+    # Views are evaluated when queried, so each step sees the rejects found before it.
+    not_rejected = f"""WHERE NOT EXISTS (SELECT 1 FROM {REJECTS_TABLE}_found AS r
+                                          WHERE r.table_name = {literal(name)} AND r.row = t._row)"""
+    candidates = f"_candidates_{name}"
+    connection.execute(f"CREATE TEMP VIEW {candidates} AS SELECT * FROM {typed} AS t {not_rejected}")
+    suspect_candidates = f"_suspect_candidates_{name}"
+    connection.execute(
+        f"CREATE TEMP VIEW {suspect_candidates} AS SELECT * FROM {suspects} AS t {not_rejected}"
+    )
+    staging.drops.extend([f"DROP VIEW {candidates}", f"DROP VIEW {suspect_candidates}"])
+    for step in _key_steps(staged):
+        rows = typed if not found else candidates
         # Counting first skips the second scan of a large table when, as usual, no key repeats.
         if step.repeats is not None and _count(connection, f"({step.repeats(rows)})") == 0:
             continue
         found += _insert_rejects(connection, name, step.rejects(rows))
+    if suspect_count:
+        for step in _reference_steps(table, staging.typed):
+            found += _insert_rejects(connection, name, step.rejects(suspect_candidates))
     return found
 
 

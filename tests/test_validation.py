@@ -18,8 +18,18 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from builders import POLICY, Rows, csv_folder, csv_text, household, member, parquet_folder, parquet_table
+from builders import (
+    POLICY,
+    Rows,
+    csv_folder,
+    csv_text,
+    household,
+    member,
+    parquet_folder,
+    parquet_table,
+)
 from conftest import GeneratedCounty
+from relapse_risk.features import loading
 from relapse_risk.features.contract import TABLES
 from relapse_risk.features.dataset import Dataset, DatasetError, Reject, load_dataset
 from relapse_risk.features.validation import MASKED_IDENTIFIER, write_rejects
@@ -292,9 +302,19 @@ ROW_CASES = [
         for name, rows, where, reason, household in ROW_CASES
     ],
 )
+@pytest.mark.parametrize("large", [False, True], ids=["small", "large"])
 def test_a_bad_row_is_rejected_with_its_place_and_reason_and_the_rest_loads(
-    tmp_path: Path, rows: Rows, where: tuple[str, int, str, str], reason: str, household: str | None
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    rows: Rows,
+    where: tuple[str, int, str, str],
+    reason: str,
+    household: str | None,
+    large: bool,
 ) -> None:
+    if large:
+        # Every table counts as large and is checked in the large-table path's few scans.
+        monkeypatch.setattr(loading, "MATERIALIZE_ROWS", 0)
     dataset = load_rows(tmp_path, rows)
 
     assert as_tuples(dataset.rejects) == [where]
@@ -306,6 +326,21 @@ def test_a_bad_row_is_rejected_with_its_place_and_reason_and_the_rest_loads(
     others = [t.name for t in TABLES if t.name != table]
     assert all(dataset.row_count(t) == len(rows[t]) for t in others)
     assert dataset.reject_counts == {(table, where[2], where[3]): 1}
+
+
+def test_a_clean_large_parquet_table_is_read_in_place_and_a_table_with_rejects_is_copied(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(loading, "MATERIALIZE_ROWS", 0)
+    dataset = load_dataset(parquet_folder(tmp_path / "county", changed("income", 1, amount="-5")))
+
+    views = {
+        row[0] for row in dataset.sql("SELECT view_name FROM duckdb_views() WHERE NOT internal").fetchall()
+    }
+    tables = {row[0] for row in dataset.sql("SELECT table_name FROM duckdb_tables()").fetchall()}
+    assert {"households", "members", "employment"} <= views
+    assert "income" in tables and "income" not in views
+    assert as_tuples(dataset.rejects) == [("income", 1, "amount", "negative")]
 
 
 def test_a_row_is_reported_for_every_rule_it_breaks(tmp_path: Path) -> None:
@@ -817,3 +852,16 @@ def test_a_generated_county_keeps_the_contract_and_loads_alike_from_parquet_and_
     assert from_parquet.row_count("households") == tiny_county.households
     for table in TABLES:
         pd.testing.assert_frame_equal(from_csv.frame(table.name), from_parquet.frame(table.name))
+
+
+def test_a_generated_county_read_in_place_holds_the_rows_of_a_copied_one(
+    tiny_county: GeneratedCounty, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    copied = load_dataset(tiny_county.folder)
+    monkeypatch.setattr(loading, "MATERIALIZE_ROWS", 0)  # every table large: views of the clean files
+
+    in_place = load_dataset(tiny_county.folder)
+
+    assert in_place.rejects == []
+    for table in TABLES:
+        pd.testing.assert_frame_equal(in_place.frame(table.name), copied.frame(table.name))
