@@ -531,12 +531,13 @@ def _income_source_part(dataset: Dataset, clock: Clock) -> Columns:
         "kx12": _yuan_sum("fen * k", "k < 12"),
     }
     query = f"""
-        SELECT household_id, source, {", ".join(f"{sql} AS {name}" for name, sql in sums.items())}
+        SELECT _h, source, {", ".join(f"{sql} AS {name}" for name, sql in sums.items())}
         FROM (
-            SELECT household_id, source, {_fen("amount")} AS fen, {k} AS k FROM income
+            SELECT positions._h, source, {_fen("amount")} AS fen, {k} AS k
+            FROM income JOIN positions USING (household_id)
             WHERE {clock.upto("month")} AND month >= DATE '{month_start(first_on_record).isoformat()}'
         )
-        GROUP BY household_id, source
+        GROUP BY _h, source
     """
     spread = _by_household_and_key(dataset, clock, query, "source", INCOME_SOURCES, list(sums))
     return {
@@ -544,26 +545,33 @@ def _income_source_part(dataset: Dataset, clock: Clock) -> Columns:
     }
 
 
+_POSITIONS = """
+    SELECT household_id, CAST(row_number() OVER (ORDER BY household_id) - 1 AS BIGINT) AS _h
+    FROM (SELECT DISTINCT household_id FROM households)
+"""
+"""Each household's row in build_panel's order (the same ORDER BY, so the same collation)."""
+
+
 def _by_household_and_key(
     dataset: Dataset, clock: Clock, query: str, key: str, keys: tuple[str, ...], values: list[str]
 ) -> dict[str, np.ndarray]:
     """Spread a long result (one row per household and key) into (households, keys) arrays.
 
-    Households follow build_panel's order; a value absent from the result, or
-    NULL in it, is 0.0 (callers use this for counts and sums only) unless it is
-    named in ``values`` with a ``!nan`` suffix, which keeps absence as NaN.
+    ``query`` names each household by ``_h``, its row in build_panel's order,
+    which it finds in the relation ``positions`` (household_id, _h): joining the
+    rows to it before grouping lets DuckDB group by integers rather than by
+    identifier strings, several times faster on a hundred million income rows.
+    A value absent from the result, or NULL in it, is 0.0 (callers use this for
+    counts and sums only) unless it is named in ``values`` with a ``!nan``
+    suffix, which keeps absence as NaN.
     """
     names = [value.removesuffix("!nan") for value in values]
-    positions = """
-        SELECT household_id, CAST(row_number() OVER (ORDER BY household_id) - 1 AS BIGINT) AS _h
-        FROM (SELECT DISTINCT household_id FROM households)
-    """
     key_codes = f"list_position({list(keys)}, long.{key}) - 1"
     result = dataset.sql(
         f"""
-        WITH long AS ({query}), positions AS ({positions})
-        SELECT positions._h, {key_codes} AS _key, {", ".join(f"long.{name}" for name in names)}
-        FROM long JOIN positions USING (household_id)
+        WITH positions AS ({_POSITIONS}), long AS ({query})
+        SELECT long._h, {key_codes} AS _key, {", ".join(f"long.{name}" for name in names)}
+        FROM long
         """
     ).fetchnumpy()
     rows = np.asarray(result["_h"], dtype=np.int64)
@@ -864,9 +872,9 @@ def _employment_part(dataset: Dataset, clock: Clock) -> Columns:
     """Employment counts per household: each member's months count for the household while a member.
 
     Counting per member first and joining the few million member totals to
-    their households is several times faster than joining every status row.
-    Only the few members who joined or left inside the window (t-23 .. t) have
-    their rows checked month by month against their membership.
+    their households is several times faster than grouping every status row
+    by household; grouping by a member number rather than the member_id
+    string halves the cost again.
     """
     lo_work, hi_work = WORKING_AGE
 
@@ -897,33 +905,32 @@ def _employment_part(dataset: Dataset, clock: Clock) -> Columns:
     per_member = ", ".join(
         f"count(*) FILTER (WHERE {condition}) AS {name}" for name, condition in counts.items()
     )
-    window_start = month_start(clock.t - (HISTORY_MONTHS - 1)).isoformat()
     aggregate = f"""
-        WITH status AS (
-            SELECT member_id, month, {clock.months_before("month")} AS k,
-                   list_position({list(EMPLOYMENT_STATUSES)}, status) AS code
-            FROM employment
-            WHERE {clock.upto("month")} AND {clock.since("month", HISTORY_MONTHS - 1)}
-        ),
-        movers AS (
-            SELECT member_id, joined_month, left_month FROM members
-            WHERE joined_month > DATE '{window_start}' OR left_month <= DATE '{clock.as_of.isoformat()}'
+        WITH member AS (
+            -- any unique number: the rows are grouped by it instead of by the member_id strings
+            SELECT member_id, household_id, birth_year, joined_month, left_month,
+                   CAST(row_number() OVER () AS BIGINT) AS p
+            FROM members
         ),
         by_member AS (
-            SELECT status.member_id, {per_member}
-            FROM status LEFT JOIN movers ON status.member_id = movers.member_id
-            WHERE movers.member_id IS NULL
-               OR ((joined_month IS NULL OR joined_month <= month)
-                   AND (left_month IS NULL OR left_month > month))
-            GROUP BY status.member_id
+            SELECT member.p, {per_member}
+            FROM (
+                SELECT member_id, month, {clock.months_before("month")} AS k,
+                       list_position({list(EMPLOYMENT_STATUSES)}, status) AS code
+                FROM employment
+                WHERE {clock.upto("month")} AND {clock.since("month", HISTORY_MONTHS - 1)}
+            ) AS status JOIN member USING (member_id)
+            WHERE (joined_month IS NULL OR joined_month <= month)
+              AND (left_month IS NULL OR left_month > month)
+            GROUP BY member.p
         )
-        SELECT m.household_id,
+        SELECT member.household_id,
             {", ".join(f"sum({name}) AS {name}" for name in counts if name != "_reported_now")},
             sum(_reported_now) FILTER (
-                WHERE {clock.as_of.year} - m.birth_year BETWEEN {lo_work} AND {hi_work}
+                WHERE {clock.as_of.year} - member.birth_year BETWEEN {lo_work} AND {hi_work}
             ) AS _working_age_reported_now
-        FROM by_member JOIN members AS m USING (member_id)
-        GROUP BY m.household_id
+        FROM by_member JOIN member USING (p)
+        GROUP BY member.household_id
     """
     names = [name for name in counts if name != "_reported_now"] + ["_working_age_reported_now"]
     columns = _fetch(dataset, aggregate, ", ".join(map(_zero, names)))
@@ -993,18 +1000,18 @@ def _yuan_sum(fen_column: str, condition: str | None = None) -> str:
 
 def _event_part(dataset: Dataset, clock: Clock) -> Columns:
     query = f"""
-        SELECT household_id, kind,
+        SELECT _h, kind,
             count(*) FILTER (WHERE k < 3) AS n3,
             count(*) FILTER (WHERE k < 12) AS n12,
             min(k) AS since,
             max(severity) FILTER (WHERE k < 12) AS severity12,
             {_yuan_sum("value_fen", "k < 12")} AS value12
         FROM (
-            SELECT household_id, kind, severity, {_fen("value")} AS value_fen,
+            SELECT positions._h, kind, severity, {_fen("value")} AS value_fen,
                    {clock.months_before("date")} AS k
-            FROM events WHERE {clock.upto("date")}
+            FROM events JOIN positions USING (household_id) WHERE {clock.upto("date")}
         )
-        GROUP BY household_id, kind
+        GROUP BY _h, kind
     """
     spread = _by_household_and_key(
         dataset, clock, query, "kind", EVENT_KINDS, ["n3", "n12", "since!nan", "severity12", "value12"]
