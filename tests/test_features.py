@@ -25,6 +25,7 @@ import pytest
 from builders import RULES
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from relapse_risk.features import history
 from relapse_risk.features.catalogue import (
     CATALOGUE_VERSION,
     CATEGORICAL_FEATURES,
@@ -793,6 +794,34 @@ def test_rows_dated_after_the_as_of_month_never_change_its_features(county: Coun
     as_known = build_features(as_known_at(county, as_of).dataset(), as_of)
     pd.testing.assert_frame_equal(with_future, as_known, check_exact=True)
     assert not np.isinf(with_future[list(FEATURE_NAMES)].to_numpy()).any()  # unknown is NaN, never inf
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    county=counties(),
+    offset=st.integers(0, SPAN - 1),
+    large=st.lists(st.integers(2**28, 2**31), max_size=3),
+)
+def test_income_source_sums_in_numpy_equal_duckdbs_exact_sums(
+    county: County, offset: int, large: list[int]
+) -> None:
+    """The fast path adds int64 fen in numpy; DuckDB's HUGEINT sums are the reference, and the fallback
+    for months so large that twelve squares could overflow int64."""
+    for i, fen in enumerate(large):  # amounts around the bound of the fast path, on both sides of it
+        county.income(f"big{i}", [month_start_of(offset - i % 3)], "business", fen / 100)
+        county.household(f"big{i}")
+    dataset = county.dataset()
+    as_of = month_start_of(offset)
+    clock = history.Clock(as_of, month_index(POLICY.data_start), int(dataset.row_count("households")))
+    first = max(clock.t - (history.HISTORY_MONTHS - 1), clock.first_index)
+    window = f"{clock.upto('month')} AND month >= DATE '{month_start(first).isoformat()}'"
+
+    fast = history._income_source_part(dataset, clock)
+    exact = history._income_source_part_in_sql(dataset, clock, window)
+
+    assert fast.keys() == exact.keys()
+    for name in fast:
+        assert fast[name].tobytes() == exact[name].tobytes(), name
 
 
 # -- training table ----------------------------------------------------------------------------------
