@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from openpyxl import Workbook
@@ -115,29 +116,43 @@ def township_pages(scores: pd.DataFrame) -> list[TownshipPage]:
     ``medical_oop_high`` -> health) in any of their three reasons.
     """
     pages: list[TownshipPage] = []
-    known = scores[scores["township_code"].notna()]
-    # Counts come from one grouping over every household; only the (few) listed
-    # households are walked township by township.
-    households = known.groupby("township_code", sort=True).size()
-    statuses = known.groupby(["township_code", "status"], sort=True).size()
-    scored = known[known["status"] == "scored"]
+    has_township = scores["township_code"].notna().to_numpy()
+    # Counts come from groupings over every household, of just the three columns they
+    # need: filtering the whole table (30 columns of text) cost a second at 1,000,000
+    # households. Only the (few) listed households are walked township by township.
+    counted = scores.loc[has_township, ["township_code", "status", "risk_band"]]
+    households = counted.groupby("township_code", sort=True).size()
+    statuses = counted.groupby(["township_code", "status"], sort=True).size()
+    scored = counted[counted["status"] == "scored"]
     bands = scored.groupby(["township_code", "risk_band"], sort=True).size()
-    listed_all = known[known["in_visit_list"].astype(bool)].sort_values(
+    listed_mask = np.zeros(len(scores), dtype=bool)
+    listed_mask[has_township] = scores.loc[has_township, "in_visit_list"].astype(bool).to_numpy()
+    listed_all = scores[listed_mask].sort_values(
         ["township_code", "rank_township", "household_id"], kind="stable"
     )
-    for township_code, listed in listed_all.groupby("township_code", sort=True):
-        rows = tuple(_visit_row(record) for record in listed[list(_VISIT_ROW_COLUMNS)].to_dict("records"))
+    # The listed rows are read out of pandas once, column by column, and grouped in
+    # Python: converting each township's rows to records on its own cost a second at
+    # 1,000,000 households (281 townships, 44,293 rows).
+    columns = list(dict.fromkeys((*_VISIT_ROW_COLUMNS, *_PAGE_COLUMNS, *_REASON_CODE_COLUMNS)))
+    values = [listed_all[column].tolist() for column in columns]
+    by_township: dict[str, list[ScoresRow]] = {}
+    for row in zip(*values, strict=True):
+        record: ScoresRow = dict(zip(columns, row, strict=True))
+        # listed_all is sorted by township code, so the groups come in township order.
+        by_township.setdefault(str(record["township_code"]), []).append(record)
+    for township_code, listed in by_township.items():
+        rows = tuple(_visit_row(record) for record in listed)
         band_counts = [
             (RISK_BAND_ZH[band], int(bands.get((township_code, band), 0)), band) for band in RISK_BANDS
         ]
         family_counts = _family_counts(listed).most_common(TOP_REASONS_SHOWN)
-        first = listed.iloc[0]
+        first = listed[0]
         pages.append(
             TownshipPage(
                 county_code=str(first["county_code"]),
-                township_code=str(township_code),
+                township_code=township_code,
                 as_of=str(first["as_of"]),
-                horizon_months=int(first["horizon_months"]),
+                horizon_months=to_int(first["horizon_months"]),
                 model=f"{first['model_name']} v{first['model_version']}",
                 households=int(households[township_code]),
                 scored=int(statuses.get((township_code, "scored"), 0)),
@@ -159,12 +174,23 @@ def township_pages(scores: pd.DataFrame) -> list[TownshipPage]:
 
 def township_summaries(scores: pd.DataFrame) -> pd.DataFrame:
     """Households, scored households and visit-list size per township, for the index and the console."""
-    known = scores[scores["township_code"].notna()]
+    has_township = scores["township_code"].notna().to_numpy()
+    # Only the columns counted, with the tests done once over the column rather than
+    # group by group: the whole-table filter and the per-group lambdas cost most of a
+    # second at 1,000,000 households.
+    known = pd.DataFrame(
+        {
+            "township_code": scores["township_code"][has_township],
+            "county_code": scores["county_code"][has_township],
+            "scored": (scores["status"][has_township] == "scored").astype(np.int64),
+            "visit_list": scores["in_visit_list"][has_township].astype(bool).astype(np.int64),
+        }
+    )
     summary = known.groupby("township_code", sort=True).agg(
         county_code=("county_code", "first"),
-        households=("household_id", "size"),
-        scored=("status", lambda s: int((s == "scored").sum())),
-        visit_list=("in_visit_list", lambda s: int(s.astype(bool).sum())),
+        households=("township_code", "size"),
+        scored=("scored", "sum"),
+        visit_list=("visit_list", "sum"),
     )
     return summary.reset_index()
 
@@ -363,6 +389,10 @@ _VISIT_ROW_COLUMNS = (
     *(f"reason_{slot}_{field}" for slot in (1, 2, 3) for field in ("zh", "measure")),
 )
 """The columns :func:`_visit_row` reads (converting only these to records is much cheaper)."""
+_PAGE_COLUMNS = ("township_code", "county_code", "as_of", "horizon_months", "model_name", "model_version")
+"""The columns a page's heading reads of its first listed row."""
+_REASON_CODE_COLUMNS = tuple(f"reason_{slot}_code" for slot in (1, 2, 3))
+"""The columns :func:`_family_counts` reads."""
 
 
 def _visit_row(record: ScoresRow) -> VisitRow:
@@ -398,11 +428,12 @@ def reason_family(code: str) -> str:
     return template.family if template is not None else "other"
 
 
-def _family_counts(listed: pd.DataFrame) -> Counter[str]:
+def _family_counts(listed: Sequence[ScoresRow]) -> Counter[str]:
     """Households citing each driver family in any of their three reasons."""
     counts: Counter[str] = Counter()
-    for record in listed[[f"reason_{slot}_code" for slot in (1, 2, 3)]].itertuples(index=False):
-        counts.update({reason_family(str(code)) for code in record if not is_missing(code)})
+    for record in listed:
+        codes = (record[column] for column in _REASON_CODE_COLUMNS)
+        counts.update({reason_family(str(code)) for code in codes if not is_missing(code)})
     # Ties in count are ordered by name so the chart is the same on every run.
     return Counter(dict(sorted(counts.items(), key=lambda item: (-item[1], item[0]))))
 
