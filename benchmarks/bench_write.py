@@ -168,7 +168,9 @@ def differing_files(run: Path, written: Path, check_workbooks: bool, complete: b
     """
     differing: list[str] = []
     workbooks_with_other_bytes = 0
-    names = sorted(p.relative_to(written) for p in written.rglob("*") if p.is_file())
+    names = sorted(
+        p.relative_to(written) for p in written.rglob("*") if p.is_file() and p.name != "manifest.json"
+    )
     expected = sorted(p.relative_to(run) for p in run.rglob("*") if p.is_file() and p.name != "manifest.json")
     if complete and names != expected:
         differing.append(f"file lists differ: {sorted(set(names) ^ set(expected))[:5]}")
