@@ -16,10 +16,10 @@ are printed.
 ``--against PYTHON`` first runs this same measurement under another checkout's
 interpreter (its editable install decides which code is timed), in a child
 process, so the two sets of figures come from one run on one machine state,
-and prints the ratios. Every file written is then compared with RUN's: byte for
-byte, and with ``--check-workbooks`` each workbook whose bytes differ cell by
-cell as openpyxl reads it (values, types, styles, widths, panes, page setup,
-properties).
+and prints the ratios. The first stage's files are then compared with RUN's:
+byte for byte, and with ``--check-workbooks`` each workbook whose bytes differ
+cell by cell as openpyxl reads it (values, types, styles, widths, panes, page
+setup, properties); the later runs' files with the first run's, byte for byte.
 """
 
 from __future__ import annotations
@@ -280,16 +280,23 @@ def main() -> None:
         ratio = f"{first[0] / last[0]:7.1f}x" if len(cells) > 1 and first and last and last[0] else ""
         print(f"{label:<24}{line}{ratio}")
 
+    checked = "compared cell by cell" if args.check_workbooks else "not compared by content"
     for name, folder in folders.items():
-        for written in sorted(folder.glob("stage-*")) + [folder / "parts"]:
-            complete = written.name != "parts"
-            differing, other_bytes = differing_files(args.run, written, args.check_workbooks, complete)
-            checked = "checked by content" if args.check_workbooks else "not checked by content"
-            print(
-                f"{name} {written.name}: {len(differing)} file(s) differ from {args.run.name}"
-                f"{': ' + ', '.join(differing[:5]) if differing else ''};"
-                f" {other_bytes} workbook(s) with other bytes ({checked})"
-            )
+        first = folder / "stage-1"
+        differing, other_bytes = differing_files(args.run, first, args.check_workbooks, complete=True)
+        print(
+            f"{name}: {len(differing)} file(s) of the stage differ from {args.run.name}'s"
+            f"{': ' + ', '.join(differing[:5]) if differing else ''};"
+            f" {other_bytes} workbook(s) with other bytes ({checked})"
+        )
+        # The same input must give the same bytes on every run, workbooks included.
+        again = [
+            str(path.relative_to(written))
+            for written in [*sorted(folder.glob("stage-*"))[1:], folder / "parts"]
+            for path in written.rglob("*")
+            if path.is_file() and path.read_bytes() != (first / path.relative_to(written)).read_bytes()
+        ]
+        print(f"{name}: {len(again)} file(s) of the later runs differ from the first run's {again[:5]}")
     if args.out is None:
         shutil.rmtree(out, ignore_errors=True)
 
