@@ -565,8 +565,10 @@ def test_a_folder_that_cannot_be_used_stops_before_anything_is_written(county, t
     assert sorted(p.name for p in tmp_path.iterdir()) == ["broken"]
 
 
+# The scores table's files are written on a second thread beside the visit lists: either may fail.
+@pytest.mark.parametrize("writer", ["write_visit_lists", "write_scores_csv"])
 def test_a_crash_while_writing_leaves_the_previous_run_in_place(
-    county, trained, two_runs, tmp_path, monkeypatch
+    county, trained, two_runs, tmp_path, monkeypatch, writer
 ):
     out = tmp_path / "out"
     shutil.copytree(two_runs[0].out, out)
@@ -575,7 +577,7 @@ def test_a_crash_while_writing_leaves_the_previous_run_in_place(
     def crash(*_args, **_kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(job, "write_visit_lists", crash)
+    monkeypatch.setattr(job, writer, crash)
     with pytest.raises(OSError, match="disk full"):
         score_folder(county, dt.date(2024, 9, 1), trained, out)
 

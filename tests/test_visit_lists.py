@@ -7,9 +7,11 @@ headless browser (Debian's chromium), print it to PDF and read the rendered DOM.
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import shutil
 import subprocess
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -19,8 +21,11 @@ from openpyxl import load_workbook
 from relapse_risk.models.reasons import MEASURES
 from relapse_risk.serving.batch.visit_lists import (
     OUTCOME_COLUMN_ZH,
+    XLSX_HEADERS,
+    XLSX_WIDTHS,
     render_township_html,
     township_pages,
+    write_township_xlsx,
     write_visit_lists,
 )
 from relapse_risk.serving.scoring import REASON_COLUMNS, SCORE_COLUMNS
@@ -166,6 +171,103 @@ def test_the_workbook_lists_the_same_households_ready_to_print_on_a4(tmp_path):
     assert all(row[-1] is None for row in body)
     assert int(sheet.page_setup.paperSize) == int(sheet.PAPERSIZE_A4)
     assert sheet.page_setup.orientation == "landscape"
+
+
+def test_the_workbook_reads_back_cell_by_cell_with_its_styles_layout_and_properties(tmp_path):
+    """What a spreadsheet program sees of the workbook written as XML text (visit_workbook.py):
+    the values and types, styles, widths, panes, print setup and properties the openpyxl-built
+    workbook had."""
+    write_visit_lists(_scores(), tmp_path)
+    workbook = load_workbook(tmp_path / "530101001.xlsx")
+    sheet, summary = workbook["走访名单"], workbook["汇总"]
+    illness, work = MEASURES["medical_assistance"].zh, MEASURES["employment_support"].zh
+
+    rows = [[(c.value, c.data_type) for c in row] for row in sheet.iter_rows()]
+    assert sheet.dimensions == "A1:L6"
+    assert rows[0][0] == ("530101001 乡镇返贫风险走访名单（数据截至 2024-06）", "s")
+    assert rows[1][0] == (
+        "纳入走访名单 3 户；参与评分 4 户；已是监测对象 0 户；当前已触发监测标准 0 户；"
+        "数据有误待核实 1 户。模型 relapse-risk v7，预测期 6 个月。",
+        "s",
+    )
+    assert all(value is None for value, _ in rows[0][1:] + rows[1][1:])
+    assert [value for value, _ in rows[2]] == list(XLSX_HEADERS)
+    assert [[value for value, _ in row] for row in rows[3:]] == [
+        [1, 1, "h01", "530101001001", "高", ILLNESS_ZH, illness, WORK_ZH, work, None, None, None],
+        [2, 3, "h03", "530101001002", "中", "近12个月医疗自付1.8万元", illness, None, None, None, None, None],
+        [3, 4, "h04", "530101001001", "中", None, None, None, None, None, None, None],
+    ]
+    assert [kind for _, kind in rows[3][:3]] == ["n", "n", "s"]
+    assert isinstance(rows[3][0][0], int) and isinstance(rows[3][1][0], int)
+
+    title, header, body = sheet["A1"], sheet["B3"], sheet["L5"]  # L5: an empty body cell keeps its style
+    assert (title.font.b, title.font.sz) == (True, 14)
+    assert sheet["A2"].style_id == 0 and not sheet["A2"].font.b
+    assert header.style == "visit_header" and header.font.b
+    assert (header.fill.fill_type, header.fill.fgColor.rgb) == ("solid", "00DDE7EE")
+    assert (header.alignment.horizontal, header.alignment.vertical) == ("center", "center")
+    assert body.style == "visit_cell" and not body.font.b and body.fill.fill_type is None
+    assert (body.alignment.vertical, body.alignment.horizontal) == ("top", None)
+    for cell in (header, body, sheet["A4"], sheet["F6"]):
+        assert cell.alignment.wrap_text and cell.number_format == "General"
+        for side in (cell.border.left, cell.border.right, cell.border.top, cell.border.bottom):
+            assert (side.style, side.color.rgb) == ("thin", "00999999")
+    assert all(c.style == "visit_cell" for row in sheet.iter_rows(min_row=4) for c in row)
+
+    assert {key: d.width for key, d in sheet.column_dimensions.items()} == dict(
+        zip("ABCDEFGHIJKL", XLSX_WIDTHS, strict=True)
+    )
+    assert sheet.freeze_panes == "A4"
+    assert sheet.print_title_rows == "$3:$3"
+    setup = sheet.page_setup
+    assert (setup.paperSize, setup.orientation, setup.fitToWidth, setup.fitToHeight) == (9, "landscape", 1, 0)
+    assert sheet.sheet_properties.pageSetUpPr.fitToPage
+
+    assert [[c.value for c in row] for row in summary.iter_rows()] == [
+        ["风险等级", "户数（参与评分）"],
+        ["高", 1],
+        ["中", 2],
+        ["低", 1],
+        [None, None],
+        ["主要风险原因（走访名单内）", "户数"],
+        ["疾病和医疗负担", 2],
+        ["务工就业减少", 1],
+    ]
+    assert {key: d.width for key, d in summary.column_dimensions.items()} == {"A": 36, "B": 18}
+    assert summary.freeze_panes is None and summary.print_title_rows is None
+
+    properties = workbook.properties
+    assert properties.creator == "relapse-risk"
+    assert properties.created == properties.modified == dt.datetime(2000, 1, 1)
+
+
+def test_the_workbook_is_the_same_bytes_for_the_same_page_with_no_clock_in_it(tmp_path):
+    page = township_pages(_scores())[0]
+    write_township_xlsx(page, tmp_path / "first.xlsx")
+    write_township_xlsx(page, tmp_path / "second.xlsx")
+
+    assert (tmp_path / "first.xlsx").read_bytes() == (tmp_path / "second.xlsx").read_bytes()
+    with zipfile.ZipFile(tmp_path / "first.xlsx") as archive:
+        assert {entry.date_time for entry in archive.infolist()} == {(2000, 1, 1, 0, 0, 0)}
+        assert archive.testzip() is None
+
+
+def test_text_in_the_workbook_is_escaped_and_kept_as_it_is(tmp_path):
+    scores = _scores()
+    scores.loc[0, "reason_1_zh"] = "<b>收入</b> & 支出 "  # markup, an ampersand, a trailing space
+    scores.loc[0, "household_id"] = "=1+1"  # text, never a formula
+    write_visit_lists(scores, tmp_path)
+    sheet = load_workbook(tmp_path / "530101001.xlsx")["走访名单"]
+
+    assert sheet["F4"].value == "<b>收入</b> & 支出 "
+    assert (sheet["C4"].value, sheet["C4"].data_type) == ("=1+1", "s")
+
+
+def test_a_control_character_in_the_workbook_text_is_refused(tmp_path):
+    scores = _scores()
+    scores.loc[0, "reason_1_zh"] = "收入\x07"
+    with pytest.raises(ValueError, match="control character"):
+        write_visit_lists(scores, tmp_path)
 
 
 # -- in a real browser ---------------------------------------------------------------------------
