@@ -662,25 +662,27 @@ def _names_member_and_household(table: Table) -> bool:
     return bool(table.household_column) and any(fk.table == "members" for fk in table.foreign_keys)
 
 
-def _suspect_condition(table: Table, rules: list[RowRule], alias: str) -> str:
-    """True for a row that some row rule, foreign key or member-household check could reject.
+def _suspects_sql(table: Table, rules: list[RowRule], typed: str) -> str:
+    """The rows of ``typed`` that some row rule, foreign key or member-household check could reject.
 
-    A row for which it is false passes all of them, whatever rows earlier steps
-    rejected; so those steps need only look at the rows where it is true.
+    A row outside it passes all of them, whatever rows earlier steps rejected;
+    so those steps need only look at these rows. Each parent table is joined
+    once (its keys are unique, so no row is repeated): a bill's member is looked
+    up once for both its foreign key and its household.
     """
-    conditions = [rule.condition for rule in rules]
-    for foreign_key in table.foreign_keys:
+    joins: list[str] = []
+    conditions = ["t._broken"]
+    for index, foreign_key in enumerate(table.foreign_keys):
+        parent = f"_parent{index}"
         column, target = quote(foreign_key.column), quote(foreign_key.target)
-        conditions.append(
-            f"({alias}.{column} IS NOT NULL AND NOT EXISTS "
-            f"(SELECT 1 FROM {foreign_key.table} AS parent WHERE parent.{target} = {alias}.{column}))"
-        )
-    if _names_member_and_household(table):
-        conditions.append(
-            f"({alias}.household_id IS NOT NULL AND EXISTS (SELECT 1 FROM members AS m "
-            f"WHERE m.member_id = {alias}.member_id AND m.household_id <> {alias}.household_id))"
-        )
-    return " OR ".join(conditions) if conditions else "FALSE"
+        joins.append(f"LEFT JOIN {foreign_key.table} AS {parent} ON {parent}.{target} = t.{column}")
+        conditions.append(f"(t.{column} IS NOT NULL AND {parent}.{target} IS NULL)")
+        if foreign_key.table == "members" and _names_member_and_household(table):
+            conditions.append(f"({parent}.household_id <> t.household_id)")
+    broken = " OR ".join(rule.condition for rule in rules) or "FALSE"
+    # The rules name columns without a table: evaluated before any parent's columns join them.
+    rows = f"(SELECT *, {broken} AS _broken FROM {typed})"
+    return f"SELECT t.* EXCLUDE (_broken) FROM {rows} AS t {' '.join(joins)} WHERE {' OR '.join(conditions)}"
 
 
 def _check_and_load(
@@ -765,10 +767,7 @@ def _insert_large_table_rejects(
     table, name = staged.table, staged.table.name
     rules = row_rules(staged, policy)
     suspects = f"_suspects_{name}"
-    connection.execute(
-        f"CREATE TEMP TABLE {suspects} AS SELECT * FROM {typed} AS t "
-        f"WHERE {_suspect_condition(table, rules, 't')}"
-    )
+    connection.execute(f"CREATE TEMP TABLE {suspects} AS {_suspects_sql(table, rules, typed)}")
     staging.drops.append(f"DROP TABLE {suspects}")
     suspect_count = _count(connection, suspects)
     found = 0
