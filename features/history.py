@@ -968,14 +968,16 @@ def _employment_part(dataset: Dataset, clock: Clock) -> Columns:
     n_classes, n_codes = len(bounds) - 1, len(EMPLOYMENT_STATUSES) + 1  # the last code: no status
     query = f"""
         WITH positions AS ({_POSITIONS}),
-        member AS (
+        -- materialized: left to itself, DuckDB joins the status rows to members and then each of
+        -- them again to positions, rather than the few million members to positions once
+        member AS MATERIALIZED (
             SELECT member_id, positions._h, joined_month, left_month,
                    coalesce({clock.as_of.year} - birth_year BETWEEN {lo_work} AND {hi_work}, FALSE)
                        AS working_age
             FROM members JOIN positions USING (household_id)
         )
-        SELECT member._h, CAST({clock.months_before("month")} AS BIGINT) AS k,
-               CAST(coalesce(list_position({list(EMPLOYMENT_STATUSES)}, status), {n_codes}) - 1 AS BIGINT)
+        SELECT CAST(member._h AS INTEGER) AS _h, CAST({clock.months_before("month")} AS TINYINT) AS k,
+               CAST(coalesce(list_position({list(EMPLOYMENT_STATUSES)}, status), {n_codes}) - 1 AS TINYINT)
                    AS code,
                member.working_age
         FROM employment JOIN member USING (member_id)
@@ -987,7 +989,7 @@ def _employment_part(dataset: Dataset, clock: Clock) -> Columns:
     grid = np.zeros(households * n_classes * n_codes, dtype=np.int64)
     working_age_reported_now = np.zeros(households, dtype=np.int64)
     for batch in dataset.sql(query).to_arrow_reader(_ROWS_PER_BATCH):
-        h, k, code = (batch.column(i).to_numpy() for i in range(3))
+        h, k, code = (batch.column(i).to_numpy().astype(np.int64) for i in range(3))
         k_class = np.searchsorted(bounds, k, side="right") - 1
         grid += np.bincount((h * n_classes + k_class) * n_codes + code, minlength=grid.size)
         now = (k == 0) & batch.column(3).to_numpy(zero_copy_only=False)
