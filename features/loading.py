@@ -11,8 +11,9 @@ same code from there on, so a folder and its rows in memory load alike.
 Each statement costs DuckDB milliseconds to parse and plan however few rows it
 reads, so a table of up to :data:`MATERIALIZE_ROWS` rows is checked in one
 statement (every step as a common table expression) and a table without rows
-is not checked at all; larger tables are checked one statement per step, so
-that a cheap test can skip an expensive one.
+is not checked at all. A larger table is read as few times as the checks
+allow: one scan sets aside the rows some row rule or reference could reject,
+and one more looks for repeated keys (see :func:`_insert_large_table_rejects`).
 
 Decisions the contract leaves open, fixed here:
 
@@ -611,9 +612,7 @@ class _CheckStep:
     """A cheaper query that is empty whenever ``rejects`` is (to skip a second scan of a large table)."""
 
 
-def _check_steps(
-    staged: StagedTable, policy: Policy, typed: dict[str, str], *, single_scan: bool
-) -> list[_CheckStep]:
+def _check_steps(staged: StagedTable, policy: Policy, typed: dict[str, str]) -> list[_CheckStep]:
     """The checks of one table in order: (1) row rules, (2) unique keys, (3) foreign keys.
 
     Rules a row breaks on its own are all reported; a row rejected by one step is
@@ -624,7 +623,7 @@ def _check_steps(
     steps: list[_CheckStep] = []
     rules = row_rules(staged, policy)
     if rules:
-        steps.append(_CheckStep(lambda rows: row_rejects_sql(table, rules, rows, single_scan=single_scan)))
+        steps.append(_CheckStep(lambda rows: row_rejects_sql(table, rules, rows, single_scan=False)))
     steps.extend(_key_steps(staged))
     steps.extend(_reference_steps(table, typed))
     return steps
@@ -713,7 +712,7 @@ def _check_and_load(
     connection.execute(f"CREATE TEMP {kind} {typed} AS {typed_view_sql(staged, f'_raw_{name}')}")
     staging.drops.append(f"DROP {kind} {typed}")
     if small:
-        steps = _check_steps(staged, policy, staging.typed, single_scan=False)
+        steps = _check_steps(staged, policy, staging.typed)
         found = _insert_rejects(connection, name, chained_rejects_sql([s.rejects for s in steps], typed))
     else:
         found = _insert_large_table_rejects(connection, staged, policy, typed, staging)
