@@ -782,16 +782,86 @@ def _insert_large_table_rejects(
         f"CREATE TEMP VIEW {suspect_candidates} AS SELECT * FROM {suspects} AS t {not_rejected}"
     )
     staging.drops.extend([f"DROP VIEW {candidates}", f"DROP VIEW {suspect_candidates}"])
-    for step in _key_steps(staged):
+    for key, step in zip(table.unique, _key_steps(staged), strict=True):
         rows = typed if not found else candidates
-        # Counting first skips the second scan of a large table when, as usual, no key repeats.
-        if step.repeats is not None and _count(connection, f"({step.repeats(rows)})") == 0:
+        # Asking first skips the scan that names the repeats when, as usual, no key repeats.
+        dense = _dense_key(connection, table, key, policy) if not suspect_count else None
+        if dense is not None:
+            if _repeats_no_dense_key(connection, typed, dense):
+                continue
+        elif step.repeats is not None and _count(connection, f"({step.repeats(rows)})") == 0:
             continue
         found += _insert_rejects(connection, name, step.rejects(rows))
     if suspect_count:
         for step in _reference_steps(table, staging.typed):
             found += _insert_rejects(connection, name, step.rejects(suspect_candidates))
     return found
+
+
+# A key is checked with a bitmap of every possible key while there are at most this many (128 MB).
+_MAX_DENSE_KEYS = 1 << 30
+
+
+@dataclass(frozen=True)
+class _DenseKey:
+    """A unique key written as one integer in [0, size), from which a row's key is computed."""
+
+    joins: str
+    """Joins of the parent tables whose row numbers code foreign-key columns (the table is ``t``)."""
+    code: str
+    size: int
+
+
+def _dense_key(
+    connection: duckdb.DuckDBPyConnection, table: Table, key: tuple[str, ...], policy: Policy
+) -> _DenseKey | None:
+    """``key`` as one small integer, or None when a column has no such form or the integers are too many.
+
+    A foreign-key column becomes the parent row's number, a month its place among
+    the data's months, an enumerated value its place in the list. Meant for a table
+    without suspects, whose rows all have a loaded parent, a month inside the
+    data and a listed value; a row that still falls outside the range is counted
+    by :func:`_repeats_no_dense_key`, which then does not vouch for the key.
+    """
+    parents = {fk.column: fk for fk in table.foreign_keys}
+    joins: list[str] = []
+    code, size = "0", 1
+    for index, name in enumerate(key):
+        column = table.column(name)
+        if name in parents:
+            parent, alias = parents[name], f"_position{index}"
+            target = quote(parent.target)
+            joins.append(
+                f"LEFT JOIN (SELECT {target}, CAST(row_number() OVER () - 1 AS BIGINT) AS n "
+                f"FROM {parent.table}) AS {alias} ON {alias}.{target} = t.{quote(name)}"
+            )
+            part, width = f"{alias}.n", _count(connection, parent.table)
+        elif column.kind == "month":
+            first, last = policy.data_start, policy.data_end
+            part = f"(year(t.{quote(name)}) * 12 + month(t.{quote(name)}) - {first.year * 12 + first.month})"
+            width = (last.year - first.year) * 12 + last.month - first.month + 1
+        elif column.kind == "enum":
+            part, width = f"(list_position({list(column.values)}, t.{quote(name)}) - 1)", len(column.values)
+        else:
+            return None
+        code, size = f"({code}) * {width} + {part}", size * width
+    if size > _MAX_DENSE_KEYS:
+        return None
+    return _DenseKey(" ".join(joins), code, size)
+
+
+def _repeats_no_dense_key(connection: duckdb.DuckDBPyConnection, typed: str, key: _DenseKey) -> bool:
+    """True when no two rows of ``typed`` share the key: every row sets its bit of a bitmap of all
+    possible keys, and as many bits as rows are set. One scan and no sort (a sort of 97 M key
+    hashes took 6.2 s at 1,000,000 households, the bitmap 4.3 s). False also when a row's key
+    falls outside the range, for the caller to look the usual way."""
+    outside = f"k IS NULL OR k < 0 OR k >= {key.size}"
+    rows, bits, strays = connection.execute(
+        f"""SELECT count(*), bit_count(bitstring_agg(k, 0, {key.size - 1}) FILTER (WHERE NOT ({outside}))),
+                   count(*) FILTER (WHERE {outside})
+            FROM (SELECT {key.code} AS k FROM {typed} AS t {key.joins})"""
+    ).fetchall()[0]
+    return strays == 0 and bits == rows
 
 
 def _insert_rejects(connection: duckdb.DuckDBPyConnection, table_name: str, sql: str) -> int:

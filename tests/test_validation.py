@@ -328,6 +328,23 @@ def test_a_bad_row_is_rejected_with_its_place_and_reason_and_the_rest_loads(
     assert dataset.reject_counts == {(table, where[2], where[3]): 1}
 
 
+@pytest.mark.parametrize("large", [False, True], ids=["small", "large"])
+def test_a_repeated_key_is_found_in_months_before_the_data_as_inside_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, large: bool
+) -> None:
+    if large:  # a large table looks for repeats with a bitmap of the data's months, and past it for these
+        monkeypatch.setattr(loading, "MATERIALIZE_ROWS", 0)
+    rows = copy.deepcopy(BASE)
+    early = rows["income"][0] | {"month": "2015-06"}  # before data_start: kept, as the contract allows
+    rows["income"] += [early, dict(early), rows["income"][1] | {"month": "2015-07"}]
+    base = len(BASE["income"])
+
+    dataset = load_rows(tmp_path, rows)
+
+    assert as_tuples(dataset.rejects) == [("income", base + 2, "household_id,month,source", "duplicate_key")]
+    assert dataset.row_count("income") == base + 2
+
+
 def test_a_clean_large_parquet_table_is_read_in_place_and_a_table_with_rejects_is_copied(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
