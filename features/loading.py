@@ -37,9 +37,10 @@ Decisions the contract leaves open, fixed here:
   household takes its members, income, ... with it, each reported.
 - ``households`` and ``members`` must hold at least one valid row; every other
   table may be empty.
-- A Parquet table of more than :data:`MATERIALIZE_ROWS` rows that has no reject
-  is read in place: the dataset's table is a view that types the file as it
-  reads it, rather than a copy (copying costs several scans' worth of time).
+- A Parquet table of more than :data:`MATERIALIZE_ROWS` rows of which at most
+  :data:`IN_PLACE_MAX_REJECTED_SHARE` is rejected is read in place: the
+  dataset's table is a view that types the file as it reads it and leaves out
+  the rejected rows, rather than a copy (copying costs several scans' worth of time).
   The folder must therefore stay as it is while the dataset is in use, as it
   must anyway for the fingerprint to describe what was read.
 - ``Dataset.rejects`` keeps every reject of ``households`` (each stands for a
@@ -99,6 +100,8 @@ CHECKPOINT_ROWS = 1_000_000
 """Tables larger than this are checkpointed (compressed, old versions freed) as soon as they are loaded."""
 LOAD_MEMORY_LIMIT = "4GB"
 """DuckDB's memory limit while loading, unless the caller sets one; beyond it DuckDB spills to disk."""
+IN_PLACE_MAX_REJECTED_SHARE = 0.1
+"""A large Parquet table is read in place, without its rejected rows, while at most this share is rejected."""
 IN_MEMORY_ROWS = 2_000_000
 """In-memory tables with at most this many rows in all are loaded into an in-memory database."""
 
@@ -725,12 +728,19 @@ def _check_and_load(
         keep = f"WHERE _row NOT IN {rejected}" if found else ""
         connection.execute(f"CREATE TABLE {name} AS SELECT {cast} FROM {typed} {keep} ORDER BY _row")
         return found
-    if not found and name in staging.in_place:
-        # Every row of a Parquet file stays: the table is a view of the file, typed as it is read.
-        # Copying it into the database would cost about five times a scan of the file
-        # (docs/performance.md), more than the few later scans of a batch run save.
+    if name in staging.in_place and found <= IN_PLACE_MAX_REJECTED_SHARE * input_rows:
+        # The table is a view of the Parquet file, typed as it is read, without the rejected rows
+        # (a filter keeps the file's order). Copying it into the database would cost about five
+        # times a scan of the file (docs/performance.md), more than the few later scans save.
         in_place = typed_view_sql(staged, staging.in_place[name])
-        connection.execute(f"CREATE VIEW {name} AS SELECT {cast} FROM ({in_place})")
+        keep = ""
+        if found:
+            # A table of its own: the view outlives the load's working tables.
+            connection.execute(
+                f"CREATE TABLE _rejected_rows_{name} AS SELECT DISTINCT row FROM {rejected} AS r"
+            )
+            keep = f"WHERE _row NOT IN (SELECT row FROM _rejected_rows_{name})"
+        connection.execute(f"CREATE VIEW {name} AS SELECT {cast} FROM ({in_place}) {keep}")
         return found
     if not found:
         # Every row stays: one ordered scan, and no row numbers to store and drop again.

@@ -345,19 +345,41 @@ def test_a_repeated_key_is_found_in_months_before_the_data_as_inside_them(
     assert dataset.row_count("income") == base + 2
 
 
-def test_a_clean_large_parquet_table_is_read_in_place_and_a_table_with_rejects_is_copied(
+def test_a_large_parquet_table_is_read_in_place_without_its_few_rejected_rows_and_copied_past_a_tenth(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    rows = copy.deepcopy(BASE)
+    rows["income"] += [  # twelve rows, one of them rejected: read in place
+        {
+            "household_id": "0002",
+            "month": f"2024-0{m}",
+            "source": "property",
+            "amount": "-5" if m == 4 else "80",
+        }
+        for m in range(1, 7)
+    ] + [
+        {"household_id": "0003", "month": f"2024-0{m}", "source": "property", "amount": "90"}
+        for m in range(1, 3)
+    ]
+    rows["employment"][1]["status"] = "Farming"  # one of two rows rejected: copied
+    small = load_dataset(parquet_folder(tmp_path / "small", rows))
     monkeypatch.setattr(loading, "MATERIALIZE_ROWS", 0)
-    dataset = load_dataset(parquet_folder(tmp_path / "county", changed("income", 1, amount="-5")))
+
+    large = load_dataset(parquet_folder(tmp_path / "large", rows))
 
     views = {
-        row[0] for row in dataset.sql("SELECT view_name FROM duckdb_views() WHERE NOT internal").fetchall()
+        row[0] for row in large.sql("SELECT view_name FROM duckdb_views() WHERE NOT internal").fetchall()
     }
-    tables = {row[0] for row in dataset.sql("SELECT table_name FROM duckdb_tables()").fetchall()}
-    assert {"households", "members", "employment"} <= views
-    assert "income" in tables and "income" not in views
-    assert as_tuples(dataset.rejects) == [("income", 1, "amount", "negative")]
+    tables = {row[0] for row in large.sql("SELECT table_name FROM duckdb_tables()").fetchall()}
+    assert {"households", "members", "income"} <= views
+    assert "employment" in tables and "employment" not in views
+    assert as_tuples(large.rejects) == [
+        ("income", 8, "amount", "negative"),
+        ("employment", 2, "status", "enum"),
+    ]
+    assert large.rejects == small.rejects
+    for table in TABLES:
+        pd.testing.assert_frame_equal(large.frame(table.name), small.frame(table.name))
 
 
 def test_a_row_is_reported_for_every_rule_it_breaks(tmp_path: Path) -> None:
