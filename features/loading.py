@@ -871,7 +871,8 @@ def _repeats_no_dense_key(connection: duckdb.DuckDBPyConnection, typed: str, key
                    count(*) FILTER (WHERE {outside})
             FROM (SELECT {key.code} AS k FROM {typed} AS t {key.joins})"""
     ).fetchall()[0]
-    return strays == 0 and bits == rows
+    # bit_count is NULL when every key falls outside: strays then answer no.
+    return int(strays) == 0 and bits is not None and int(bits) == int(rows)
 
 
 def _insert_rejects(connection: duckdb.DuckDBPyConnection, table_name: str, sql: str) -> int:
