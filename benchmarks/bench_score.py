@@ -7,7 +7,7 @@ Targets on 2 cores: 1,000,000 generated households scored (features, scores,
 ranks, reasons for the visit list, all files written) in at most 90 s with a
 peak resident memory of at most 6 GB, load and validate in at most 30 s, and
 the whole run at most 6 times the time pyarrow takes to read every table of
-the same folder (measured first, in the same run: ``read`` below).
+the same folder (measured first, in the same run: ``READ`` below).
 
 Three steps. Preparing runs in child processes, so the figures measure
 scoring alone:
