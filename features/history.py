@@ -60,7 +60,7 @@ from .contract import (
 from .dataset import Dataset
 from .errors import MonthOutsideDataError
 from .policy import Policy, RuleParameters
-from .rules import WINDOW_MONTHS, MonthlyPanel, RuleState, build_panel, rule_state
+from .rules import HOUSEHOLD_POSITIONS_SQL, WINDOW_MONTHS, MonthlyPanel, RuleState, build_panel, rule_state
 from .stages import StageTimes
 
 _log = logging.getLogger(__name__)
@@ -517,6 +517,8 @@ _SUM_SCALE = {"sq12": 10000.0}
 """Fen squared back to yuan squared; every other sum is fen back to yuan (100)."""
 # Below this many fen a month (5.4 million yuan), twelve squares add up within int64.
 _EXACT_SQUARES_FEN = 2**29
+# Rows streamed from DuckDB at a time: each batch adds one pass over the dense cells (45 M for
+# employment at a million households), so batches are larger than the rules panel's.
 _ROWS_PER_BATCH = 1 << 23
 
 
@@ -606,11 +608,8 @@ def _income_source_part_in_sql(dataset: Dataset, clock: Clock, window: str) -> C
     }
 
 
-_POSITIONS = """
-    SELECT household_id, CAST(row_number() OVER (ORDER BY household_id) - 1 AS BIGINT) AS _h
-    FROM (SELECT DISTINCT household_id FROM households)
-"""
-"""Each household's row in build_panel's order (the same ORDER BY, so the same collation)."""
+_POSITIONS = f"SELECT household_id, h AS _h FROM ({HOUSEHOLD_POSITIONS_SQL})"
+"""Each household's row in build_panel's order, as ``_h``."""
 
 
 def _by_household_and_key(

@@ -444,13 +444,13 @@ class _Window:
 
 _ROWS_PER_BATCH = 1 << 20
 
-# Household row positions in the sorted order of build_panel's household_ids
-# (same ORDER BY, so the same collation).
-_HOUSEHOLD_POSITIONS = (
-    "household_position AS (SELECT household_id, "
-    "CAST(row_number() OVER (ORDER BY household_id) - 1 AS BIGINT) AS h "
-    "FROM (SELECT DISTINCT household_id FROM households))"
+HOUSEHOLD_POSITIONS_SQL = (
+    "SELECT household_id, CAST(row_number() OVER (ORDER BY household_id) - 1 AS BIGINT) AS h "
+    "FROM (SELECT DISTINCT household_id FROM households)"
 )
+"""Each household's row ``h`` in the sorted order of build_panel's household_ids (the same
+ORDER BY, so the same collation): the row of the panel's and the features' arrays."""
+_HOUSEHOLD_POSITIONS = f"household_position AS ({HOUSEHOLD_POSITIONS_SQL})"
 
 
 def _money_by_month(
