@@ -985,21 +985,27 @@ def _employment_part(dataset: Dataset, clock: Clock) -> Columns:
           AND (left_month IS NULL OR left_month > month)
     """
     households = clock.households
-    grid = np.zeros(households * n_classes * n_codes, dtype=np.int64)
-    working_age_reported_now = np.zeros(households, dtype=np.int64)
+    # Float cells: every count is an integer far below 2^53, so float64 holds it exactly, and the
+    # counts below come out of one BLAS product instead of a fancy-indexed copy per count.
+    grid = np.zeros(households * n_classes * n_codes, dtype=np.float64)
+    working_age_reported_now = np.zeros(households, dtype=np.float64)
     for batch in dataset.sql(query).to_arrow_reader(_ROWS_PER_BATCH):
         h, k, code = (batch.column(i).to_numpy().astype(np.int64) for i in range(3))
         k_class = np.searchsorted(bounds, k, side="right") - 1
-        grid += np.bincount((h * n_classes + k_class) * n_codes + code, minlength=grid.size)
+        # add.at touches only the cells of the batch; bincount would build and add a whole grid.
+        np.add.at(grid, (h * n_classes + k_class) * n_codes + code, 1.0)
         now = (k == 0) & batch.column(3).to_numpy(zero_copy_only=False)
-        working_age_reported_now += np.bincount(h[now], minlength=households)
-    by_class = grid.reshape(households, n_classes, n_codes)
-    columns: Columns = {}
-    for name, (months, statuses) in _EMPLOYMENT_COUNTS.items():
+        np.add.at(working_age_reported_now, h[now], 1.0)
+    # Column j of `counted` marks the (months-back class, status) cells the j-th count adds up.
+    counted = np.zeros((n_classes, n_codes, len(_EMPLOYMENT_COUNTS)))
+    for j, (months, statuses) in enumerate(_EMPLOYMENT_COUNTS.values()):
         classes = [c for c in range(n_classes) if months.start <= bounds[c] and bounds[c + 1] <= months.stop]
         codes = [EMPLOYMENT_STATUSES.index(s) for s in statuses] if statuses else list(range(n_codes))
-        columns[name] = by_class[:, classes][:, :, codes].sum(axis=(1, 2)).astype(np.float64)
-    columns["_working_age_reported_now"] = working_age_reported_now.astype(np.float64)
+        counted[np.ix_(classes, codes, [j])] = 1.0
+    counts = grid.reshape(households, n_classes * n_codes) @ counted.reshape(n_classes * n_codes, -1)
+    del grid
+    columns: Columns = {name: counts[:, j].copy() for j, name in enumerate(_EMPLOYMENT_COUNTS)}
+    columns["_working_age_reported_now"] = working_age_reported_now
     if not clock.on_record(12):
         columns["migrants_year_ago"] = np.full_like(columns["migrants_year_ago"], np.nan)
     return columns
