@@ -664,27 +664,57 @@ def _names_member_and_household(table: Table) -> bool:
     return bool(table.household_column) and any(fk.table == "members" for fk in table.foreign_keys)
 
 
+@dataclass(frozen=True)
+class _Suspicion:
+    """A large table's rows joined once to each parent, and how a suspect row is told apart."""
+
+    rows: str
+    """The rows of the typed table as ``t`` (with ``_broken``: some row rule fails), each parent joined."""
+    condition: str
+    """True for a row that some row rule, foreign key or member-household check could reject."""
+    parent_row: dict[str, str]
+    """Foreign-key column -> the number of the parent's row it names (only the columns asked for)."""
+
+
+def _suspicion(table: Table, rules: list[RowRule], typed: str, numbered: Iterable[str] = ()) -> _Suspicion:
+    """Join each parent table once (its keys are unique, so no row is repeated): a bill's member is
+    looked up once for both its foreign key and its household. The parents of the foreign-key
+    columns in ``numbered`` also give their row numbers (in their scan order) for :func:`_dense_key`."""
+    numbered = set(numbered)
+    joins: list[str] = []
+    conditions = ["t._broken"]
+    parent_row: dict[str, str] = {}
+    for index, foreign_key in enumerate(table.foreign_keys):
+        parent = f"_parent{index}"
+        column, target = quote(foreign_key.column), quote(foreign_key.target)
+        checks_household = foreign_key.table == "members" and _names_member_and_household(table)
+        selected = [target]
+        if checks_household:
+            selected.append("household_id")
+        if foreign_key.column in numbered:
+            selected.append("CAST(row_number() OVER () - 1 AS BIGINT) AS _n")
+            parent_row[foreign_key.column] = f"{parent}._n"
+        joins.append(
+            f"LEFT JOIN (SELECT {', '.join(selected)} FROM {foreign_key.table}) AS {parent} "
+            f"ON {parent}.{target} = t.{column}"
+        )
+        conditions.append(f"(t.{column} IS NOT NULL AND {parent}.{target} IS NULL)")
+        if checks_household:
+            conditions.append(f"({parent}.household_id <> t.household_id)")
+    broken = " OR ".join(rule.condition for rule in rules) or "FALSE"
+    # The rules name columns without a table: evaluated before any parent's columns join them.
+    rows = f"(SELECT *, {broken} AS _broken FROM {typed}) AS t {' '.join(joins)}"
+    return _Suspicion(rows, " OR ".join(conditions), parent_row)
+
+
 def _suspects_sql(table: Table, rules: list[RowRule], typed: str) -> str:
     """The rows of ``typed`` that some row rule, foreign key or member-household check could reject.
 
     A row outside it passes all of them, whatever rows earlier steps rejected;
-    so those steps need only look at these rows. Each parent table is joined
-    once (its keys are unique, so no row is repeated): a bill's member is looked
-    up once for both its foreign key and its household.
+    so those steps need only look at these rows.
     """
-    joins: list[str] = []
-    conditions = ["t._broken"]
-    for index, foreign_key in enumerate(table.foreign_keys):
-        parent = f"_parent{index}"
-        column, target = quote(foreign_key.column), quote(foreign_key.target)
-        joins.append(f"LEFT JOIN {foreign_key.table} AS {parent} ON {parent}.{target} = t.{column}")
-        conditions.append(f"(t.{column} IS NOT NULL AND {parent}.{target} IS NULL)")
-        if foreign_key.table == "members" and _names_member_and_household(table):
-            conditions.append(f"({parent}.household_id <> t.household_id)")
-    broken = " OR ".join(rule.condition for rule in rules) or "FALSE"
-    # The rules name columns without a table: evaluated before any parent's columns join them.
-    rows = f"(SELECT *, {broken} AS _broken FROM {typed})"
-    return f"SELECT t.* EXCLUDE (_broken) FROM {rows} AS t {' '.join(joins)} WHERE {' OR '.join(conditions)}"
+    suspicion = _suspicion(table, rules, typed)
+    return f"SELECT t.* EXCLUDE (_broken) FROM {suspicion.rows} WHERE {suspicion.condition}"
 
 
 def _check_and_load(
@@ -769,16 +799,24 @@ def _insert_large_table_rejects(
     """The checks of :func:`_check_steps` for a large table, in as few scans of it as possible.
 
     One scan sets aside the suspects: the rows that break a row rule or whose
-    foreign keys or member do not resolve (usually none). The row rules and the
-    reference checks then read only the suspects; the unique keys need every row.
-    The rejects are the same as running every step over the whole table.
+    foreign keys or member do not resolve (usually none). When every unique key
+    has an integer form the same scan checks the keys among the other rows
+    (:func:`_first_scan`), so a table without suspects or repeats is done after
+    it. The row rules and the reference checks then read only the suspects; the
+    unique keys need every row. The rejects are the same as running every step
+    over the whole table.
     """
     table, name = staged.table, staged.table.name
     rules = row_rules(staged, policy)
     suspects = f"_suspects_{name}"
-    connection.execute(f"CREATE TEMP TABLE {suspects} AS {_suspects_sql(table, rules, typed)}")
+    scanned = _first_scan(connection, table, rules, typed, policy, suspects)
+    if scanned is None:  # a key without an integer form: the suspects' own scan
+        connection.execute(f"CREATE TEMP TABLE {suspects} AS {_suspects_sql(table, rules, typed)}")
+        scanned = _FirstScan(suspects=_count(connection, suspects), keys_unique=False)
     staging.drops.append(f"DROP TABLE {suspects}")
-    suspect_count = _count(connection, suspects)
+    if not scanned.suspects and scanned.keys_unique:
+        return 0
+    suspect_count = scanned.suspects
     found = 0
     if rules and suspect_count:
         found += _insert_rejects(connection, name, row_rejects_sql(table, rules, suspects, single_scan=True))
@@ -792,14 +830,10 @@ def _insert_large_table_rejects(
         f"CREATE TEMP VIEW {suspect_candidates} AS SELECT * FROM {suspects} AS t {not_rejected}"
     )
     staging.drops.extend([f"DROP VIEW {candidates}", f"DROP VIEW {suspect_candidates}"])
-    for key, step in zip(table.unique, _key_steps(staged), strict=True):
+    for step in _key_steps(staged):
         rows = typed if not found else candidates
         # Asking first skips the scan that names the repeats when, as usual, no key repeats.
-        dense = _dense_key(connection, table, key, policy) if not suspect_count else None
-        if dense is not None:
-            if _dense_key_is_unique(connection, typed, dense):
-                continue
-        elif step.repeats is not None and _count(connection, f"({step.repeats(rows)})") == 0:
+        if step.repeats is not None and _count(connection, f"({step.repeats(rows)})") == 0:
             continue
         found += _insert_rejects(connection, name, step.rejects(rows))
     if suspect_count:
@@ -816,36 +850,99 @@ _MAX_DENSE_KEYS = 1 << 30
 class _DenseKey:
     """A unique key written as one integer in [0, size), from which a row's key is computed."""
 
-    joins: str
-    """Joins of the parent tables whose row numbers code foreign-key columns (the table is ``t``)."""
     code: str
     size: int
 
 
+@dataclass(frozen=True)
+class _FirstScan:
+    """What the first scan of a large table found."""
+
+    suspects: int
+    keys_unique: bool
+    """No unique key repeats a value among the rows that are not suspects, nor falls outside its range."""
+
+
+def _first_scan(
+    connection: duckdb.DuckDBPyConnection,
+    table: Table,
+    rules: list[RowRule],
+    typed: str,
+    policy: Policy,
+    suspects: str,
+) -> _FirstScan | None:
+    """Set the suspects of a large table aside into ``suspects`` and check its unique keys, in one scan.
+
+    The scan joins each parent once and tells the suspects (see :func:`_suspicion`);
+    every other row sets the bit of each of its unique keys in a bitmap of all the
+    key's possible values (:func:`_dense_key`), and a key repeats no value when as
+    many bits as rows are set. No sort, and the joins that dominate the scan are
+    paid once instead of once for the suspects and once per key (at 1,000,000
+    households, income's joins cost about 6 s a scan: docs/performance.md). The
+    suspects' rows are then read again by their numbers, without joins. None,
+    having read nothing, when a key has no integer form.
+    """
+    references = {foreign_key.column for foreign_key in table.foreign_keys}
+    numbered = {name for key in table.unique for name in key if name in references}
+    suspicion = _suspicion(table, rules, typed, numbered)
+    keys = [
+        dense
+        for key in table.unique
+        if (dense := _dense_key(connection, table, key, policy, suspicion.parent_row)) is not None
+    ]
+    if len(keys) < len(table.unique):
+        return None
+    codes = ["t._row", "coalesce(" + suspicion.condition + ", FALSE) AS _suspect"]
+    counts = ["count(*) FILTER (WHERE _suspect)", "count(*) FILTER (WHERE NOT _suspect)"]
+    for index, key in enumerate(keys):
+        k = f"_k{index}"
+        outside = f"{k} IS NULL OR {k} < 0 OR {k} >= {key.size}"
+        codes.append(f"{key.code} AS {k}")
+        # Outside keys are counted, never put in the bitmap: bitstring_agg refuses them.
+        inside = f"NOT _suspect AND NOT ({outside})"
+        counts.append(f"bit_count(bitstring_agg({k}, 0, {key.size - 1}) FILTER (WHERE {inside}))")
+        counts.append(f"count(*) FILTER (WHERE NOT _suspect AND ({outside}))")
+    # 8 bytes a suspect: at worst, every row of a file that is wrong throughout, the size of one column.
+    counts.append("list(_row) FILTER (WHERE _suspect) AS _rows")
+    scan = f"_first_scan_{table.name}"
+    connection.execute(
+        f"CREATE TEMP TABLE {scan} AS SELECT {', '.join(counts)} "
+        f"FROM (SELECT {', '.join(codes)} FROM {suspicion.rows})"
+    )
+    suspect_count, rows, *per_key = connection.execute(f"SELECT * EXCLUDE (_rows) FROM {scan}").fetchall()[0]
+    suspect_rows = f"_row IN (SELECT unnest(_rows) FROM {scan})" if suspect_count else "FALSE"
+    connection.execute(f"CREATE TEMP TABLE {suspects} AS SELECT * FROM {typed} WHERE {suspect_rows}")
+    connection.execute(f"DROP TABLE {scan}")
+    # bit_count is NULL when no key was inside the range.
+    keys_unique = all(
+        not int(strays) and bits is not None and int(bits) == int(rows)
+        for bits, strays in zip(per_key[::2], per_key[1::2], strict=True)
+    )
+    return _FirstScan(suspects=int(suspect_count), keys_unique=keys_unique)
+
+
 def _dense_key(
-    connection: duckdb.DuckDBPyConnection, table: Table, key: tuple[str, ...], policy: Policy
+    connection: duckdb.DuckDBPyConnection,
+    table: Table,
+    key: tuple[str, ...],
+    policy: Policy,
+    parent_row: Mapping[str, str],
 ) -> _DenseKey | None:
     """``key`` as one small integer, or None when a column has no such form or the integers are too many.
 
-    A foreign-key column becomes the parent row's number, a month its place among
-    the data's months, an enumerated value its place in the list. Meant for a table
-    without suspects, whose rows all have a loaded parent, a month inside the
-    data and a listed value; a row that still falls outside the range is counted
-    by :func:`_dense_key_is_unique`, which then does not vouch for the key.
+    A foreign-key column becomes the parent row's number (``parent_row``: column ->
+    its SQL), a month its place among the data's months, an enumerated value its
+    place in the list. Meant for rows that are not suspects, whose rows all have a
+    loaded parent, a month inside the data and a listed value; a row that still
+    falls outside the range is counted by :func:`_first_scan`, which then
+    does not vouch for the key.
     """
     parents = {fk.column: fk for fk in table.foreign_keys}
-    joins: list[str] = []
     code, size = "0", 1
-    for index, name in enumerate(key):
+    for name in key:
         column = table.column(name)
-        if name in parents:
-            parent, alias = parents[name], f"_position{index}"
-            target = quote(parent.target)
-            joins.append(
-                f"LEFT JOIN (SELECT {target}, CAST(row_number() OVER () - 1 AS BIGINT) AS n "
-                f"FROM {parent.table}) AS {alias} ON {alias}.{target} = t.{quote(name)}"
-            )
-            part, width = f"{alias}.n", _count(connection, parent.table)
+        if name in parent_row:
+            part, width = parent_row[name], _count(connection, parents[name].table)
         elif column.kind == "month":
             first, last = policy.data_start, policy.data_end
             part = f"(year(t.{quote(name)}) * 12 + month(t.{quote(name)}) - {first.year * 12 + first.month})"
@@ -857,22 +954,7 @@ def _dense_key(
         code, size = f"({code}) * {width} + {part}", size * width
     if size > _MAX_DENSE_KEYS:
         return None
-    return _DenseKey(" ".join(joins), code, size)
-
-
-def _dense_key_is_unique(connection: duckdb.DuckDBPyConnection, typed: str, key: _DenseKey) -> bool:
-    """True when no two rows of ``typed`` share the key: every row sets its bit of a bitmap of all
-    possible keys, and as many bits as rows are set. One scan and no sort (a sort of 97 M key
-    hashes took 6.2 s at 1,000,000 households, the bitmap 4.3 s). False also when a row's key
-    falls outside the range, for the caller to look the usual way."""
-    outside = f"k IS NULL OR k < 0 OR k >= {key.size}"
-    rows, bits, strays = connection.execute(
-        f"""SELECT count(*), bit_count(bitstring_agg(k, 0, {key.size - 1}) FILTER (WHERE NOT ({outside}))),
-                   count(*) FILTER (WHERE {outside})
-            FROM (SELECT {key.code} AS k FROM {typed} AS t {key.joins})"""
-    ).fetchall()[0]
-    # bit_count is NULL when every key falls outside: strays then answer no.
-    return int(strays) == 0 and bits is not None and int(bits) == int(rows)
+    return _DenseKey(code, size)
 
 
 def _insert_rejects(connection: duckdb.DuckDBPyConnection, table_name: str, sql: str) -> int:
