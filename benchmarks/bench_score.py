@@ -91,28 +91,10 @@ def peak_rss_gb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
 
 
-class StageCpu:
-    """A progress callback that notes the process CPU time between a stage's first and last report.
-
-    It also prints each stage as it finishes, so a long run shows where it is.
-    """
-
-    def __init__(self) -> None:
-        self._first: dict[str, float] = {}
-        self._last: dict[str, float] = {}
-        self._started: dict[str, float] = {}
-
-    def __call__(self, stage: str, done: int, total: int) -> None:
-        now = time.process_time()
-        self._first.setdefault(stage, now)
-        self._started.setdefault(stage, time.perf_counter())
-        self._last[stage] = now
-        if done >= total:
-            wall = time.perf_counter() - self._started[stage]
-            print(f"  {stage}: {wall:.1f} s wall, {self.seconds(stage):.1f} s cpu", flush=True)
-
-    def seconds(self, stage: str) -> float:
-        return self._last.get(stage, float("nan")) - self._first.get(stage, float("nan"))
+def print_progress(stage: str, done: int, total: int) -> None:
+    """Say when a stage finishes, so a long run shows where it is."""
+    if done >= total:
+        print(f"  {stage} done", flush=True)
 
 
 def _run_child(code: str, *arguments: object) -> float:
@@ -164,9 +146,8 @@ def main() -> None:
     read_seconds = _run_child(READ, data)
     print(f"pyarrow reads every table of {data} in {read_seconds:.1f} s (a child process)", flush=True)
     print(f"scoring {data} at {as_of:%Y-%m} into {out} ...", flush=True)
-    cpu = StageCpu()
     started, cpu_started = time.perf_counter(), time.process_time()
-    report = score_folder(data, as_of, model, out, explain=args.explain, progress=cpu)
+    report = score_folder(data, as_of, model, out, explain=args.explain, progress=print_progress)
     total, cpu_total = time.perf_counter() - started, time.process_time() - cpu_started
 
     households = report.households
@@ -178,7 +159,8 @@ def main() -> None:
         seconds = report.seconds.get(stage, float("nan"))
         rows = report.explained if stage == "explain" else households
         rate = rows / seconds if seconds > 0 else float("nan")
-        print(f"{stage:<10} {seconds:>9.1f} {cpu.seconds(stage):>9.1f} {rate:>14,.0f}")
+        cpu = report.cpu_seconds.get(stage, float("nan"))
+        print(f"{stage:<10} {seconds:>9.1f} {cpu:>9.1f} {rate:>14,.0f}")
     print(f"{'total':<10} {total:>9.1f} {cpu_total:>9.1f} {households / total:>14,.0f}")
     print(f"peak resident memory of the scoring process: {peak_rss_gb():.2f} GB")
     print(f"scoring / pyarrow read: {total:.1f} s / {read_seconds:.1f} s = {total / read_seconds:.1f}x")

@@ -78,6 +78,8 @@ class BatchReport:
     seconds: dict[str, float]
     rejects: int
     explained: int
+    cpu_seconds: dict[str, float] = field(default_factory=dict)
+    """CPU seconds of the process (every thread) in each stage of ``seconds``."""
     visit_list_files: tuple[Path, ...] = field(default_factory=tuple)
 
     @property
@@ -211,6 +213,7 @@ def score_folder(
         seconds=seconds,
         rejects=len(rejects),
         explained=result.explained,
+        cpu_seconds=dict(times.cpu),
         visit_list_files=visit_files,
     )
 
