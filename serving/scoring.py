@@ -243,9 +243,12 @@ def run_scoring(
         if state is None:
             state = rule_state(panel if panel is not None else build_panel(dataset, through=as_of), policy)
         facts = rule_facts_at(dataset, as_of, state=state)
+    report("rules", len(roster), len(roster))
     if features is None:
         with times.stage("features"):
+            report("features", 0, len(roster))
             features = build_features(dataset, as_of, panel=panel, state=state)
+            report("features", len(roster), len(roster))
     # The panel and rule state are the largest arrays of a batch run: gone before scoring.
     del panel, state
     return score_roster(
@@ -380,18 +383,23 @@ def roster_scores(
     times = StageTimes() if times is None else times
     total = len(roster)
     ids = roster["household_id"].to_numpy()
-    with times.stage("rules", quiet="rules" in times.wall):
+    # The tails of stages that run_scoring began and reported: counted in their time, not reported again.
+    rules_reported, features_reported = "rules" in times.wall, "features" in times.wall
+    with times.stage("rules", quiet=rules_reported):
         # Facts cover the households table; the roster adds households whose row was rejected.
         fact_row = _positions(facts["household_id"].to_numpy(), ids)
         status, reject_reason = _household_status(ids, facts, fact_row, rejected)
-    report("rules", total, total)
+    if not rules_reported:
+        report("rules", total, total)
 
-    with times.stage("features", quiet="features" in times.wall):
-        report("features", 0, total)
+    with times.stage("features", quiet=features_reported):
+        if not features_reported:
+            report("features", 0, total)
         if "household_id" not in features.columns:
             features = features.reset_index()
         scored_mask = status == "scored"
         scored_features = _rows_for(features, ids[scored_mask], "build_features")
+    if not features_reported:
         report("features", total, total)
 
     with times.stage("score"):

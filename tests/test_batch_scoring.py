@@ -11,6 +11,7 @@ import datetime as dt
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -20,8 +21,9 @@ import pytest
 from builders import small_model
 from conftest import GeneratedCounty, message_lines
 from relapse_risk.features.dataset import Reject
+from relapse_risk.serving import scoring
 from relapse_risk.serving.batch import job, outputs
-from relapse_risk.serving.batch.job import score_folder
+from relapse_risk.serving.batch.job import BATCH_STAGES, score_folder
 from relapse_risk.serving.batch.outputs import (
     SCORES_SCHEMA,
     OutputFolderError,
@@ -373,11 +375,51 @@ def trained(county: Path) -> ResolvedModel:
 
 
 @pytest.fixture(scope="module")
-def two_runs(county: Path, trained: ResolvedModel, tmp_path_factory: pytest.TempPathFactory):
+def progress_reports() -> list[tuple[str, int, int]]:
+    """The progress reports of the second of ``two_runs``, as (stage, done, total)."""
+    return []
+
+
+@pytest.fixture(scope="module")
+def two_runs(
+    county: Path,
+    trained: ResolvedModel,
+    tmp_path_factory: pytest.TempPathFactory,
+    progress_reports: list[tuple[str, int, int]],
+):
     base = tmp_path_factory.mktemp("runs")
     first = score_folder(county, AS_OF, trained, base / "first")
-    second = score_folder(county, AS_OF, trained, base / "second")
+
+    def note(stage: str, done: int, total: int) -> None:
+        progress_reports.append((stage, done, total))
+
+    build_features = scoring.build_features
+
+    def noting_build_features(*args: Any, **kwargs: Any) -> pd.DataFrame:
+        progress_reports.append(("(build_features called)", 0, 0))
+        return build_features(*args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(scoring, "build_features", noting_build_features)
+        second = score_folder(county, AS_OF, trained, base / "second", progress=note)
     return first, second
+
+
+def test_progress_reports_each_stage_in_order_while_it_runs(two_runs, progress_reports):
+    stages = [stage for stage, _, _ in progress_reports]
+    # Consecutive reports of one stage collapse into one entry: the stages, each once, in order,
+    # with the features built after the rules stage ended and before the features stage did.
+    assert [s for i, s in enumerate(stages) if i == 0 or stages[i - 1] != s] == [
+        "load",
+        "rules",
+        "features",
+        "(build_features called)",
+        "features",
+        *BATCH_STAGES[3:],
+    ]
+    for stage in BATCH_STAGES:
+        last_done, last_total = [(d, t) for s, d, t in progress_reports if s == stage][-1]
+        assert last_done == last_total, stage
 
 
 def test_every_household_of_the_input_has_exactly_one_row_in_id_order(county, two_runs):
