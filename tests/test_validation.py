@@ -329,6 +329,33 @@ def test_a_bad_row_is_rejected_with_its_place_and_reason_and_the_rest_loads(
 
 
 @pytest.mark.parametrize("large", [False, True], ids=["small", "large"])
+def test_a_repeated_key_is_found_beside_rows_that_fail_a_check(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, large: bool
+) -> None:
+    """Rows that fail a check (here: an unknown household, a negative wage) do not hide a repeated key,
+    whether the repeat is between two such rows or between two valid ones."""
+    if large:  # the first scan finds suspects: the key is then checked around them
+        monkeypatch.setattr(loading, "MATERIALIZE_ROWS", 0)
+    rows = copy.deepcopy(BASE)
+    unknown = {"household_id": "9999", "month": "2024-04", "source": "wage_local", "amount": "10"}
+    rows["income"] += [unknown, unknown | {"amount": "20"}, rows["income"][2] | {"amount": "-5"}]
+    base = len(BASE["income"])
+
+    dataset = load_rows(tmp_path, rows)
+
+    assert as_tuples(dataset.rejects) == [
+        ("income", base + 1, "household_id", "foreign_key"),
+        ("income", base + 2, "household_id,month,source", "duplicate_key"),
+        ("income", base + 3, "amount", "negative"),
+    ]
+    rows["income"].append(rows["income"][0] | {"amount": "7"})  # and a repeat of two valid rows
+    repeated = load_rows(tmp_path / "again", rows)
+    last = as_tuples(repeated.rejects)[-1]
+    assert last == ("income", base + 4, "household_id,month,source", "duplicate_key")
+    assert repeated.row_count("income") == base
+
+
+@pytest.mark.parametrize("large", [False, True], ids=["small", "large"])
 def test_a_repeated_key_is_found_in_months_before_the_data_as_inside_them(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, large: bool
 ) -> None:
