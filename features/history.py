@@ -60,7 +60,15 @@ from .contract import (
 from .dataset import Dataset
 from .errors import MonthOutsideDataError
 from .policy import Policy, RuleParameters
-from .rules import HOUSEHOLD_POSITIONS_SQL, WINDOW_MONTHS, MonthlyPanel, RuleState, build_panel, rule_state
+from .rules import (
+    HOUSEHOLD_POSITIONS_SQL,
+    ROWS_PER_BATCH,
+    WINDOW_MONTHS,
+    MonthlyPanel,
+    RuleState,
+    build_panel,
+    rule_state,
+)
 from .stages import StageTimes
 
 _log = logging.getLogger(__name__)
@@ -517,10 +525,6 @@ _SUM_SCALE = {"sq12": 10000.0}
 """Fen squared back to yuan squared; every other sum is fen back to yuan (100)."""
 # Below this many fen a month (5.4 million yuan), twelve squares add up within int64.
 _EXACT_SQUARES_FEN = 2**29
-# Rows streamed from DuckDB at a time. Batches only touch the cells of their rows (np.add.at), so
-# smaller ones cost no extra pass; at 1,000,000 households 2^20 rows a batch were 1-2 s faster than
-# 2^23 for each of the employment and income-source parts (a batch's arrays stay in cache).
-_ROWS_PER_BATCH = 1 << 20
 
 
 def _income_source_part(dataset: Dataset, clock: Clock) -> Columns:
@@ -548,7 +552,7 @@ def _income_source_part(dataset: Dataset, clock: Clock) -> Columns:
     cells = clock.households * n_sources
     sums = {name: np.zeros(cells, dtype=np.int64) for name in _INCOME_SOURCE_SUMS}
     overflow = False
-    with dataset.sql(query).to_arrow_reader(_ROWS_PER_BATCH) as reader:
+    with dataset.sql(query).to_arrow_reader(ROWS_PER_BATCH) as reader:
         for batch in reader:
             cell, months_back, fen = (batch.column(i).to_numpy() for i in range(3))
             if len(fen) and np.abs(fen).max() >= _EXACT_SQUARES_FEN:
@@ -990,7 +994,7 @@ def _employment_part(dataset: Dataset, clock: Clock) -> Columns:
     # counts below come out of one BLAS product instead of a fancy-indexed copy per count.
     grid = np.zeros(households * n_classes * n_codes, dtype=np.float64)
     working_age_reported_now = np.zeros(households, dtype=np.float64)
-    for batch in dataset.sql(query).to_arrow_reader(_ROWS_PER_BATCH):
+    for batch in dataset.sql(query).to_arrow_reader(ROWS_PER_BATCH):
         h, k, code = (batch.column(i).to_numpy().astype(np.int64) for i in range(3))
         k_class = np.searchsorted(bounds, k, side="right") - 1
         # add.at touches only the cells of the batch; bincount would build and add a whole grid.

@@ -968,9 +968,8 @@ def _dense_key(
         if name in parent_row:
             part, width = parent_row[name], _count(connection, parents[name].table)
         elif column.kind == "month":
-            first, last = policy.data_start, policy.data_end
-            part = f"(year(t.{quote(name)}) * 12 + month(t.{quote(name)}) - {first.year * 12 + first.month})"
-            width = (last.year - first.year) * 12 + last.month - first.month + 1
+            part = f"(year(t.{quote(name)}) * 12 + month(t.{quote(name)}) - 1 - {policy.first_month_index})"
+            width = policy.last_month_index - policy.first_month_index + 1
         elif column.kind == "enum":
             part, width = f"(list_position({list(column.values)}, t.{quote(name)}) - 1)", len(column.values)
         else:

@@ -442,7 +442,11 @@ class _Window:
         return f"(year({column}) * 12 + month({column}) - 1 - {self.first_index})"
 
 
-_ROWS_PER_BATCH = 1 << 20
+ROWS_PER_BATCH = 1 << 20
+"""Rows streamed from DuckDB into numpy at a time, here and in the feature parts. Each batch only
+touches the cells of its rows (np.add.at), so smaller batches cost no extra pass; at 1,000,000
+households 2^20 rows a batch were 1-2 s faster than 2^23 for each of the employment and
+income-source feature parts (a batch's arrays stay in cache)."""
 
 HOUSEHOLD_POSITIONS_SQL = (
     "SELECT household_id, CAST(row_number() OVER (ORDER BY household_id) - 1 AS BIGINT) AS h "
@@ -482,7 +486,7 @@ def _money_by_month(
     totals = np.zeros((n_households, window.n_months), dtype=np.int64)
     seen = np.zeros((n_households, window.n_months), dtype=bool)
     flat_totals, flat_seen = totals.reshape(-1), seen.reshape(-1)
-    for batch in dataset.sql(query).to_arrow_reader(_ROWS_PER_BATCH):
+    for batch in dataset.sql(query).to_arrow_reader(ROWS_PER_BATCH):
         cells = batch.column(0).to_numpy()
         np.add.at(flat_totals, cells, batch.column(1).to_numpy())
         flat_seen[cells] = True

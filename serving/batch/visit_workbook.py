@@ -27,6 +27,7 @@ import re
 import zipfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from xml.sax.saxutils import escape
 
 CellValue = int | str | None
 """What a cell holds: a whole number, text, or nothing (an empty cell that keeps its style)."""
@@ -189,7 +190,7 @@ def _text(value: str) -> str:
     value = value[:_MAX_TEXT]
     if _ILLEGAL_CHARACTERS.search(value):
         raise ValueError(f"{value!r} holds a control character that a workbook cannot hold")
-    escaped = value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    escaped = escape(value)
     stripped = value.strip()
     if stripped and stripped != value:
         return f'<t xml:space="preserve">{escaped}</t>'
