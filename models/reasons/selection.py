@@ -97,21 +97,24 @@ def _evidence_values(
 def _sums_in_order(contributions: np.ndarray, groups: Sequence[Sequence[int]]) -> np.ndarray:
     """Per group of columns, each row's sum of those columns added one at a time in the order given.
 
-    Sequential sums (np.add.accumulate), not .sum(axis=1): numpy's reduction order depends on the row
-    count, and a last-bit difference would break a tie (drivers the model never split on add exact
-    zeros) one way for a household explained alone and the other way in a batch. All groups at once,
-    shorter ones padded with zeros; the ``+ 0.0`` makes a sum of negative zeros the 0.0 that a sum
-    started at 0.0 gives, so the result is exactly that of ``0.0 + first + second ...`` per group.
+    Sequential sums, not .sum(axis=1): numpy's reduction order depends on the row count, and a
+    last-bit difference would break a tie (drivers the model never split on add exact zeros) one way
+    for a household explained alone and the other way in a batch. All groups step by step together,
+    shorter ones padded with zeros (adding 0.0 changes no sum), so the result is exactly that of
+    ``0.0 + first + second ...`` per group. One (rows, groups) column of terms at a time rather than
+    a (rows, groups, longest group) block: at 10,000 rows and 231 features that block was 5-10
+    times slower to gather and accumulate.
     """
     rows, width = contributions.shape
     depth = max(map(len, groups), default=0)
-    if depth == 0:
-        return np.zeros((rows, len(groups)))
     padded = np.full((len(groups), depth), width, dtype=np.intp)  # ``width``: the zero column below
     for g, columns in enumerate(groups):
         padded[g, : len(columns)] = columns
     extended = np.concatenate([contributions, np.zeros((rows, 1))], axis=1, dtype=np.float64)
-    return np.add.accumulate(extended[:, padded], axis=2)[:, :, -1] + 0.0
+    total = np.zeros((rows, len(groups)))
+    for step in range(depth):
+        total += extended[:, padded[:, step]]
+    return total
 
 
 def choose_reasons(
