@@ -9,6 +9,7 @@ income_drop_band 1.5.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import math
@@ -33,6 +34,7 @@ from relapse_risk.features.rules import (
     NO_RISK,
     RIGID_EXPENDITURE,
     RISK_TYPE_NAMES,
+    MonthlyPanel,
     build_panel,
     label_defined,
     labels_for_months,
@@ -470,6 +472,59 @@ def test_margin_is_the_smaller_per_capita_income_over_the_line() -> None:
     row, december = at(state, "h1", "2021-12")
     # min(12,000 / 2, (12,000 - 3,000) / 2) / 6,000
     assert state.margin[row, december] == pytest.approx(4_500.0 / 6_000.0)
+
+
+def test_a_households_rule_state_does_not_depend_on_the_households_evaluated_with_it() -> None:
+    # Large panels are evaluated in blocks of households on several threads; a county of one
+    # household at a time must give the same arrays, bit for bit.
+    rng = np.random.default_rng(7)
+    households, months = 20_000, 30
+    policy = make_policy()
+    reported = rng.random((households, months)) < 0.8
+    panel = MonthlyPanel(
+        household_ids=np.array([f"h{i:05d}" for i in range(households)], dtype=object),
+        first_month=policy.data_start,
+        size=rng.integers(1, 7, (households, months)).astype(np.int16),
+        reported=reported,
+        income=np.where(reported, np.round(rng.lognormal(7.0, 1.0, (households, months)), 2), 0.0),
+        rigid_expense=np.where(rng.random((households, months)) < 0.05, 5_000.0, 0.0),
+        under_monitoring=rng.random((households, months)) < 0.1,
+    )
+    together = rule_state(panel, policy)
+    for start in (0, 8_191, 19_999):
+        rows = slice(start, start + 1)
+        alone = rule_state(
+            dataclasses.replace(
+                panel,
+                **{
+                    name: getattr(panel, name)[rows]
+                    for name in (
+                        "household_ids",
+                        "size",
+                        "reported",
+                        "income",
+                        "rigid_expense",
+                        "under_monitoring",
+                    )
+                },
+            ),
+            policy,
+        )
+        for name in (
+            "r",
+            "I",
+            "E",
+            "I_prev",
+            "R1",
+            "R2",
+            "R3",
+            "triggered",
+            "risk_type",
+            "margin",
+            "eligible",
+        ):
+            assert np.array_equal(getattr(alone, name), getattr(together, name)[rows], equal_nan=True), name
+    assert together.triggered.any() and not together.triggered.all()
 
 
 # --- eligibility and labels ---------------------------------------------------------------------------
