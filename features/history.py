@@ -59,6 +59,7 @@ from .contract import (
 )
 from .dataset import Dataset
 from .errors import MonthOutsideDataError
+from .income_sources import HISTORY_MONTHS, IncomeSourceSums
 from .policy import Policy, RuleParameters
 from .rules import (
     HOUSEHOLD_POSITIONS_SQL,
@@ -88,8 +89,6 @@ LOAN_DUE_VERY_SOON_MONTHS = 3
 PROJECTION_MONTHS = 6
 SEASONAL_GROWTH_CAP = 3.0
 """Last year's months are scaled by at most this much: a tiny base year must not explode the projection."""
-HISTORY_MONTHS = 24
-"""Income windows reach back to t-23 (last 12 months and the 12 before them)."""
 
 
 @dataclass(frozen=True)
@@ -150,7 +149,8 @@ def build_features(
 
     ``panel`` (``build_panel(dataset, through=as_of)``) and ``state`` (its
     ``rule_state``), when the caller already built them, are used instead of
-    building them again.
+    building them again; a panel built with ``income_sources=True`` also spares
+    the features their own pass over income.
     """
     policy = dataset.policy
     as_of = as_of.replace(day=1)
@@ -162,7 +162,7 @@ def build_features(
 
     stopwatch = StageTimes(_log, level=logging.DEBUG)
     if panel is None:
-        panel = build_panel(dataset, through=as_of)
+        panel = build_panel(dataset, through=as_of, income_sources=True)
     elif panel.last_month != as_of:
         raise ValueError(
             f"the panel given ends at {format_month(panel.last_month)}, not at {format_month(as_of)}"
@@ -170,6 +170,7 @@ def build_features(
     if state is None:
         state = rule_state(panel, policy)
     inputs = PanelInputs.of(panel, state)
+    gathered_sources = panel.income_sources
     # The panel and rule state are the largest arrays here: let them go before the SQL passes.
     del panel, state
     stopwatch.lap("rules panel and state")
@@ -177,7 +178,10 @@ def build_features(
     def sql_parts(clock: Clock) -> Iterator[tuple[str, Columns]]:
         for part in _SQL_PARTS:
             stage = part.__name__.strip("_").replace("_part", "").replace("_", " ")
-            yield f"{stage} (SQL)", part(dataset, clock)
+            if part is _income_source_part and gathered_sources is not None:
+                yield f"{stage} (with the rules panel)", gathered_sources.columns()
+            else:
+                yield f"{stage} (SQL)", part(dataset, clock)
 
     frame = features_from_parts(inputs, policy, sql_parts, stopwatch)
     if timings is not None:
@@ -518,73 +522,39 @@ def _member_part(dataset: Dataset, clock: Clock) -> Columns:
     return _fetch(dataset, aggregate, select)
 
 
-_INCOME_SOURCE_SUMS = ("s3", "s6", "s12", "sprev", "sq12", "kx12")
-"""Per-source sums in fen over the income windows: k < 3, < 6, < 12, 12..23, and squares and
-k-weighted over k < 12."""
-_SUM_SCALE = {"sq12": 10000.0}
-"""Fen squared back to yuan squared; every other sum is fen back to yuan (100)."""
-# Below this many fen a month (5.4 million yuan), twelve squares add up within int64.
-_EXACT_SQUARES_FEN = 2**29
-
-
 def _income_source_part(dataset: Dataset, clock: Clock) -> Columns:
-    """Per-source sums over the income windows; the statistics are formed in :func:`_income_features`.
+    """Per-source sums over the income windows (:class:`IncomeSourceSums`); the statistics are formed
+    in :func:`_income_features`.
 
     Rows are unique per (household, month, source), so every sum is a sum of
     rows into (household, source) cells. DuckDB only joins each row to its
     household's position; numpy adds the rows into dense cells, several times
-    cheaper than DuckDB's hash aggregate into five million groups. Sums are
-    whole fen in int64, exact and the same whatever order the rows arrive in;
-    a county with a month above :data:`_EXACT_SQUARES_FEN` fen, whose squares
-    could overflow, is summed by DuckDB in HUGEINT instead (same figures).
+    cheaper than DuckDB's hash aggregate into five million groups. A county
+    with a month of :data:`~.income_sources.EXACT_SQUARES_FEN` fen or more, whose squares could
+    overflow, is summed by DuckDB in HUGEINT instead (same figures).
+    :func:`build_features` only runs this when the rules panel did not gather
+    the sums in its own pass over income.
     """
     k = clock.months_before("month")
     first_on_record = max(clock.t - (HISTORY_MONTHS - 1), clock.first_index)
     window = f"{clock.upto('month')} AND month >= DATE '{month_start(first_on_record).isoformat()}'"
-    n_sources = len(INCOME_SOURCES)
     query = f"""
         WITH positions AS ({_POSITIONS})
-        SELECT positions._h * {n_sources} + list_position({list(INCOME_SOURCES)}, source) - 1 AS cell,
+        SELECT positions._h * {len(INCOME_SOURCES)} + list_position({list(INCOME_SOURCES)}, source) - 1
+                   AS cell,
                CAST({k} AS BIGINT) AS k, {_fen("amount")} AS fen
         FROM income JOIN positions USING (household_id)
         WHERE {window}
     """
-    cells = clock.households * n_sources
-    sums = {name: np.zeros(cells, dtype=np.int64) for name in _INCOME_SOURCE_SUMS}
-    overflow = False
+    sums = IncomeSourceSums.empty(clock.households)
     with dataset.sql(query).to_arrow_reader(ROWS_PER_BATCH) as reader:
         for batch in reader:
-            cell, months_back, fen = (batch.column(i).to_numpy() for i in range(3))
-            if len(fen) and np.abs(fen).max() >= _EXACT_SQUARES_FEN:
-                overflow = True
+            sums.add(*(batch.column(i).to_numpy() for i in range(3)))
+            if not sums.exact:
                 break
-            _add_income_rows(sums, cell, months_back, fen)
-    if overflow:  # the reader is closed: the connection can run another query
+    if not sums.exact:  # the reader is closed: the connection can run another query
         return _income_source_part_in_sql(dataset, clock, window)
-    columns: Columns = {}
-    for name, total in sums.items():
-        yuan = total.astype(np.float64) / _SUM_SCALE.get(name, 100.0)
-        for i, source in enumerate(INCOME_SOURCES):
-            columns[f"{source}_{name}"] = yuan[i::n_sources]
-    return columns
-
-
-def _add_income_rows(
-    sums: dict[str, np.ndarray], cell: np.ndarray, months_back: np.ndarray, fen: np.ndarray
-) -> None:
-    """Add a batch of income rows (cell, months back, fen) into the sums of :data:`_INCOME_SOURCE_SUMS`."""
-    recent = months_back < 12
-    _add_window(sums["sprev"], cell, fen, ~recent)
-    cell, months_back, fen = cell[recent], months_back[recent], fen[recent]
-    np.add.at(sums["s12"], cell, fen)
-    np.add.at(sums["sq12"], cell, fen * fen)
-    np.add.at(sums["kx12"], cell, fen * months_back)
-    _add_window(sums["s6"], cell, fen, months_back < 6)
-    _add_window(sums["s3"], cell, fen, months_back < 3)
-
-
-def _add_window(totals: np.ndarray, cell: np.ndarray, fen: np.ndarray, inside: np.ndarray) -> None:
-    np.add.at(totals, cell[inside], fen[inside])
+    return sums.columns()
 
 
 def _income_source_part_in_sql(dataset: Dataset, clock: Clock, window: str) -> Columns:

@@ -49,7 +49,7 @@ from relapse_risk.features.contract import (
 from relapse_risk.features.dataset import Dataset
 from relapse_risk.features.history import build_features
 from relapse_risk.features.policy import Policy
-from relapse_risk.features.rules import labels_for_months
+from relapse_risk.features.rules import build_panel, labels_for_months
 from relapse_risk.features.training_table import (
     TRAINING_TABLE_COLUMNS,
     build_training_table,
@@ -805,8 +805,15 @@ def test_rows_dated_after_the_as_of_month_never_change_its_features(county: Coun
 def test_income_source_sums_in_numpy_equal_duckdbs_exact_sums(
     county: County, offset: int, large: list[int]
 ) -> None:
-    """The fast path adds int64 fen in numpy; DuckDB's HUGEINT sums are the reference, and the fallback
-    for months so large that twelve squares could overflow int64."""
+    """The fast paths add int64 fen in numpy, in the features' own pass over income or in the rules
+    panel's; DuckDB's HUGEINT sums are the reference, and the fallback for months so large that
+    twelve squares could overflow int64."""
+    # A row on each side of every window's bound (3, 6, 12 and 24 months back), where one is inside.
+    edges = [
+        k for k in (2, 3, 5, 6, 11, 12, history.HISTORY_MONTHS - 1, history.HISTORY_MONTHS) if k <= offset
+    ]
+    county.income("edges", [month_start_of(offset - k) for k in edges], "wage_local", 100.0)
+    county.household("edges")
     for i, fen in enumerate(large):  # amounts around the bound of the fast path, on both sides of it
         county.income(f"big{i}", [month_start_of(offset - i % 3)], "business", fen / 100)
         county.household(f"big{i}")
@@ -818,10 +825,19 @@ def test_income_source_sums_in_numpy_equal_duckdbs_exact_sums(
 
     fast = history._income_source_part(dataset, clock)
     exact = history._income_source_part_in_sql(dataset, clock, window)
+    gathered = build_panel(dataset, through=as_of, income_sources=True).income_sources
 
     assert fast.keys() == exact.keys()
     for name in fast:
         assert fast[name].tobytes() == exact[name].tobytes(), name
+    # The panel gives up on sums it cannot make exact, for the features to make their own.
+    too_large = any(fen >= 2**29 and i % 3 <= offset for i, fen in enumerate(large))
+    assert (gathered is None) == too_large
+    if gathered is not None:
+        from_panel = gathered.columns()
+        assert from_panel.keys() == exact.keys()
+        for name in from_panel:
+            assert from_panel[name].tobytes() == exact[name].tobytes(), name
 
 
 # -- training table ----------------------------------------------------------------------------------
