@@ -59,7 +59,6 @@ from .contract import (
 )
 from .history import (
     ELDER_AGE,
-    HISTORY_MONTHS,
     LOAN_DUE_SOON_MONTHS,
     LOAN_DUE_VERY_SOON_MONTHS,
     LOCAL_WORK_STATUSES,
@@ -71,6 +70,7 @@ from .history import (
     PanelInputs,
     features_from_parts,
 )
+from .income_sources import HISTORY_MONTHS
 from .policy import Policy
 from .rules import MonthlyPanel, RuleState, rule_state
 from .validation import EARLIEST_ESCAPE_YEAR, IDENTIFIER_KEYS, MAX_AGE_YEARS

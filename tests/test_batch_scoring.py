@@ -794,12 +794,12 @@ def test_the_rules_panel_is_built_once_for_statuses_and_features(county, trained
     from relapse_risk.features.dataset import load_dataset
     from relapse_risk.serving import scoring
 
-    built: list[dt.date | None] = []
+    built: list[tuple[dt.date | None, bool]] = []
     real_build_panel = scoring.build_panel
 
-    def counting_build_panel(dataset, through=None):
-        built.append(through)
-        return real_build_panel(dataset, through=through)
+    def counting_build_panel(dataset, through=None, *, income_sources=False):
+        built.append((through, income_sources))
+        return real_build_panel(dataset, through=through, income_sources=income_sources)
 
     monkeypatch.setattr(scoring, "build_panel", counting_build_panel)
     monkeypatch.setattr(history, "build_panel", counting_build_panel)
@@ -807,7 +807,8 @@ def test_the_rules_panel_is_built_once_for_statuses_and_features(county, trained
         load_dataset(county), AS_OF, trained.model, model_name="m", model_version="1", explain="none"
     )
 
-    assert built == [AS_OF]
+    # With the per-source income sums, so that the features make no pass over income of their own.
+    assert built == [(AS_OF, True)]
 
 
 def test_features_from_a_given_panel_equal_features_built_from_scratch(county):
