@@ -70,7 +70,7 @@ from .history import (
     PanelInputs,
     features_from_parts,
 )
-from .income_sources import HISTORY_MONTHS
+from .income_sources import EXACT_SQUARES_FEN, HISTORY_MONTHS, IncomeSourceSums
 from .policy import Policy
 from .rules import MonthlyPanel, RuleState, rule_state
 from .validation import EARLIEST_ESCAPE_YEAR, IDENTIFIER_KEYS, MAX_AGE_YEARS
@@ -532,14 +532,12 @@ def _round_half_away(values: np.ndarray) -> np.ndarray:
     return rounded
 
 
-_LARGEST_FEN = 2**29
-"""Amounts up to 5 million yuan: sums of twelve squares stay exact in int64."""
-
-
 def _fen(yuan: np.ndarray) -> np.ndarray:
     """Whole fen as the DuckDB path computes them: CAST(round(yuan * 100) AS BIGINT)."""
     fen = _round_half_away(yuan * 100.0)
-    if np.any(np.abs(fen[np.isfinite(fen)]) >= _LARGEST_FEN):
+    # Larger amounts could overflow the per-source sums of squares, which the DuckDB path then sums
+    # in HUGEINT.
+    if np.any(np.abs(fen[np.isfinite(fen)]) >= EXACT_SQUARES_FEN):
         raise NotExact
     return np.where(np.isfinite(fen), fen, 0).astype(np.int64)
 
@@ -722,37 +720,21 @@ def _member_part(clean: CleanTables, rows: RowOwners, clock: Clock) -> Columns:
 
 
 def _income_source_part(clean: CleanTables, rows: RowOwners, clock: Clock) -> Columns:
-    n, t = clock.households, clock.t
+    t = clock.t
     income = clean.columns["income"]
     month = _month_of(income["month"])
     first_on_record = max(t - (HISTORY_MONTHS - 1), clock.first_index)
     keep = (month <= t) & (month >= first_on_record)
-    h = rows.household_of("income")[keep]
-    k = (t - month)[keep]
-    fen = _fen(income["amount"])[keep]
     source = _codes(_SOURCE_INDEX, income["source"][keep])
-    # Every (household, source) sum at once: whole fen in int64, exact in any order of addition.
-    statistics = (
-        ("s3", k < 3, fen),
-        ("s6", k < 6, fen),
-        ("s12", k < 12, fen),
-        ("sprev", k >= 12, fen),
-        ("sq12", k < 12, fen * fen),
-        ("kx12", k < 12, fen * k),
-    )
     known = source >= 0
-    sums = np.zeros((len(statistics), n, len(INCOME_SOURCES)), dtype=np.int64)
-    for i, (_, where, values) in enumerate(statistics):
-        chosen = where & known
-        np.add.at(sums[i], (h[chosen], source[chosen]), values[chosen])
-    out: Columns = {}
-    for j, name in enumerate(INCOME_SOURCES):
-        for i, (statistic, _, _) in enumerate(statistics):
-            column = sums[i, :, j]
-            out[f"{name}_{statistic}"] = (
-                column.astype(np.float64) / 10000 if statistic == "sq12" else _yuan(column)
-            )
-    return out
+    sums = IncomeSourceSums.empty(clock.households)
+    # The same accumulator as the DuckDB path; _fen keeps every amount small enough for exact sums.
+    sums.add(
+        (rows.household_of("income")[keep] * len(INCOME_SOURCES) + source)[known],
+        (t - month)[keep][known],
+        _fen(income["amount"])[keep][known],
+    )
+    return sums.columns()
 
 
 _SOURCE_INDEX = {name: j for j, name in enumerate(INCOME_SOURCES)}
