@@ -179,7 +179,7 @@ def build_features(
         for part in _SQL_PARTS:
             stage = part.__name__.strip("_").replace("_part", "").replace("_", " ")
             if part is _income_source_part and gathered_sources is not None:
-                yield f"{stage} (with the rules panel)", gathered_sources.columns()
+                yield f"{stage} (rules panel)", gathered_sources.columns()
             else:
                 yield f"{stage} (SQL)", part(dataset, clock)
 
