@@ -78,6 +78,10 @@ RISK_TYPE_CODES: dict[str, int] = {v: i for i, v in enumerate(RISK_TYPES, start=
 WINDOWS = (3, 6, 12)
 """Look-back windows in months for income levels."""
 
+HISTORY_MONTHS = 24
+"""Months the features look back on, the as-of month included (the 24-month windows and the
+12 months before last year's)."""
+
 INCOME_SOURCE_EN: dict[str, str] = {
     "wage_local": "local wage",
     "wage_migrant": "migrant wage",

@@ -40,6 +40,7 @@ import pandas as pd
 from .catalogue import (
     EDUCATION_CODES,
     FEATURE_NAMES,
+    HISTORY_MONTHS,
     RISK_TYPE_CODES,
     SHOCK_KINDS,
     TERRAIN_CODES,
@@ -59,7 +60,7 @@ from .contract import (
 )
 from .dataset import Dataset
 from .errors import MonthOutsideDataError
-from .income_sources import HISTORY_MONTHS, IncomeSourceSums
+from .income_sources import IncomeSourceSums
 from .policy import Policy, RuleParameters
 from .rules import (
     HOUSEHOLD_POSITIONS_SQL,

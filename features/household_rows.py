@@ -42,7 +42,14 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .catalogue import EDUCATION_CODES, RISK_TYPE_CODES, SHOCK_KINDS, TERRAIN_CODES, VILLAGE_SHOCK_KINDS
+from .catalogue import (
+    EDUCATION_CODES,
+    HISTORY_MONTHS,
+    RISK_TYPE_CODES,
+    SHOCK_KINDS,
+    TERRAIN_CODES,
+    VILLAGE_SHOCK_KINDS,
+)
 from .contract import (
     ASSISTANCE_MEASURES,
     EMPLOYED_STATUSES,
@@ -70,7 +77,7 @@ from .history import (
     PanelInputs,
     features_from_parts,
 )
-from .income_sources import EXACT_SQUARES_FEN, HISTORY_MONTHS, IncomeSourceSums
+from .income_sources import EXACT_SQUARES_FEN, IncomeSourceSums
 from .policy import Policy
 from .rules import MonthlyPanel, RuleState, rule_state
 from .validation import EARLIEST_ESCAPE_YEAR, IDENTIFIER_KEYS, MAX_AGE_YEARS

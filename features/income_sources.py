@@ -14,10 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .catalogue import HISTORY_MONTHS
 from .contract import INCOME_SOURCES
-
-HISTORY_MONTHS = 24
-"""Months the features look back on, the as-of month included."""
 
 INCOME_SOURCE_SUMS = ("s3", "s6", "s12", "sprev", "sq12", "kx12")
 """Per-source sums in fen over k months back: k < 3, < 6, < 12, 12..23, and squares and
