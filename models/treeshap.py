@@ -3,8 +3,8 @@
 LightGBM's ``pred_contrib`` runs path-dependent TreeSHAP row by row in
 O(leaves x depth^2) per tree: about 2.6 ms of CPU a row for 300 trees of 31
 leaves, so minutes of CPU for a visit list of 50,000 households. This module
-computes the same values with the work reordered, at a quarter to a third of the
-CPU per row.
+computes the same values with the work reordered, at an eighth to a quarter of
+the CPU per row.
 
 For one leaf, path-dependent TreeSHAP depends on a row only through which of
 the leaf's distinct path features the row "agrees" with (satisfies every
@@ -15,9 +15,10 @@ to :data:`TABLE_MAX_FEATURES` path features; a row then costs its split
 decisions, one pass over the tree that hands every node and leaf the set of
 path features the row disagrees with (its parent's, plus the parent's feature
 if the row goes the other way), one table look-up per leaf, and d additions.
-Deeper leaves (a fifth of a large model's) are computed per row from the same
-formula. The per-row loop is compiled with numba (a dependency of shap) and
-runs rows in parallel; each row's arithmetic is fixed, so results do not
+Deeper leaves (3 % of a 300-tree model's) are computed per row by the same
+function that fills the tables, so a value does not depend on which way it was
+found, nor on the table width. Both are compiled with numba (a dependency of
+shap); the per-row loop runs rows in parallel; each row's arithmetic is fixed, so results do not
 depend on the number of threads.
 
 The algebra (Lundberg et al. 2020, Algorithm 2): with ``z_j`` the fraction of
@@ -48,12 +49,20 @@ import lightgbm as lgb
 import numba
 import numpy as np
 
-TABLE_MAX_FEATURES = 8
+TABLE_MAX_FEATURES = 12
 """Leaves with at most this many distinct path features get a table of 2^d x d values.
 
-Measured on a champion of 411 trees (12,741 leaves): 8 builds in 1.5 s and
-46 MB, against 5.5 s and 153 MB for 10, whose tables explain 2,000 rows
-about 15 % faster but single rows slower (the larger tables miss the cache)."""
+Measured on a 300-tree model of 9,300 leaves (numba fills the tables on every core): 12 builds in
+about 1 s and 348 MB, and explains 44,000 households in 5.9 s wall on 2 cores against 11.4 s
+for 8 (33 MB), 8.0 s for 10 and 5.4 s for 14 (633 MB); single rows cost 0.60 ms of CPU
+against 0.90 ms for 8. See :data:`TABLE_MAX_BYTES` for models with far more leaves."""
+
+TABLE_MAX_BYTES = 2**29
+"""The tables of a model stop at the widest leaves that keep them under this (512 MiB).
+
+A model of many more leaves than the project trains (thousands of trees, hundreds of leaves
+each) would otherwise need gigabytes at :data:`TABLE_MAX_FEATURES`; its wider leaves are then
+computed per row instead, which costs time, not correctness."""
 
 _ZERO_THRESHOLD = float(np.float32(1e-35))
 """LightGBM's kZeroThreshold (a float constant): |x| at most this counts as zero."""
@@ -132,17 +141,23 @@ class TreeShapTables:
 
     @classmethod
     def from_booster(
-        cls, booster: lgb.Booster, table_max_features: int = TABLE_MAX_FEATURES
+        cls,
+        booster: lgb.Booster,
+        table_max_features: int = TABLE_MAX_FEATURES,
+        table_max_bytes: int = TABLE_MAX_BYTES,
     ) -> TreeShapTables:
         """Flatten the trees LightGBM predicts with and tabulate leaves of up to ``table_max_features``.
 
+        Fewer, when the tables would pass ``table_max_bytes``: then only the leaves up to the
+        widest that fits. The values are the same either way, bit for bit; only the speed differs.
         Raises :class:`UnsupportedBooster` when a tree cannot be handled here.
         """
         model = booster.dump_model()
         _check_model(model)
         n_features = int(model["max_feature_idx"]) + 1
         trees = [_parse_tree(info["tree_structure"]) for info in model["tree_info"]]
-        table, offsets = _tabulate([tree.leaves for tree in trees], table_max_features)
+        widths = [len(leaf.features) for tree in trees for leaf in tree.leaves]
+        table_width = _table_width(widths, table_max_features, table_max_bytes)
         # The base value is whatever LightGBM reports for any row; one row is cheap.
         probe = np.zeros((1, n_features))
         base = float(np.asarray(booster.predict(probe, pred_contrib=True)).reshape(-1)[-1])
@@ -156,8 +171,10 @@ class TreeShapTables:
         leaf_column_start, leaf_value = [0], []
         column_feature: list[int] = []
         column_zero: list[float] = []
+        # Tables laid out tree by tree: the kernel walks one tree at a time, so its tables sit together.
         leaf_offsets: list[int] = []
-        for tree, tree_offsets in zip(trees, offsets, strict=True):
+        table_size = 0
+        for tree in trees:
             nodes_flat += tree.nodes
             # Level by level, a step's parent was given its mask a whole level earlier: no chain
             # of each store feeding the next load, as parent-first order would make.
@@ -170,12 +187,14 @@ class TreeShapTables:
                 step_parent.append(max(parent, 0))
                 step_left.append(tree.left[position])
                 step_slot.append(0 if parent < 0 else tree.slot[parent])
-            for leaf, offset in zip(tree.leaves, tree_offsets, strict=True):
+            for leaf in tree.leaves:
                 column_feature += leaf.features
                 column_zero += [float(z) for z in leaf.zero_fraction]
                 leaf_column_start.append(len(column_feature))
                 leaf_value.append(leaf.value)
-                leaf_offsets.append(int(offset))
+                width = len(leaf.features)
+                leaf_offsets.append(table_size if width <= table_width else -1)
+                table_size += _table_cells(width) if width <= table_width else 0
             tree_node_start.append(len(nodes_flat))
             tree_leaf_start.append(len(leaf_value))
         missing = {"None": _MISSING_NONE, "Zero": _MISSING_ZERO, "NaN": _MISSING_NAN}
@@ -191,6 +210,12 @@ class TreeShapTables:
         for d in range(1, widest + 1):
             for k in range(d):
                 weights[d, k] = math.factorial(k) * math.factorial(d - 1 - k) / math.factorial(d)
+        leaf_starts = np.array(leaf_column_start, dtype=np.int64)
+        table_offsets = np.array(leaf_offsets, dtype=np.int64)
+        leaf_values = np.array(leaf_value, dtype=np.float64)
+        zero_fractions = np.array(column_zero, dtype=np.float64)
+        table = np.empty(max(table_size, 1))
+        _fill_tables(table_offsets, leaf_starts, leaf_values, zero_fractions, weights, table)
         return cls(
             n_features=n_features,
             base_value=base,
@@ -212,11 +237,11 @@ class TreeShapTables:
             step_parent=np.array(step_parent, dtype=np.int32),
             step_left=np.array(step_left, dtype=np.uint8),
             step_slot=np.array(step_slot, dtype=np.uint8),
-            leaf_column_start=np.array(leaf_column_start, dtype=np.int64),
-            leaf_table_offset=np.array(leaf_offsets, dtype=np.int64),
-            leaf_value=np.array(leaf_value, dtype=np.float64),
+            leaf_column_start=leaf_starts,
+            leaf_table_offset=table_offsets,
+            leaf_value=leaf_values,
             column_feature=np.array(column_feature, dtype=np.int64),
-            column_zero_fraction=np.array(column_zero, dtype=np.float64),
+            column_zero_fraction=zero_fractions,
             table=table,
             shapley_weights=weights,
         )
@@ -391,6 +416,7 @@ def _explain_block(  # noqa: PLR0913 - flat arrays are how numba takes a structu
     poly = np.empty(widest + 2)
     quotient = np.empty(widest + 1)
     slots = np.empty(2 * widest + 2, dtype=np.int64)
+    by_slot = np.empty(max(widest, 1))
     # Tree by tree over a block of rows, so that one tree's tables stay in cache.
     for t in range(n_trees):
         first_node = tree_node_start[t]
@@ -428,19 +454,13 @@ def _explain_block(  # noqa: PLR0913 - flat arrays are how numba takes a structu
                     for s in range(width):
                         out[i, column_feature[first_column + s]] += table[base + s]
                 else:
-                    _add_deep_leaf(
-                        out[i],
-                        pattern,
-                        first_column,
-                        width,
-                        leaf_value[leaf],
-                        column_feature,
-                        column_zero_fraction,
-                        shapley_weights,
-                        poly,
-                        quotient,
-                        slots,
-                    )
+                    # The formula the tables were filled with: the same bits as a look-up would give.
+                    _leaf_contributions(
+                        pattern, first_column, width, leaf_value[leaf], column_zero_fraction,
+                        shapley_weights, poly, quotient, slots, by_slot,
+                    )  # fmt: skip
+                    for s in range(width):
+                        out[i, column_feature[first_column + s]] += by_slot[s]
 
 
 @numba.njit(inline="always")
@@ -488,25 +508,26 @@ def _decide(
 
 
 @numba.njit(inline="always")
-def _add_deep_leaf(
-    phi: np.ndarray,
+def _leaf_contributions(
     pattern: int,
     first_column: int,
     width: int,
     value: float,
-    column_feature: np.ndarray,
     column_zero_fraction: np.ndarray,
     shapley_weights: np.ndarray,
     poly: np.ndarray,
     quotient: np.ndarray,
     slots: np.ndarray,
+    by_slot: np.ndarray,
 ) -> None:
-    """A leaf without a table: the module docstring's formula for one row's pattern.
+    """The module docstring's formula: ``by_slot[s]``, the leaf's contribution to its s-th path feature.
 
-    Written without a branch on the pattern's bits (a row's pattern is as good as random, and
-    mispredicted branches were most of the time), with the same arithmetic as the branching form:
-    adding ``0.0 * poly[k - 1]`` or multiplying ``1.0 * poly[k - 1]`` changes no bit (every
-    coefficient is finite and non-negative), nor does updating zero coefficients above the degree.
+    The one formula behind both the tables and the leaves computed per row, so a value does not
+    depend on which way it was found. Written without a branch on the pattern's bits (a row's
+    pattern is as good as random, and mispredicted branches were most of the time), with the same
+    arithmetic as the branching form: adding ``0.0 * poly[k - 1]`` or multiplying
+    ``1.0 * poly[k - 1]`` changes no bit (every coefficient is finite and non-negative), nor does
+    updating zero coefficients above the degree.
     """
     # poly: coefficients of prod_j (z_j + o_j y). Meanwhile slots[0:degree] collects the agreeing
     # slots and slots[width + 1:][0:width - degree] the others, each written whatever the bit.
@@ -531,7 +552,7 @@ def _add_deep_leaf(
     for k in range(min(degree + 1, width)):
         disagreeing += shapley_weights[width, k] * poly[k]
     for c in range(width - degree):
-        phi[column_feature[first_column + slots[width + 1 + c]]] -= value * disagreeing
+        by_slot[slots[width + 1 + c]] = -(value * disagreeing)
     for h in range(degree):
         column = first_column + slots[h]
         z = column_zero_fraction[column]
@@ -541,7 +562,54 @@ def _add_deep_leaf(
         total = 0.0
         for k in range(degree):
             total += shapley_weights[width, k] * quotient[k]
-        phi[column_feature[column]] += value * (1.0 - z) * total
+        by_slot[slots[h]] = value * (1.0 - z) * total
+
+
+@numba.njit(parallel=True, nogil=True, cache=True)
+def _fill_tables(
+    leaf_table_offset: np.ndarray,
+    leaf_column_start: np.ndarray,
+    leaf_value: np.ndarray,
+    column_zero_fraction: np.ndarray,
+    shapley_weights: np.ndarray,
+    table: np.ndarray,
+) -> None:
+    """Every tabulated leaf's contributions for each of its 2^d patterns (pattern x d + slot)."""
+    widest = shapley_weights.shape[0] - 1
+    for leaf in numba.prange(len(leaf_table_offset)):
+        offset = leaf_table_offset[leaf]
+        if offset < 0:
+            continue
+        first_column = leaf_column_start[leaf]
+        width = leaf_column_start[leaf + 1] - first_column
+        poly = np.empty(widest + 2)
+        quotient = np.empty(widest + 1)
+        slots = np.empty(2 * widest + 2, dtype=np.int64)
+        by_slot = np.empty(max(widest, 1))
+        for pattern in range(1 << width):
+            _leaf_contributions(
+                pattern, first_column, width, leaf_value[leaf], column_zero_fraction, shapley_weights,
+                poly, quotient, slots, by_slot,
+            )  # fmt: skip
+            base = offset + pattern * width
+            for s in range(width):
+                table[base + s] = by_slot[s]
+
+
+def _table_cells(width: int) -> int:
+    """Values in the table of a leaf of ``width`` path features: one per slot for each pattern."""
+    return int(2**width * width)
+
+
+def _table_width(widths: list[int], max_features: int, max_bytes: int) -> int:
+    """The widest leaves tabulated: at most ``max_features``, and all tables together within ``max_bytes``."""
+    counts = np.bincount(np.asarray(widths, dtype=np.int64), minlength=max_features + 1)
+    total = 0
+    for width in range(min(max_features, len(counts) - 1) + 1):
+        total += int(counts[width]) * _table_cells(width) * 8
+        if total > max_bytes:
+            return width - 1
+    return max_features
 
 
 def _check_model(model: dict[str, Any]) -> None:
@@ -640,72 +708,3 @@ def _make_leaf(
             features.append(feature)
             zero.append(fraction)
     return _Leaf(value, features, np.array(zero))
-
-
-def _tabulate(trees: list[list[_Leaf]], max_features: int) -> tuple[np.ndarray, list[np.ndarray]]:
-    """One flat table for every leaf with d <= max_features, and each leaf's offset in it (-1 if none).
-
-    Leaves with the same d are computed together, so the work is a few
-    hundred numpy operations whatever the number of leaves.
-    """
-    offsets = [np.full(len(leaves), -1, dtype=np.int64) for leaves in trees]
-    by_width: dict[int, list[tuple[int, int]]] = {}
-    for t, leaves in enumerate(trees):
-        for k, leaf in enumerate(leaves):
-            if len(leaf.features) <= max_features:
-                by_width.setdefault(len(leaf.features), []).append((t, k))
-    computed: dict[tuple[int, int], np.ndarray] = {}
-    for width in sorted(by_width):
-        members = by_width[width]
-        patterns = np.arange(2**width, dtype=np.int64)
-        zero = np.array([trees[t][k].zero_fraction for t, k in members]).reshape(len(members), width)
-        value = np.array([trees[t][k].value for t, k in members])
-        values = _pattern_contributions(patterns, zero, value)  # (members, 2^d, d)
-        for m, member in enumerate(members):
-            computed[member] = values[m].reshape(-1)
-    # Laid out tree by tree: the kernel walks one tree at a time, so its tables sit together in memory.
-    parts: list[np.ndarray] = []
-    position = 0
-    for member in sorted(computed):
-        t, k = member
-        offsets[t][k] = position
-        parts.append(computed[member])
-        position += len(computed[member])
-    table = np.concatenate(parts) if parts else np.zeros(1)
-    return table, offsets
-
-
-def _pattern_contributions(patterns: np.ndarray, zero: np.ndarray, value: np.ndarray) -> np.ndarray:
-    """Contribution of each leaf to each of its path features for each agreement pattern.
-
-    ``patterns`` (P,) bit masks (bit s: the row agrees at path feature s);
-    ``zero`` (M, d) the zero fractions; ``value`` (M,) the leaf values.
-    Returns (M, P, d).
-    """
-    members, width = zero.shape
-    if width == 0:
-        return np.zeros((members, len(patterns), 0))
-    one = ((patterns[:, None] >> np.arange(width)) & 1).astype(np.float64)  # (P, d)
-    # poly[m, p, k]: coefficient of y^k in prod_j (z_j + o_j y)
-    poly = np.zeros((members, len(patterns), width + 1))
-    poly[:, :, 0] = 1.0
-    for j in range(width):
-        extended = poly * zero[:, None, j : j + 1]
-        extended[:, :, 1:] += poly[:, :, :-1] * one[None, :, j : j + 1]
-        poly = extended
-    weights = np.array(
-        [math.factorial(k) * math.factorial(width - 1 - k) / math.factorial(width) for k in range(width)]
-    )
-    result = np.empty((members, len(patterns), width))
-    for s in range(width):
-        z = zero[:, None, s]  # (M, 1)
-        o = one[None, :, s]  # (1, P)
-        # Divide out (z_s + o_s y): exactly by z_s where o_s = 0, else back-substitute.
-        divided_by_zero = poly[:, :, :width] / z[:, :, None]
-        back = np.empty((members, len(patterns), width))
-        back[:, :, width - 1] = poly[:, :, width]
-        for k in range(width - 1, 0, -1):
-            back[:, :, k - 1] = poly[:, :, k] - z * back[:, :, k]
-        quotient = np.where(o[:, :, None] > 0, back, divided_by_zero)
-        result[:, :, s] = value[:, None] * (o - z) * (quotient @ weights)
-    return result

@@ -320,6 +320,33 @@ def test_large_trees_equal_lightgbm_pred_contrib(table_max_features):
     np.testing.assert_array_equal(ours[7:8], tables.contributions(rows[7:8]))
 
 
+def test_table_width_changes_the_speed_not_a_bit_of_the_values():
+    """Tables and leaves computed per row share one formula: any width, or a byte cap, gives the same bits."""
+    booster = _deep_booster()
+    rng = np.random.default_rng(11)
+    rows = rng.normal(size=(200, 24))
+    rows[rng.random(rows.shape) < 0.1] = np.nan
+    per_row = TreeShapTables.from_booster(booster, table_max_features=0)
+    assert (per_row.leaf_table_offset < 0).all()
+    expected = per_row.contributions(rows)
+    for width, cap in ((3, 2**40), (8, 2**40), (64, 2**40), (64, 2**16)):
+        tables = TreeShapTables.from_booster(booster, table_max_features=width, table_max_bytes=cap)
+        assert (tables.leaf_table_offset >= 0).any()
+        assert tables.table.nbytes <= cap
+        np.testing.assert_array_equal(tables.contributions(rows), expected)
+
+
+def test_a_byte_cap_keeps_the_narrow_tables_and_drops_the_wide():
+    booster = _deep_booster()
+    widths = np.diff(TreeShapTables.from_booster(booster, table_max_features=0).leaf_column_start)
+    tables = TreeShapTables.from_booster(booster, table_max_features=64, table_max_bytes=2**16)
+    tabulated = tables.leaf_table_offset >= 0
+    assert widths[tabulated].max() < widths[~tabulated].min()
+    # the next width would not have fitted
+    next_width = widths[~tabulated].min()
+    assert tables.table.nbytes + (widths == next_width).sum() * 2**next_width * next_width * 8 > 2**16
+
+
 def test_every_position_gets_its_mask_after_its_parent():
     """The kernel's one pass over a tree's steps reads each parent's mask only once it is written."""
     tables = TreeShapTables.from_booster(_deep_booster())
