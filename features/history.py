@@ -593,32 +593,92 @@ def _by_household_and_key(
 ) -> dict[str, np.ndarray]:
     """Spread a long result (one row per household and key) into (households, keys) arrays.
 
-    ``query`` names each household by ``_h``, its row in build_panel's order,
+    A value absent from the result, or NULL in it, is 0.0 (callers use this for
+    counts and sums only) unless it is named in ``values`` with a ``!nan``
+    suffix, which keeps absence as NaN. See :class:`_LongResult` for ``query``.
+    """
+    names = [value.removesuffix("!nan") for value in values]
+    found = _LongResult.of(dataset, clock, query, key, keys, names)
+    return {
+        name: found.spread(name, np.nan if value.endswith("!nan") else 0.0)
+        for value, name in zip(values, names, strict=True)
+    }
+
+
+@dataclass(frozen=True)
+class _LongResult:
+    """A query's rows, one per household and key, each key coded as its position in a tuple of keys.
+
+    The query names each household by ``_h``, its row in build_panel's order,
     which it finds in the relation ``positions`` (household_id, _h): joining the
     rows to it before grouping lets DuckDB group by integers rather than by
     identifier strings, several times faster on a hundred million income rows.
-    A value absent from the result, or NULL in it, is 0.0 (callers use this for
-    counts and sums only) unless it is named in ``values`` with a ``!nan``
-    suffix, which keeps absence as NaN.
+    Spreading every value over (households x keys) costs a fresh array each,
+    so callers that need only a total or one key's column ask for just that.
     """
-    names = [value.removesuffix("!nan") for value in values]
-    key_codes = f"list_position({list(keys)}, long.{key}) - 1"
-    result = dataset.sql(
-        f"""
-        WITH positions AS ({_POSITIONS}), long AS ({query})
-        SELECT long._h, {key_codes} AS _key, {", ".join(f"long.{name}" for name in names)}
-        FROM long
+
+    households: int
+    n_keys: int
+    rows: np.ndarray
+    """Each result row's household position."""
+    keys: np.ndarray
+    """Each result row's key position."""
+    values: dict[str, np.ndarray]
+    """Each value as returned (masked where NULL)."""
+
+    @classmethod
+    def of(
+        cls, dataset: Dataset, clock: Clock, query: str, key: str, keys: tuple[str, ...], names: list[str]
+    ) -> _LongResult:
+        key_codes = f"list_position({list(keys)}, long.{key}) - 1"
+        result = dataset.sql(
+            f"""
+            WITH positions AS ({_POSITIONS}), long AS ({query})
+            SELECT long._h, {key_codes} AS _key, {", ".join(f"long.{name}" for name in names)}
+            FROM long
+            """
+        ).fetchnumpy()
+        return cls(
+            households=clock.households,
+            n_keys=len(keys),
+            rows=np.asarray(result["_h"], dtype=np.int64),
+            keys=np.asarray(result["_key"], dtype=np.int64),
+            values={name: result[name] for name in names},
+        )
+
+    def filled(self, name: str, absent: float) -> np.ndarray:
+        """``name`` per result row as float64, ``absent`` where NULL."""
+        return np.asarray(np.ma.filled(np.ma.asarray(self.values[name], dtype=np.float64), absent))
+
+    def spread(self, name: str, absent: float) -> np.ndarray:
+        """(households, keys) array of ``name``: ``absent`` for a missing row or NULL."""
+        array = np.full((self.households, self.n_keys), absent)
+        array[self.rows, self.keys] = self.filled(name, absent)
+        return array
+
+    def of_key(self, name: str, key: int) -> np.ndarray:
+        """One key's column of :meth:`spread` with 0.0 for absent and NULL."""
+        column = np.zeros(self.households)
+        chosen = self.keys == key
+        column[self.rows[chosen]] = self.filled(name, 0.0)[chosen]
+        return column
+
+    def total(self, name: str, keys: Iterable[int] | None = None) -> np.ndarray:
+        """Per household, ``name`` added over the keys (all, or those given); absent and NULL add 0.
+
+        The sum of :meth:`spread`'s row only where every value is a whole number below 2^53
+        (counts, whole fen), which any order adds exactly.
         """
-    ).fetchnumpy()
-    rows = np.asarray(result["_h"], dtype=np.int64)
-    cols = np.asarray(result["_key"], dtype=np.int64)
-    spread: dict[str, np.ndarray] = {}
-    for value, name in zip(values, names, strict=True):
-        absent = np.nan if value.endswith("!nan") else 0.0
-        array = np.full((clock.households, len(keys)), absent)
-        array[rows, cols] = np.ma.filled(np.ma.asarray(result[name], dtype=np.float64), absent)
-        spread[name] = array
-    return spread
+        chosen = np.ones(len(self.rows), dtype=bool) if keys is None else np.isin(self.keys, list(keys))
+        return np.bincount(
+            self.rows[chosen], weights=self.filled(name, 0.0)[chosen], minlength=self.households
+        ).astype(np.float64)
+
+    def largest(self, name: str) -> np.ndarray:
+        """Per household, the largest ``name`` over its keys, or 0.0 (absent and NULL count as 0.0)."""
+        largest = np.zeros(self.households)
+        np.maximum.at(largest, self.rows, self.filled(name, 0.0))
+        return largest
 
 
 @dataclass(frozen=True)
@@ -1061,25 +1121,26 @@ def _event_part(dataset: Dataset, clock: Clock) -> Columns:
         )
         GROUP BY _h, kind
     """
-    spread = _by_household_and_key(
-        dataset, clock, query, "kind", EVENT_KINDS, ["n3", "n12", "since!nan", "severity12", "value12"]
-    )
+    values = ["n3", "n12", "since", "severity12", "value12"]
+    found = _LongResult.of(dataset, clock, query, "kind", EVENT_KINDS, values)
+    # Only the per-kind features need (households x kinds) arrays; the rest are totals or one kind.
+    n12, since = found.spread("n12", 0.0), found.spread("since", np.nan)
     column = {kind: i for i, kind in enumerate(EVENT_KINDS)}
     out: Columns = {}
     for kind, i in column.items():
-        out[f"events_{kind}_12m"] = spread["n12"][:, i]
-        out[f"months_since_{kind}"] = spread["since"][:, i]
-    out["events_total_3m"] = spread["n3"].sum(axis=1)
-    out["events_total_12m"] = spread["n12"].sum(axis=1)
-    out["event_max_severity_12m"] = spread["severity12"].max(axis=1)
-    out["disaster_loss_12m"] = spread["value12"][:, column["natural_disaster"]]
+        out[f"events_{kind}_12m"] = n12[:, i]
+        out[f"months_since_{kind}"] = since[:, i]
+    out["events_total_3m"] = found.total("n3")
+    out["events_total_12m"] = found.total("n12")
+    # 0.0 without events in the year; severity is 1-3 (the contract), so 0.0 never beats a real one.
+    out["event_max_severity_12m"] = found.largest("severity12")
+    out["disaster_loss_12m"] = found.of_key("value12", column["natural_disaster"])
     # Flags for the village shock rates; they leave the table once the rates are computed.
     shocks = [column[kind] for kind in SHOCK_KINDS]
     for w in (3, 12):
-        counts = spread[f"n{w}"]
         for kind in VILLAGE_SHOCK_KINDS:
-            out[f"_hit_{kind}_{w}m"] = (counts[:, column[kind]] > 0).astype(np.float64)
-        out[f"_hit_any_shock_{w}m"] = (counts[:, shocks].sum(axis=1) > 0).astype(np.float64)
+            out[f"_hit_{kind}_{w}m"] = (found.of_key(f"n{w}", column[kind]) > 0).astype(np.float64)
+        out[f"_hit_any_shock_{w}m"] = (found.total(f"n{w}", shocks) > 0).astype(np.float64)
     return out
 
 

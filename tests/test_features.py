@@ -163,6 +163,7 @@ class County:
         kind: str,
         value: float | None = None,
         member_id: str | None = None,
+        severity: int = 2,
     ) -> None:
         self.rows["events"].append(
             {
@@ -170,7 +171,7 @@ class County:
                 "member_id": member_id,
                 "date": day(date),
                 "kind": kind,
-                "severity": 2,
+                "severity": severity,
                 "value": value,
             }
         )
@@ -697,8 +698,15 @@ def counties(draw: st.DrawFn) -> County:
         for _ in range(draw(st.integers(0, 4))):
             kind = draw(st.sampled_from(EVENT_KINDS))
             value = float(draw(st.integers(1, 4))) if kind == "disability_certified" else None
+            if kind == "natural_disaster":
+                value = draw(st.none() | money)
             county.event(
-                h, draw(day_at).isoformat(), kind, value=value, member_id=draw(st.sampled_from(members))
+                h,
+                draw(day_at).isoformat(),
+                kind,
+                value=value,
+                member_id=draw(st.sampled_from(members)),
+                severity=draw(st.integers(1, 3)),
             )
         for i in range(draw(st.integers(0, 2))):
             loan_id = f"{h}-loan{i}"
@@ -794,6 +802,30 @@ def test_rows_dated_after_the_as_of_month_never_change_its_features(county: Coun
     as_known = build_features(as_known_at(county, as_of).dataset(), as_of)
     pd.testing.assert_frame_equal(with_future, as_known, check_exact=True)
     assert not np.isinf(with_future[list(FEATURE_NAMES)].to_numpy()).any()  # unknown is NaN, never inf
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(county=counties(), offset=st.integers(0, SPAN - 1))
+def test_event_features_count_and_add_each_households_events(county: County, offset: int) -> None:
+    """Per-kind counts and recency, totals over kinds, the year's worst severity and disaster losses,
+    recomputed here from the event rows the as-of month knows."""
+    as_of = month_start_of(offset)
+    t = month_index(as_of)
+    events = [r for r in county.rows["events"] if month_index(r["date"]) <= t]
+    features = features_at(county, as_of)
+    for h in features.index:
+        mine = [(t - month_index(r["date"]), r) for r in events if r["household_id"] == h]
+        year = [(k, r) for k, r in mine if k < 12]
+        row = features.loc[h]
+        for kind in EVENT_KINDS:
+            ago = [k for k, r in mine if r["kind"] == kind]
+            assert row[f"events_{kind}_12m"] == sum(k < 12 for k in ago)
+            assert row[f"months_since_{kind}"] == min(ago) if ago else math.isnan(row[f"months_since_{kind}"])
+        assert row["events_total_3m"] == sum(k < 3 for k, _ in mine)
+        assert row["events_total_12m"] == len(year)
+        assert row["event_max_severity_12m"] == max((r["severity"] for _, r in year), default=0)
+        losses = [r["value"] for _, r in year if r["kind"] == "natural_disaster" and r["value"] is not None]
+        assert row["disaster_loss_12m"] == pytest.approx(sum(losses), abs=0.005)
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
