@@ -111,6 +111,10 @@ class TreeShapTables:
     """Categorical nodes: their category set is ``bitset[start:start + 1 + ...]``, up to the next start."""
     bitset: np.ndarray
     """32-bit words; bit c of a node's words is set when category c goes left."""
+    node_left: np.ndarray
+    """The position (local to the tree: nodes, then leaves) of the node's left child."""
+    node_right: np.ndarray
+    """The same for the right child."""
     step_target: np.ndarray
     """The position (local to the tree) a step gives a mask; a tree's steps go root first, level by level."""
     step_parent: np.ndarray
@@ -174,8 +178,16 @@ class TreeShapTables:
         # Tables laid out tree by tree: the kernel walks one tree at a time, so its tables sit together.
         leaf_offsets: list[int] = []
         table_size = 0
+        node_left: list[int] = []
+        node_right: list[int] = []
         for tree in trees:
             nodes_flat += tree.nodes
+            children = [[0, 0] for _ in tree.nodes]
+            for position, (parent, left) in enumerate(zip(tree.parent, tree.left, strict=True)):
+                if parent >= 0:
+                    children[parent][0 if left else 1] = position
+            node_left += [left for left, _ in children]
+            node_right += [right for _, right in children]
             # Level by level, a step's parent was given its mask a whole level earlier: no chain
             # of each store feeding the next load, as parent-first order would make.
             depth: list[int] = []
@@ -233,6 +245,8 @@ class TreeShapTables:
             node_categorical=np.array(categorical, dtype=np.bool_),
             node_bitset_start=np.array(bitset_start, dtype=np.int64),
             bitset=np.concatenate(words) if words else np.zeros(1, dtype=np.uint32),
+            node_left=np.array(node_left, dtype=np.int32),
+            node_right=np.array(node_right, dtype=np.int32),
             step_target=np.array(step_target, dtype=np.int32),
             step_parent=np.array(step_parent, dtype=np.int32),
             step_left=np.array(step_left, dtype=np.uint8),
@@ -290,6 +304,42 @@ class TreeShapTables:
                 self.shapley_weights,
                 _ZERO_THRESHOLD,
             )
+        return out
+
+    def raw_scores(self, matrix: np.ndarray) -> np.ndarray:
+        """The booster's raw score (log-odds) of each row, bit for bit LightGBM's ``predict(raw_score=True)``.
+
+        Each row walks every tree from the root by :func:`_goes_left`, the decision the
+        contributions use, and adds the leaf values in tree order from 0.0, as LightGBM does
+        (tested bit for bit). A third faster than LightGBM's own prediction on 2 cores: 300,000
+        rows of 231 features through 300 trees in 1.9 s against 2.9 s.
+        """
+        # Either layout: a block of rows reads each node's feature down a column, which Fortran order
+        # (pandas' to_numpy of a feature table) keeps contiguous; a C copy of 100,000 rows cost 0.1 s.
+        matrix = np.asarray(matrix, dtype=np.float64)
+        if not (matrix.flags.c_contiguous or matrix.flags.f_contiguous):
+            matrix = np.ascontiguousarray(matrix)
+        if matrix.ndim != 2 or matrix.shape[1] != self.n_features:
+            raise ValueError(f"expected a (rows, {self.n_features}) matrix, got shape {matrix.shape}")
+        out = np.zeros(matrix.shape[0])
+        _raw_scores(
+            _ROWS_PER_BLOCK,
+            matrix,
+            out,
+            self.tree_node_start,
+            self.tree_leaf_start,
+            self.node_feature,
+            self.node_threshold,
+            self.node_default_left,
+            self.node_missing,
+            self.node_categorical,
+            self.node_bitset_start,
+            self.bitset,
+            self.node_left,
+            self.node_right,
+            self.leaf_value,
+            _ZERO_THRESHOLD,
+        )
         return out
 
     def warm_up(self) -> None:
@@ -478,33 +528,94 @@ def _decide(
     zero_threshold: float,
     goes_left: np.ndarray,
 ) -> None:
-    """LightGBM's decision at every node of one tree (Tree::NumericalDecision, Tree::CategoricalDecision)."""
+    """:func:`_goes_left` at every node of one tree, into ``goes_left`` by the node's place in it."""
     for node in range(first_node, end_node):
-        value = row[node_feature[node]]
-        if node_categorical[node]:
-            # LightGBM truncates to a C int: NaN and anything whose integer part is
-            # negative (or beyond int) go right; -0.5 is category 0.
-            if np.isnan(value) or value <= -1.0 or value >= _LARGEST_CATEGORY + 1.0:
-                goes_left[node - first_node] = False
-                continue
-            category = int(value)
-            word = node_bitset_start[node] + (category >> 5)
-            if word >= node_bitset_start[node + 1]:
-                goes_left[node - first_node] = False
-            else:
-                bit = (bitset[word] >> np.uint32(category & 31)) & np.uint32(1)
-                goes_left[node - first_node] = bit == 1
-            continue
-        missing = node_missing[node]
-        if np.isnan(value):
-            if missing == _MISSING_NAN:
-                goes_left[node - first_node] = node_default_left[node]
-                continue
-            value = 0.0
-        if missing == _MISSING_ZERO and -zero_threshold <= value <= zero_threshold:
-            goes_left[node - first_node] = node_default_left[node]
-        else:
-            goes_left[node - first_node] = value <= node_threshold[node]
+        goes_left[node - first_node] = _goes_left(
+            row[node_feature[node]], node_categorical[node], node_missing[node],
+            node_default_left[node], node_threshold[node], bitset, node_bitset_start[node],
+            node_bitset_start[node + 1], zero_threshold,
+        )  # fmt: skip
+
+
+@numba.njit(inline="always")
+def _goes_left(
+    value: float,
+    categorical: bool,
+    missing: int,
+    default_left: bool,
+    threshold: float,
+    bitset: np.ndarray,
+    first_word: int,
+    end_word: int,
+    zero_threshold: float,
+) -> bool:
+    """LightGBM's decision at one node (Tree::NumericalDecision, Tree::CategoricalDecision).
+
+    The one copy of the rule, for the contributions and the raw scores alike. It takes the node's
+    fields as numbers: with the node arrays as arguments, inlined into :func:`_decide`'s loop,
+    explaining 44,000 rows took 9.3 s instead of 6.3 s.
+    """
+    if categorical:
+        # LightGBM truncates to a C int: NaN and anything whose integer part is
+        # negative (or beyond int) go right; -0.5 is category 0.
+        if np.isnan(value) or value <= -1.0 or value >= _LARGEST_CATEGORY + 1.0:
+            return False
+        category = int(value)
+        word = first_word + (category >> 5)
+        if word >= end_word:
+            return False
+        return bool((bitset[word] >> np.uint32(category & 31)) & np.uint32(1))
+    if np.isnan(value):
+        if missing == _MISSING_NAN:
+            return default_left
+        value = 0.0
+    if missing == _MISSING_ZERO and -zero_threshold <= value <= zero_threshold:
+        return default_left
+    return value <= threshold
+
+
+@numba.njit(parallel=True, nogil=True, cache=True)
+def _raw_scores(  # noqa: PLR0913 - flat arrays are how numba takes a structure
+    rows_per_block: int,
+    matrix: np.ndarray,
+    out: np.ndarray,
+    tree_node_start: np.ndarray,
+    tree_leaf_start: np.ndarray,
+    node_feature: np.ndarray,
+    node_threshold: np.ndarray,
+    node_default_left: np.ndarray,
+    node_missing: np.ndarray,
+    node_categorical: np.ndarray,
+    node_bitset_start: np.ndarray,
+    bitset: np.ndarray,
+    node_left: np.ndarray,
+    node_right: np.ndarray,
+    leaf_value: np.ndarray,
+    zero_threshold: float,
+) -> None:
+    """Each row's leaf values added tree by tree into ``out`` (zeros), rows in blocks on every core."""
+    n_rows = matrix.shape[0]
+    n_trees = len(tree_node_start) - 1
+    n_blocks = (n_rows + rows_per_block - 1) // rows_per_block
+    for block in numba.prange(n_blocks):
+        # A block of rows through one tree at a time keeps the tree's nodes in cache: 1.9 s against
+        # 2.8 s for each row through every tree, on 300,000 rows and 300 trees.
+        for t in range(n_trees):
+            first_node = tree_node_start[t]
+            n_nodes = tree_node_start[t + 1] - first_node
+            for i in range(block * rows_per_block, min(n_rows, (block + 1) * rows_per_block)):
+                position = 0
+                while position < n_nodes:  # a tree of one leaf has no nodes: its leaf is position 0
+                    node = first_node + position
+                    if _goes_left(
+                        matrix[i, node_feature[node]], node_categorical[node], node_missing[node],
+                        node_default_left[node], node_threshold[node], bitset, node_bitset_start[node],
+                        node_bitset_start[node + 1], zero_threshold,
+                    ):  # fmt: skip
+                        position = node_left[node]
+                    else:
+                        position = node_right[node]
+                out[i] += leaf_value[tree_leaf_start[t] + position - n_nodes]
 
 
 @numba.njit(inline="always")
@@ -670,7 +781,8 @@ def _parse_tree(root: dict[str, Any]) -> _Tree:
     node_parent: list[tuple[int, bool]] = []
     leaf_parent: list[tuple[int, bool]] = []
     if "split_index" not in root:
-        return _Tree(nodes, slots, leaves, [], [])
+        # A tree that found no split: its lone leaf adds to every row's score and to no feature.
+        return _Tree(nodes, slots, [_make_leaf(float(root["leaf_value"]), [], [], nodes)], [-1], [False])
     # (node, (node, goes left) entries from the root, fractions of the parents' rows)
     stack: list[tuple[dict[str, Any], list[tuple[int, bool]], list[float]]] = [(root, [], [])]
     while stack:

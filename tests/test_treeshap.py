@@ -362,3 +362,45 @@ def test_every_position_gets_its_mask_after_its_parent():
         for target, parent in zip(targets[1:], parents[1:], strict=True):
             assert parent < nodes and parent in written
             written.add(int(target))
+
+
+# -- raw scores ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("zero_as_missing", [False, True])
+def test_raw_scores_are_lightgbms_bit_for_bit(rows, zero_as_missing):
+    """Scoring predicts with the flattened trees: the very doubles LightGBM's predict gives."""
+    booster = _booster(zero_as_missing)
+    tiny = np.array([[1e-40, -1e-40, 1e-36, -0.0, 5e-324, -5e-324]])  # around LightGBM's zero threshold
+    matrix = np.vstack([rows, tiny, np.full((1, 6), np.inf), np.full((1, 6), -np.inf)])
+    tables = TreeShapTables.from_booster(booster, table_max_features=0)
+    theirs = booster.predict(matrix, raw_score=True)
+    np.testing.assert_array_equal(tables.raw_scores(matrix), theirs)
+    # pandas hands over feature tables in Fortran order, which is read in place; a strided view is copied.
+    np.testing.assert_array_equal(tables.raw_scores(np.asfortranarray(matrix)), theirs)
+    np.testing.assert_array_equal(tables.raw_scores(np.repeat(matrix, 2, axis=1)[:, ::2]), theirs)
+
+
+def test_raw_scores_of_categorical_and_large_trees_are_lightgbms_bit_for_bit(categorical_booster):
+    rows = np.vstack([_categorical_rows(seed=5)] * 2)  # more rows than one block
+    ours = TreeShapTables.from_booster(categorical_booster).raw_scores(rows)
+    np.testing.assert_array_equal(ours, categorical_booster.predict(rows, raw_score=True))
+    deep = _deep_booster()
+    deep_rows = np.random.default_rng(8).normal(size=(700, 24))
+    deep_rows[::3, ::2] = np.nan
+    ours = TreeShapTables.from_booster(deep).raw_scores(deep_rows)
+    np.testing.assert_array_equal(ours, deep.predict(deep_rows, raw_score=True))
+
+
+def test_raw_scores_of_trees_of_one_leaf_are_lightgbms():
+    """A tree that found no split is a lone leaf: no nodes to walk, its value still counts."""
+    X, y = _data(300, seed=6)
+    params = {"objective": "binary", "min_data_in_leaf": 400, "verbosity": -1, "num_threads": 1}
+    booster = lgb.train(params, lgb.Dataset(X, y), num_boost_round=3)
+    tables = TreeShapTables.from_booster(booster)
+    assert len(tables.node_feature) == 0
+    np.testing.assert_array_equal(tables.raw_scores(X[:50]), booster.predict(X[:50], raw_score=True))
+    assert tables.raw_scores(X[:0]).shape == (0,)
+    np.testing.assert_allclose(
+        tables.contributions(X[:50]), booster.predict(X[:50], pred_contrib=True), rtol=0, atol=1e-12
+    )
