@@ -429,12 +429,12 @@ def roster_scores(
         risk_score[scored_mask] = probability
         raw_full = np.full(n, np.nan)
         raw_full[scored_mask] = raw
-        ranks = {
-            level: area_ranks(
-                roster[f"{level}_code"].to_numpy(dtype=object), risk_score, raw_full, scored_mask
-            )
-            for level in AREA_LEVELS
-        }
+        ranks = ranks_by_level(
+            {level: roster[f"{level}_code"].to_numpy(dtype=object) for level in AREA_LEVELS},
+            risk_score,
+            raw_full,
+            scored_mask,
+        )
         visit = visit_list_flags(
             roster["county_code"].to_numpy(dtype=object), ranks["county"], scored_mask, policy.visit_share
         )
@@ -702,17 +702,31 @@ def area_ranks(
     calibrator can map nearby raw scores to one value), then row position
     ascending, which is household_id order because rows are sorted by id.
     """
-    n = len(area_codes)
-    ranks = np.zeros(n, dtype=np.int64)
+    return ranks_by_level({"area": area_codes}, risk_score, raw_score, ranked)["area"]
+
+
+def ranks_by_level(
+    codes_by_level: Mapping[str, np.ndarray],
+    risk_score: np.ndarray,
+    raw_score: np.ndarray,
+    ranked: np.ndarray,
+) -> dict[str, np.ndarray]:
+    """:func:`area_ranks` for several area levels, the rows put in score order once for them all."""
     rows = np.flatnonzero(ranked)
-    if rows.size == 0:
-        return ranks
-    area_keys, area_index = np.unique(_area_keys(area_codes[rows]), return_inverse=True)
-    order = np.lexsort((rows, -raw_score[rows], -risk_score[rows], area_index))
-    sorted_area = area_index[order]
-    starts = np.r_[True, sorted_area[1:] != sorted_area[:-1]]
-    group_start = np.maximum.accumulate(np.where(starts, np.arange(rows.size), 0))
-    ranks[rows[order]] = np.arange(rows.size) - group_start + 1
+    # Rows in score order once; then, per level, a stable sort by area keeps that order inside each
+    # area: the order of a lexsort by (area, score, raw score, row), at a fraction of its cost.
+    in_score_order = rows[np.lexsort((rows, -raw_score[rows], -risk_score[rows]))]
+    ranks: dict[str, np.ndarray] = {}
+    for level, area_codes in codes_by_level.items():
+        level_ranks = np.zeros(len(area_codes), dtype=np.int64)
+        if rows.size:
+            area_index = _area_index(area_codes)[in_score_order]
+            order = np.argsort(area_index, kind="stable")
+            sorted_area = area_index[order]
+            starts = np.r_[True, sorted_area[1:] != sorted_area[:-1]]
+            group_start = np.maximum.accumulate(np.where(starts, np.arange(rows.size), 0))
+            level_ranks[in_score_order[order]] = np.arange(rows.size) - group_start + 1
+        ranks[level] = level_ranks
     return ranks
 
 
@@ -729,16 +743,19 @@ def visit_list_flags(
     rows = np.flatnonzero(scored)
     if rows.size == 0:
         return flags
-    keys, index, counts = np.unique(_area_keys(county_codes[rows]), return_inverse=True, return_counts=True)
+    index = _area_index(county_codes[rows])
+    counts = np.bincount(index)
     sizes = np.array([visit_list_size(visit_share, int(c)) for c in counts], dtype=np.int64)
     flags[rows] = rank_county[rows] <= sizes[index]
     return flags
 
 
-def _area_keys(codes: np.ndarray) -> np.ndarray:
-    # Households with an unknown area (rejected rows only, never ranked) would
-    # break sorting on None; an empty string groups them harmlessly.
-    return np.array(["" if c is None else str(c) for c in codes], dtype=object).astype(str)
+def _area_index(codes: np.ndarray) -> np.ndarray:
+    """Each row's area as a number from 0, one per distinct code (hashed: no sort of the strings)."""
+    # Households with an unknown area (rejected rows only, never ranked) would break on None as a
+    # code; an empty string groups them harmlessly.
+    index, _ = pd.factorize(np.where(pd.isna(codes), "", codes))
+    return np.asarray(index, dtype=np.int64)
 
 
 def _rows_for(features: pd.DataFrame, household_ids: np.ndarray, source: str) -> pd.DataFrame:

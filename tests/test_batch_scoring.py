@@ -20,6 +20,8 @@ import pyarrow.parquet as pq
 import pytest
 from builders import small_model
 from conftest import GeneratedCounty, message_lines
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from relapse_risk.features.dataset import Reject
 from relapse_risk.serving import scoring
 from relapse_risk.serving.batch import job, outputs
@@ -41,6 +43,7 @@ from relapse_risk.serving.scoring import (
     ResolvedModel,
     area_ranks,
     household_status,
+    ranks_by_level,
     rejected_household_reasons,
     rejects_to_frame,
     risk_bands,
@@ -87,6 +90,39 @@ def test_ranks_within_an_area_are_a_permutation_of_one_to_its_size():
         order = np.argsort(ranks[members])
         assert np.all(np.diff(score[members][order]) <= 0)
     assert np.all(ranks[~ranked] == 0)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    rows=st.lists(
+        st.tuples(
+            st.sampled_from(["a", "b", "c", None]),
+            st.sampled_from(["x", "y"]),
+            st.integers(0, 4).map(lambda v: v / 4),  # few values: many ties
+            st.integers(-3, 3).map(float),
+            st.booleans(),
+        ),
+        max_size=60,
+    )
+)
+def test_ranks_follow_area_then_score_then_raw_score_then_row(rows):
+    """Every level ranked at once equals sorting each area's ranked rows by the documented keys."""
+    villages = np.array([r[0] for r in rows], dtype=object)
+    townships = np.array([r[1] for r in rows], dtype=object)
+    score = np.array([r[2] for r in rows], dtype=float)
+    raw = np.array([r[3] for r in rows], dtype=float)
+    ranked = np.array([r[4] and r[0] is not None for r in rows], dtype=bool)
+
+    ranks = ranks_by_level({"village": villages, "township": townships}, score, raw, ranked)
+
+    for level, codes in (("village", villages), ("township", townships)):
+        expected = np.zeros(len(rows), dtype=np.int64)
+        for area in set(codes[ranked]):
+            members = [i for i in range(len(rows)) if ranked[i] and codes[i] == area]
+            for rank, i in enumerate(sorted(members, key=lambda i: (-score[i], -raw[i], i)), start=1):
+                expected[i] = rank
+        assert ranks[level].tolist() == expected.tolist()
+        assert area_ranks(codes, score, raw, ranked).tolist() == expected.tolist()
 
 
 # -- visit list ----------------------------------------------------------------------------------
