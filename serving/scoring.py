@@ -402,24 +402,27 @@ def roster_scores(
         if "household_id" not in features.columns:
             features = features.reset_index()
         scored_mask = status == "scored"
-        scored_features = _rows_for(features, ids[scored_mask], "build_features")
+        # Positions, not a copy: the feature table of a million households is 1.9 GB, and each
+        # chunk below takes its own rows.
+        feature_row = _feature_rows(features, ids, scored_mask, "build_features")
+        scored_rows = feature_row[scored_mask]
     if not features_reported:
         report("features", total, total)
 
     with times.stage("score"):
-        report("score", 0, len(scored_features))
+        report("score", 0, len(scored_rows))
         # The trees flattened for the reasons also predict: LightGBM's raw scores bit for bit, a
         # third faster (models/treeshap.py). Models they cannot take are scored by LightGBM.
         trees = _flattened_trees(model)
-        raw = np.empty(len(scored_features), dtype=np.float64)
-        for begin in range(0, len(scored_features), PREDICT_CHUNK_ROWS):
-            chunk = _rows_from(scored_features, begin, PREDICT_CHUNK_ROWS)
+        raw = np.empty(len(scored_rows), dtype=np.float64)
+        for begin in range(0, len(scored_rows), PREDICT_CHUNK_ROWS):
+            chunk = _take(features, scored_rows[begin : begin + PREDICT_CHUNK_ROWS])
             raw[begin : begin + len(chunk)] = (
                 model.raw_score(chunk)
                 if trees is None or not isinstance(model, RiskModel)
                 else trees.raw_scores(model.feature_matrix(chunk))
             )
-            report("score", begin + len(chunk), len(scored_features))
+            report("score", begin + len(chunk), len(scored_rows))
         probability = model.calibrate(raw) if len(raw) else np.zeros(0)
 
     n = total
@@ -442,12 +445,7 @@ def roster_scores(
 
     with times.stage("explain"):
         explain_mask = {"visit_list": visit, "all": scored_mask, "none": np.zeros(n, dtype=bool)}[explain]
-        # Explaining every scored household (the API) explains the rows just scored: no second look-up.
-        explained_features = (
-            scored_features
-            if explain == "all"
-            else _rows_for(scored_features, ids[explain_mask], "build_features")
-        )
+        explained_features = _take(features, feature_row[explain_mask])
         chosen = _explain_in_chunks(
             explain_reasons, model, explained_features, report, threads=explain_threads
         )
@@ -758,18 +756,33 @@ def _area_index(codes: np.ndarray) -> np.ndarray:
     return np.asarray(index, dtype=np.int64)
 
 
-def _rows_for(features: pd.DataFrame, household_ids: np.ndarray, source: str) -> pd.DataFrame:
-    """The feature rows of ``household_ids`` in that order; an error names ids with no row."""
+def _feature_rows(
+    features: pd.DataFrame, household_ids: np.ndarray, needed: np.ndarray, source: str
+) -> np.ndarray:
+    """Each household's row in ``features`` (-1 if none); an error names a ``needed`` one with no row."""
     index = pd.Index(features["household_id"].to_numpy())
     if not index.is_unique:
         duplicated = index[index.duplicated()][0]
         raise ValueError(f"{source} returned more than one row for household {duplicated!r}")
     positions = index.get_indexer(pd.Index(household_ids))
-    if (positions < 0).any():
-        missing = pd.Index(household_ids)[positions < 0]
-        raise ValueError(f"{source} returned no row for {len(missing)} household(s), e.g. {missing[0]!r}")
+    missing = needed & (positions < 0)
+    if missing.any():
+        first = household_ids[np.flatnonzero(missing)[0]]
+        raise ValueError(f"{source} returned no row for {int(missing.sum())} household(s), e.g. {first!r}")
+    return np.asarray(positions, dtype=np.int64)
+
+
+def _take(features: pd.DataFrame, rows: np.ndarray) -> pd.DataFrame:
+    """The feature rows at ``rows`` in that order: a slice of the table when they are consecutive."""
+    if len(rows) and np.all(np.diff(rows) == 1):
+        first = int(rows[0])
+        return (
+            features
+            if first == 0 and len(rows) == len(features)
+            else features.iloc[first : first + len(rows)]
+        )
     # Positional take: at a million rows, label-based .loc on a wide frame costs many seconds.
-    return features.take(positions).reset_index(drop=True)
+    return features.take(rows).reset_index(drop=True)
 
 
 def _explain_in_chunks(

@@ -825,6 +825,27 @@ def test_reasons_are_the_same_whether_fast_treeshap_or_lightgbm_computes_them(co
     pd.testing.assert_frame_equal(by_tables, by_lightgbm)
 
 
+def test_a_feature_table_without_a_households_row_or_with_two_is_refused_by_name(county, trained):
+    from relapse_risk.features.dataset import load_dataset
+    from relapse_risk.features.history import build_features
+    from relapse_risk.serving.scoring import score_dataset
+
+    dataset = load_dataset(county)
+    features = build_features(dataset, AS_OF)
+    common = {"model_name": "relapse-risk", "model_version": "1", "horizon": 6, "explain": "none"}
+    scores = score_dataset(dataset, AS_OF, trained.model, features=features, **common)
+    scored = scores.loc[scores["status"] == "scored", "household_id"]
+    missing = scored.iloc[len(scored) // 2]
+
+    with pytest.raises(ValueError, match=rf"no row for 1 household\(s\), e.g. '{missing}'"):
+        score_dataset(
+            dataset, AS_OF, trained.model, features=features[features.household_id != missing], **common
+        )
+    twice = pd.concat([features, features[features.household_id == missing]])
+    with pytest.raises(ValueError, match=rf"more than one row for household '{missing}'"):
+        score_dataset(dataset, AS_OF, trained.model, features=twice, **common)
+
+
 def test_the_rules_panel_is_built_once_for_statuses_and_features(county, trained, monkeypatch):
     from relapse_risk.features import history
     from relapse_risk.features.dataset import load_dataset
