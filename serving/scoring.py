@@ -691,25 +691,19 @@ def _is_true(column: pd.Series) -> np.ndarray:
     return column.eq(True).to_numpy(dtype=bool)
 
 
-def area_ranks(
-    area_codes: np.ndarray, risk_score: np.ndarray, raw_score: np.ndarray, ranked: np.ndarray
-) -> np.ndarray:
-    """Rank within each area among ``ranked`` rows: 1 = highest risk; 0 for rows not ranked.
-
-    Order: calibrated score descending, then raw score descending (the
-    calibrator can map nearby raw scores to one value), then row position
-    ascending, which is household_id order because rows are sorted by id.
-    """
-    return ranks_by_level({"area": area_codes}, risk_score, raw_score, ranked)["area"]
-
-
 def ranks_by_level(
     codes_by_level: Mapping[str, np.ndarray],
     risk_score: np.ndarray,
     raw_score: np.ndarray,
     ranked: np.ndarray,
 ) -> dict[str, np.ndarray]:
-    """:func:`area_ranks` for several area levels, the rows put in score order once for them all."""
+    """Rank within each area of each level among ``ranked`` rows: 1 = highest risk; 0 for rows not ranked.
+
+    Order: calibrated score descending, then raw score descending (the
+    calibrator can map nearby raw scores to one value), then row position
+    ascending, which is household_id order because rows are sorted by id.
+    The rows are put in that order once for every level.
+    """
     rows = np.flatnonzero(ranked)
     # Rows in score order once; then, per level, a stable sort by area keeps that order inside each
     # area: the order of a lexsort by (area, score, raw score, row), at a fraction of its cost.
