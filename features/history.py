@@ -150,8 +150,8 @@ def build_features(
 
     ``panel`` (``build_panel(dataset, through=as_of)``) and ``state`` (its
     ``rule_state``), when the caller already built them, are used instead of
-    building them again; a panel built with ``income_sources=True`` also spares
-    the features their own pass over income.
+    building them again; a panel built with ``feature_sums=True`` also spares
+    the features their own passes over income and rigid bills.
     """
     policy = dataset.policy
     as_of = as_of.replace(day=1)
@@ -163,7 +163,7 @@ def build_features(
 
     stopwatch = StageTimes(_log, level=logging.DEBUG)
     if panel is None:
-        panel = build_panel(dataset, through=as_of, income_sources=True)
+        panel = build_panel(dataset, through=as_of, feature_sums=True)
     elif panel.last_month != as_of:
         raise ValueError(
             f"the panel given ends at {format_month(panel.last_month)}, not at {format_month(as_of)}"
@@ -171,7 +171,7 @@ def build_features(
     if state is None:
         state = rule_state(panel, policy)
     inputs = PanelInputs.of(panel, state)
-    gathered_sources = panel.income_sources
+    gathered_sources, gathered_expenses = panel.income_sources, panel.rigid_expenses
     # The panel and rule state are the largest arrays here: let them go before the SQL passes.
     del panel, state
     stopwatch.lap("rules panel and state")
@@ -181,6 +181,8 @@ def build_features(
             stage = part.__name__.strip("_").replace("_part", "").replace("_", " ")
             if part is _income_source_part and gathered_sources is not None:
                 yield f"{stage} (rules panel)", gathered_sources.columns()
+            elif part is _expense_part and gathered_expenses is not None:
+                yield f"{stage} (rules panel)", gathered_expenses.columns()
             else:
                 yield f"{stage} (SQL)", part(dataset, clock)
 

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -39,6 +39,7 @@ import numpy as np
 import pandas as pd
 
 from .contract import (
+    EXPENSE_CATEGORIES,
     INCOME_SOURCES,
     RIGID_EXPENSE_CATEGORIES,
     RISK_TYPES,
@@ -47,6 +48,7 @@ from .contract import (
     month_start,
 )
 from .dataset import Dataset
+from .expense_sums import RigidExpenseSums
 from .income_sources import IncomeSourceSums
 from .policy import Policy, RuleParameters
 
@@ -109,6 +111,9 @@ class MonthlyPanel:
     windows before the last month, gathered by the panel's own pass over income when
     :func:`build_panel` is asked for it (None otherwise, or when an amount was too large for
     exact sums of squares)."""
+    rigid_expenses: RigidExpenseSums | None = None
+    """For the features, likewise: rigid out-of-pocket spending per group and window, and the
+    year's medical bills, gathered by the panel's pass over rigid bills (None unless asked for)."""
 
     @property
     def n_households(self) -> int:
@@ -184,7 +189,7 @@ class RuleState:
 
 
 def build_panel(
-    dataset: Dataset, through: dt.date | None = None, *, income_sources: bool = False
+    dataset: Dataset, through: dt.date | None = None, *, feature_sums: bool = False
 ) -> MonthlyPanel:
     """Aggregate the dataset into dense household x month arrays, point in time.
 
@@ -195,9 +200,10 @@ def build_panel(
     sorted by id. Memory is about 20 bytes per household-month (1,000,000 x 48
     is about 1 GB).
 
-    ``income_sources``: also sum each household's income per source for the
-    features at ``through`` (:attr:`MonthlyPanel.income_sources`), from the same
-    rows, so that building features from this panel reads income once.
+    ``feature_sums``: also sum, from the same rows, each household's income per
+    source and rigid spending per group for the features at ``through``
+    (:attr:`MonthlyPanel.income_sources`, :attr:`MonthlyPanel.rigid_expenses`),
+    so that building features from this panel reads income and bills once.
 
     Raises ValueError when ``through`` is outside data_start .. data_end.
     """
@@ -216,7 +222,7 @@ def build_panel(
     n_households = len(household_ids)
     window = _Window(first_index=first_index, n_months=n_months, last=last)
 
-    sources = IncomeSourceSums.empty(n_households) if income_sources else None
+    sources = IncomeSourceSums.empty(n_households) if feature_sums else None
     income_fen, reported = _money_by_month(
         dataset,
         window,
@@ -225,9 +231,16 @@ def build_panel(
         day_column="month",
         fen="round(amount * 100)",
         condition="TRUE",
-        sources=sources,
+        also=None if sources is None else _income_source_rows(sources),
     )
-    rigid_fen = _out_of_pocket_fen(dataset, window, n_households, RIGID_EXPENSE_CATEGORIES)
+    rigid_expenses = RigidExpenseSums.empty(n_households) if feature_sums else None
+    rigid_fen = _out_of_pocket_fen(
+        dataset,
+        window,
+        n_households,
+        RIGID_EXPENSE_CATEGORIES,
+        also=None if rigid_expenses is None else _rigid_expense_rows(rigid_expenses),
+    )
 
     members = _span_counts(dataset, window, n_households, "members", "joined_month", "left_month")
     size = np.maximum(members, 1).astype(np.int16)
@@ -246,6 +259,7 @@ def build_panel(
         rigid_expense=_yuan(rigid_fen),
         under_monitoring=under_monitoring,
         income_sources=sources if sources is not None and sources.exact else None,
+        rigid_expenses=rigid_expenses,
     )
 
 
@@ -502,25 +516,21 @@ def _money_by_month(
     day_column: str,
     fen: str,
     condition: str,
-    sources: IncomeSourceSums | None = None,
+    also: _AlsoAdd | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Total per (household, month) of a dated money table in whole fen, and which cells had a row.
 
     Rows stream from DuckDB in batches and are added with np.add.at: memory stays
     at the two dense arrays, and sums of integers do not depend on the order in
     which DuckDB's threads deliver rows, so a rerun gives identical totals.
-    ``sources`` (income only) is handed the same rows with their source.
+    ``also`` is handed the same rows, with the columns it asks for.
     """
-    source = (
-        f", CAST(list_position({list(INCOME_SOURCES)}, t.source) - 1 AS BIGINT) AS source"
-        if sources is not None
-        else ""
-    )
+    extra = "".join(f", {sql} AS _also{i}" for i, sql in enumerate(also.columns)) if also else ""
     query = f"""
         WITH {_HOUSEHOLD_POSITIONS}
         SELECT household_position.h * {window.n_months} + {window.relative_month_sql(f't."{day_column}"')}
                    AS cell,
-               CAST({fen} AS BIGINT) AS fen{source}
+               CAST({fen} AS BIGINT) AS fen{extra}
         FROM {table} AS t JOIN household_position USING (household_id)
         WHERE t."{day_column}" >= DATE '{window.first.isoformat()}'
           AND t."{day_column}" < DATE '{window.after_last.isoformat()}'
@@ -533,11 +543,50 @@ def _money_by_month(
         cells, fen_values = batch.column(0).to_numpy(), batch.column(1).to_numpy()
         np.add.at(flat_totals, cells, fen_values)
         flat_seen[cells] = True
-        if sources is not None:
+        if also is not None:
             household, month = np.divmod(cells, window.n_months)
-            cell = household * len(INCOME_SOURCES) + batch.column(2).to_numpy()
-            sources.add(cell, window.n_months - 1 - month, fen_values)
+            columns = [batch.column(2 + i).to_numpy() for i in range(len(also.columns))]
+            also.add(household, window.n_months - 1 - month, fen_values, columns)
     return totals, seen
+
+
+@dataclass(frozen=True)
+class _AlsoAdd:
+    """Rows of a pass of :func:`_money_by_month` handed on, with more of their columns.
+
+    ``add(household, months_back, fen, columns)`` gets each batch: household rows, months
+    before the panel's last, the pass's own fen, and ``columns`` (SQL over the table ``t``,
+    BIGINT) as int64 arrays.
+    """
+
+    columns: tuple[str, ...]
+    add: Callable[[np.ndarray, np.ndarray, np.ndarray, list[np.ndarray]], None]
+
+
+def _income_source_rows(sums: IncomeSourceSums) -> _AlsoAdd:
+    def add(
+        household: np.ndarray, months_back: np.ndarray, fen: np.ndarray, columns: list[np.ndarray]
+    ) -> None:
+        sums.add(household * len(INCOME_SOURCES) + columns[0], months_back, fen)
+
+    return _AlsoAdd((f"CAST(list_position({list(INCOME_SOURCES)}, t.source) - 1 AS BIGINT)",), add)
+
+
+def _rigid_expense_rows(sums: RigidExpenseSums) -> _AlsoAdd:
+    def add(
+        household: np.ndarray, months_back: np.ndarray, fen: np.ndarray, columns: list[np.ndarray]
+    ) -> None:
+        category, amount, reimbursed = columns
+        sums.add(household, months_back, category, fen, amount, reimbursed)
+
+    return _AlsoAdd(
+        (
+            f"CAST(list_position({list(EXPENSE_CATEGORIES)}, t.category) - 1 AS BIGINT)",
+            "CAST(round(t.amount * 100) AS BIGINT)",
+            "CAST(round(t.reimbursed * 100) AS BIGINT)",
+        ),
+        add,
+    )
 
 
 def _yuan(fen: np.ndarray) -> np.ndarray:
@@ -612,7 +661,11 @@ def out_of_pocket_by_month(dataset: Dataset, categories: Sequence[str]) -> np.nd
 
 
 def _out_of_pocket_fen(
-    dataset: Dataset, window: _Window, n_households: int, categories: Sequence[str]
+    dataset: Dataset,
+    window: _Window,
+    n_households: int,
+    categories: Sequence[str],
+    also: _AlsoAdd | None = None,
 ) -> np.ndarray:
     listed = ", ".join("'" + category.replace("'", "''") + "'" for category in categories) or "NULL"
     fen, _ = _money_by_month(
@@ -623,5 +676,6 @@ def _out_of_pocket_fen(
         day_column="date",
         fen="round((amount - reimbursed) * 100)",
         condition=f"category IN ({listed})",
+        also=also,
     )
     return fen

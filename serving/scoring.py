@@ -243,7 +243,7 @@ def run_scoring(
         report("rules", 0, len(roster))
         # The rules panel and state serve both the statuses here and the features below: built once,
         # with the per-source income sums of the features, which then make no pass over income of their own.
-        panel = build_panel(dataset, through=as_of, income_sources=True) if features is None else None
+        panel = build_panel(dataset, through=as_of, feature_sums=True) if features is None else None
         if state is None:
             state = rule_state(panel if panel is not None else build_panel(dataset, through=as_of), policy)
         facts = rule_facts_at(dataset, as_of, state=state)

@@ -857,9 +857,9 @@ def test_the_rules_panel_is_built_once_for_statuses_and_features(county, trained
     built: list[tuple[dt.date | None, bool]] = []
     real_build_panel = scoring.build_panel
 
-    def counting_build_panel(dataset, through=None, *, income_sources=False):
-        built.append((through, income_sources))
-        return real_build_panel(dataset, through=through, income_sources=income_sources)
+    def counting_build_panel(dataset, through=None, *, feature_sums=False):
+        built.append((through, feature_sums))
+        return real_build_panel(dataset, through=through, feature_sums=feature_sums)
 
     monkeypatch.setattr(scoring, "build_panel", counting_build_panel)
     monkeypatch.setattr(history, "build_panel", counting_build_panel)
@@ -867,7 +867,7 @@ def test_the_rules_panel_is_built_once_for_statuses_and_features(county, trained
         load_dataset(county), AS_OF, trained.model, model_name="m", model_version="1", explain="none"
     )
 
-    # With the per-source income sums, so that the features make no pass over income of their own.
+    # With the sums the features need, so that they make no pass over income or rigid bills of their own.
     assert built == [(AS_OF, True)]
 
 

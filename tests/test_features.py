@@ -857,7 +857,7 @@ def test_income_source_sums_in_numpy_equal_duckdbs_exact_sums(
 
     fast = history._income_source_part(dataset, clock)
     exact = history._income_source_part_in_sql(dataset, clock, window)
-    gathered = build_panel(dataset, through=as_of, income_sources=True).income_sources
+    gathered = build_panel(dataset, through=as_of, feature_sums=True).income_sources
 
     assert fast.keys() == exact.keys()
     for name in fast:
@@ -872,6 +872,31 @@ def test_income_source_sums_in_numpy_equal_duckdbs_exact_sums(
         assert from_panel.keys() == exact.keys()
         for name in from_panel:
             assert from_panel[name].tobytes() == exact[name].tobytes(), name
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(county=counties(), offset=st.integers(0, SPAN - 1), fen=st.integers(1, 10**9))
+def test_rigid_expense_sums_from_the_panel_equal_duckdbs(county: County, offset: int, fen: int) -> None:
+    """The rules panel's pass over rigid bills gathers the expense features; DuckDB's query is the truth."""
+    # A bill of each kind on each side of every window's bound (3, 6, 12 and 24 months back).
+    county.household("edges")
+    for k in (2, 3, 5, 6, 11, 12, history.HISTORY_MONTHS - 1, history.HISTORY_MONTHS):
+        if k <= offset:
+            day = month_start_of(offset - k).replace(day=15).isoformat()
+            for category in ("medical", "education", "funeral", "other"):
+                county.expense("edges", day, category, fen / 100, fen / 300)
+    dataset = county.dataset()
+    as_of = month_start_of(offset)
+    clock = history.Clock(as_of, month_index(POLICY.data_start), int(dataset.row_count("households")))
+
+    exact = history._expense_part(dataset, clock)
+    gathered = build_panel(dataset, through=as_of, feature_sums=True).rigid_expenses
+    assert gathered is not None
+    from_panel = gathered.columns()
+
+    assert from_panel.keys() == exact.keys()
+    for name in from_panel:
+        assert from_panel[name].tobytes() == exact[name].tobytes(), name
 
 
 # -- training table ----------------------------------------------------------------------------------

@@ -549,7 +549,7 @@ def _score_round(
         answers[position].problems = found
     try:
         # One rules panel and state serve the features and the statuses of score_dataset.
-        panel = build_panel(dataset, through=as_of, income_sources=True)
+        panel = build_panel(dataset, through=as_of, feature_sums=True)
         state = rule_state(panel, dataset.policy)
         features = build_features(dataset, as_of, panel=panel, state=state)
         from_run = np.zeros(len(features), dtype=bool)
