@@ -55,6 +55,7 @@ from .contract import (
     EMPLOYED_STATUSES,
     EMPLOYMENT_STATUSES,
     EVENT_KINDS,
+    EXPENSE_CATEGORIES,
     INCOME_SOURCES,
     NET_INCOME_SOURCES,
     RIGID_EXPENSE_CATEGORIES,
@@ -64,6 +65,7 @@ from .contract import (
     format_month,
     month_index,
 )
+from .expense_sums import RigidExpenseSums
 from .history import (
     ELDER_AGE,
     LOAN_DUE_SOON_MONTHS,
@@ -805,37 +807,27 @@ def _employment_part(clean: CleanTables, rows: RowOwners, clock: Clock) -> Colum
 
 
 def _expense_part(clean: CleanTables, rows: RowOwners, clock: Clock) -> Columns:
-    n, t = clock.households, clock.t
+    t = clock.t
     expenses = clean.columns["expenses"]
     month = _month_of(expenses["date"])
     keep = (month <= t) & (month >= t - (HISTORY_MONTHS - 1))
-    h = rows.household_of("expenses")[keep]
-    k = (t - month)[keep]
     amount, reimbursed = expenses["amount"][keep], expenses["reimbursed"][keep]
-    oop = _fen(amount - reimbursed)
-    category = expenses["category"][keep]
-    medical, education = category == "medical", category == "education"
-    other = np.isin(category, ("disaster", "accident", "funeral"))
-    out: Columns = {}
-    for name, of_category, w in (
-        ("medical_oop_3m", medical, 3),
-        ("medical_oop_6m", medical, 6),
-        ("medical_oop_12m", medical, 12),
-        ("medical_oop_24m", medical, 24),
-        ("education_oop_3m", education, 3),
-        ("education_oop_12m", education, 12),
-        ("education_oop_24m", education, 24),
-        ("other_rigid_oop_12m", other, 12),
-    ):
-        out[name] = _yuan(_sum_by(h, oop, n, of_category & (k < w)))
-    medical_12m = medical & (k < 12)
-    out["medical_bills_12m"] = _count_by(h, medical_12m, n)
-    billed = _sum_by(h, _fen(amount), n, medical_12m).astype(np.float64)
-    paid_back = _sum_by(h, _fen(reimbursed), n, medical_12m).astype(np.float64)
-    share = np.full(n, np.nan)
-    np.divide(paid_back, billed, out=share, where=billed > 0)
-    out["medical_reimbursed_share_12m"] = share
-    return out
+    category = _codes(_CATEGORY_INDEX, expenses["category"][keep])
+    known = category >= 0
+    sums = RigidExpenseSums.empty(clock.households)
+    # The accumulator the rules panel's pass feeds: the same windows, whole fen, exact in any order.
+    sums.add(
+        rows.household_of("expenses")[keep][known],
+        (t - month)[keep][known],
+        category[known],
+        _fen(amount - reimbursed)[known],
+        _fen(amount)[known],
+        _fen(reimbursed)[known],
+    )
+    return sums.columns()
+
+
+_CATEGORY_INDEX = {name: j for j, name in enumerate(EXPENSE_CATEGORIES)}
 
 
 def _event_part(clean: CleanTables, rows: RowOwners, clock: Clock) -> Columns:
