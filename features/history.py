@@ -60,6 +60,7 @@ from .contract import (
 )
 from .dataset import Dataset
 from .errors import MonthOutsideDataError
+from .expense_sums import RigidExpenseSums
 from .income_sources import IncomeSourceSums
 from .policy import Policy, RuleParameters
 from .rules import (
@@ -171,7 +172,11 @@ def build_features(
     if state is None:
         state = rule_state(panel, policy)
     inputs = PanelInputs.of(panel, state)
-    gathered_sources, gathered_expenses = panel.income_sources, panel.rigid_expenses
+    # Parts whose sums the panel's own passes gathered (None where it did not).
+    gathered: dict[object, IncomeSourceSums | RigidExpenseSums | None] = {
+        _income_source_part: panel.income_sources,
+        _expense_part: panel.rigid_expenses,
+    }
     # The panel and rule state are the largest arrays here: let them go before the SQL passes.
     del panel, state
     stopwatch.lap("rules panel and state")
@@ -179,10 +184,9 @@ def build_features(
     def sql_parts(clock: Clock) -> Iterator[tuple[str, Columns]]:
         for part in _SQL_PARTS:
             stage = part.__name__.strip("_").replace("_part", "").replace("_", " ")
-            if part is _income_source_part and gathered_sources is not None:
-                yield f"{stage} (rules panel)", gathered_sources.columns()
-            elif part is _expense_part and gathered_expenses is not None:
-                yield f"{stage} (rules panel)", gathered_expenses.columns()
+            sums = gathered.get(part)
+            if sums is not None:
+                yield f"{stage} (rules panel)", sums.columns()
             else:
                 yield f"{stage} (SQL)", part(dataset, clock)
 
