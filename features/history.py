@@ -66,6 +66,7 @@ from .policy import Policy, RuleParameters
 from .rules import (
     HOUSEHOLD_POSITIONS_SQL,
     ROWS_PER_BATCH,
+    STATE_MONTHS,
     WINDOW_MONTHS,
     MonthlyPanel,
     RuleState,
@@ -149,7 +150,8 @@ def build_features(
     ``timings``, when given, receives the seconds spent in each stage (for benchmarks);
     the same stages are logged at DEBUG, below the level the command line shows.
 
-    ``panel`` (``build_panel(dataset, through=as_of)``) and ``state`` (its
+    ``panel`` (:func:`features_panel`, or any ``build_panel(dataset,
+    through=as_of)`` of at least :data:`PANEL_MONTHS` months) and ``state`` (its
     ``rule_state``), when the caller already built them, are used instead of
     building them again; a panel built with ``feature_sums=True`` also spares
     the features their own passes over income and rigid bills.
@@ -164,10 +166,15 @@ def build_features(
 
     stopwatch = StageTimes(_log, level=logging.DEBUG)
     if panel is None:
-        panel = build_panel(dataset, through=as_of, feature_sums=True)
+        panel = features_panel(dataset, as_of)
     elif panel.last_month != as_of:
         raise ValueError(
             f"the panel given ends at {format_month(panel.last_month)}, not at {format_month(as_of)}"
+        )
+    elif panel.first_month > policy.data_start and panel.n_months < PANEL_MONTHS:
+        raise ValueError(
+            f"the panel given starts at {format_month(panel.first_month)}: the features need "
+            f"{PANEL_MONTHS} months of it, or all since data_start"
         )
     if state is None:
         state = rule_state(panel, policy)
@@ -195,6 +202,20 @@ def build_features(
         for stage, seconds in stopwatch.wall.items():
             timings[stage] = timings.get(stage, 0.0) + seconds
     return frame
+
+
+PANEL_MONTHS = max(HISTORY_MONTHS, STATE_MONTHS)
+"""Months of the rules panel the features at t read, t included: their look-back and the rule state at t."""
+
+
+def features_panel(dataset: Dataset, as_of: dt.date) -> MonthlyPanel:
+    """The rules panel through ``as_of`` that :func:`build_features` and the rule state at ``as_of`` need.
+
+    Its last :data:`PANEL_MONTHS` months only: nothing the features or the rules
+    at ``as_of`` read lies earlier, and a county with three years of data then
+    reads a third fewer income rows. With the per-source sums of the features.
+    """
+    return build_panel(dataset, through=as_of, months=PANEL_MONTHS, feature_sums=True)
 
 
 PartSource = Callable[["Clock"], Iterator[tuple[str, Columns]]]
@@ -738,7 +759,7 @@ class _IncomeHistory:
     rigid: np.ndarray
     """Rigid expenditure (docs/rules-and-labels.md) dated in each month."""
     months_since_report: np.ndarray
-    """Since the latest reported month of the whole panel; NaN if none."""
+    """Since the latest reported month up to t, however long ago; NaN if none."""
 
     @classmethod
     def from_panel(cls, panel: MonthlyPanel) -> _IncomeHistory:
@@ -750,13 +771,8 @@ class _IncomeHistory:
         reported[:, :depth] = panel.reported[:, last - depth + 1 :][:, ::-1]
         income[:, :depth] = panel.income[:, last - depth + 1 :][:, ::-1]
         rigid[:, :depth] = panel.rigid_expense[:, last - depth + 1 :][:, ::-1]
-        ever = panel.reported.any(axis=1)
-        since = np.argmax(panel.reported[:, ::-1], axis=1).astype(np.float64)
         return cls(
-            reported=reported,
-            income=income,
-            rigid=rigid,
-            months_since_report=np.where(ever, since, np.nan),
+            reported=reported, income=income, rigid=rigid, months_since_report=panel.months_since_report()
         )
 
     def window(self, lo: int, hi: int) -> _Window:

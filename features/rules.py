@@ -37,6 +37,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from .contract import (
     EXPENSE_CATEGORIES,
@@ -65,6 +66,9 @@ INCOME_DROP = RISK_TYPE_NAMES.index("income_drop")
 
 WINDOW_MONTHS = 12
 """Length of the trailing windows m-11 .. m of docs/rules-and-labels.md."""
+STATE_MONTHS = 2 * WINDOW_MONTHS
+"""Months of a panel that the rule state at its last month reads, that month included: the rules
+compare I(t), which sums t-11 .. t, with I(t-12), which sums t-23 .. t-12."""
 
 LABEL_COLUMNS: tuple[str, ...] = (
     "household_id",
@@ -91,7 +95,7 @@ class MonthlyPanel:
     household_ids: np.ndarray
     """Household ids of the households table, sorted ascending (object array of str)."""
     first_month: dt.date
-    """Month of column 0 (``policy.data_start``)."""
+    """Month of column 0: ``policy.data_start``, or later for a panel of the last months only."""
     size: np.ndarray
     """n(m): members with joined_month null or <= m and left_month null or > m, at least 1 (int16)."""
     reported: np.ndarray
@@ -114,6 +118,11 @@ class MonthlyPanel:
     rigid_expenses: RigidExpenseSums | None = None
     """For the features, likewise: rigid out-of-pocket spending per group and window, and the
     year's medical bills, gathered by the panel's pass over rigid bills (None unless asked for)."""
+    earlier_report: np.ndarray | None = None
+    """For a panel that starts after data_start: for each household with no income row in the
+    panel, the months from its first column back to the household's latest income row before it
+    (1 = the month just before); NaN for the others and where there is none. None for a panel
+    from data_start, which holds every income row up to its last month."""
 
     @property
     def n_households(self) -> int:
@@ -135,6 +144,14 @@ class MonthlyPanel:
     def column(self, month: dt.date) -> int:
         """Position of ``month`` on the month axis; ValueError when outside the panel."""
         return _column(self.first_month, self.n_months, month)
+
+    def months_since_report(self) -> np.ndarray:
+        """Months from the last column back to each household's latest income row up to it
+        (0: in the last month), also when that row is before the panel; NaN where there is none."""
+        within = self.reported.any(axis=1)
+        since = np.argmax(self.reported[:, ::-1], axis=1).astype(np.float64)  # the newest first
+        before = np.nan if self.earlier_report is None else self.n_months - 1 + self.earlier_report
+        return np.where(within, since, before)
 
 
 @dataclass(frozen=True, eq=False)
@@ -189,7 +206,11 @@ class RuleState:
 
 
 def build_panel(
-    dataset: Dataset, through: dt.date | None = None, *, feature_sums: bool = False
+    dataset: Dataset,
+    through: dt.date | None = None,
+    *,
+    months: int | None = None,
+    feature_sums: bool = False,
 ) -> MonthlyPanel:
     """Aggregate the dataset into dense household x month arrays, point in time.
 
@@ -199,6 +220,15 @@ def build_panel(
     identified/eliminated month. Households are those of the households table,
     sorted by id. Memory is about 20 bytes per household-month (1,000,000 x 48
     is about 1 GB).
+
+    ``months``: only the last ``months`` months through ``through`` (every month
+    from data_start when the data holds fewer), and no row dated before them is
+    read either. The rule state of such a panel is that of the whole data only
+    from its column :data:`STATE_MONTHS` - 1 on (I, E, r and the margin from
+    column WINDOW_MONTHS - 1), since earlier windows reach before it; a panel
+    of STATE_MONTHS months serves the rule state at ``through`` at two thirds
+    of the cost of three years. :meth:`MonthlyPanel.months_since_report` still
+    sees income rows before it (:attr:`MonthlyPanel.earlier_report`).
 
     ``feature_sums``: also sum, from the same rows, each household's income per
     source and rigid spending per group for the features at ``through``
@@ -214,7 +244,11 @@ def build_panel(
             f"through={format_month(last)} is outside the data "
             f"({format_month(policy.data_start)} .. {format_month(policy.data_end)})"
         )
+    if months is not None and months < 1:
+        raise ValueError(f"months must be at least 1, got {months}")
     first_index = policy.first_month_index
+    if months is not None:
+        first_index = max(first_index, month_index(last) - months + 1)
     n_months = month_index(last) - first_index + 1
     household_ids = dataset.sql(
         "SELECT DISTINCT household_id FROM households ORDER BY household_id"
@@ -250,9 +284,13 @@ def build_panel(
     )
     under_monitoring = monitoring > 0
 
+    earlier_report = None
+    if first_index > policy.first_month_index:
+        earlier_report = _months_back_to_earlier_report(dataset, window, household_ids, reported)
+
     return MonthlyPanel(
         household_ids=household_ids,
-        first_month=policy.data_start,
+        first_month=window.first,
         size=size,
         reported=reported,
         income=_yuan(income_fen),
@@ -260,7 +298,37 @@ def build_panel(
         under_monitoring=under_monitoring,
         income_sources=sources if sources is not None and sources.exact else None,
         rigid_expenses=rigid_expenses,
+        earlier_report=earlier_report,
     )
+
+
+def _months_back_to_earlier_report(
+    dataset: Dataset, window: _Window, household_ids: np.ndarray, reported: np.ndarray
+) -> np.ndarray:
+    """:attr:`MonthlyPanel.earlier_report`: looked up only for the households silent in the window.
+
+    Usually few or none: a semi-join on their ids reads the earlier months without the
+    join of every row to its household that the panel's own pass pays.
+    """
+    months_back = np.full(len(household_ids), np.nan)
+    silent = np.flatnonzero(~reported.any(axis=1))
+    if not len(silent):
+        return months_back
+    ids = pa.table({"household_id": pa.array(household_ids[silent], type=pa.string())})
+    name = "_households_silent_in_panel"
+    dataset.connection.register(name, ids)
+    try:
+        found = dataset.sql(
+            f"""SELECT household_id, {window.first_index} - max(year(month) * 12 + month(month) - 1) AS back
+                FROM income
+                WHERE month < DATE '{window.first.isoformat()}'
+                  AND household_id IN (SELECT household_id FROM {name})
+                GROUP BY household_id"""
+        ).fetchnumpy()
+    finally:
+        dataset.connection.unregister(name)
+    months_back[silent[pd.Index(household_ids[silent]).get_indexer(found["household_id"])]] = found["back"]
+    return months_back
 
 
 def rule_state(panel: MonthlyPanel, policy: Policy) -> RuleState:

@@ -18,9 +18,9 @@ import numpy as np
 import pandas as pd
 from relapse_risk.features.contract import format_month
 from relapse_risk.features.dataset import Dataset, Reject
-from relapse_risk.features.history import build_features
+from relapse_risk.features.history import build_features, features_panel
 from relapse_risk.features.policy import Policy
-from relapse_risk.features.rules import RISK_TYPE_NAMES, RuleState, build_panel, rule_state
+from relapse_risk.features.rules import RISK_TYPE_NAMES, STATE_MONTHS, RuleState, build_panel, rule_state
 from relapse_risk.features.stages import StageTimes
 from relapse_risk.models.explain import contribution_tables, explain_reasons, reason_field
 from relapse_risk.models.model import RiskModel
@@ -181,8 +181,9 @@ def score_dataset(
     :mod:`serving.village_context`, and to log what the model saw); None
     builds it here.
 
-    ``state``: the rule state of ``build_panel(dataset, through=as_of)`` when the
-    caller built it for its features (the API does); None builds it here.
+    ``state``: the rule state of ``features_panel(dataset, as_of)`` (or of any
+    panel through ``as_of``) when the caller built it for its features (the API
+    does); None builds it here.
 
     Raises ``ValueError`` naming the problem when ``as_of`` is outside the data
     or the model's features cannot be built from the dataset.
@@ -243,9 +244,11 @@ def run_scoring(
         report("rules", 0, len(roster))
         # The rules panel and state serve both the statuses here and the features below: built once,
         # with the per-source income sums of the features, which then make no pass over income of their own.
-        panel = build_panel(dataset, through=as_of, feature_sums=True) if features is None else None
+        panel = features_panel(dataset, as_of) if features is None else None
         if state is None:
-            state = rule_state(panel if panel is not None else build_panel(dataset, through=as_of), policy)
+            if panel is None:
+                panel = build_panel(dataset, through=as_of, months=STATE_MONTHS)
+            state = rule_state(panel, policy)
         facts = rule_facts_at(dataset, as_of, state=state)
     report("rules", len(roster), len(roster))
     if features is None:
@@ -569,13 +572,13 @@ def rule_facts_at(dataset: Dataset | None, as_of: dt.date, state: RuleState | No
 
     Columns household_id, under_monitoring, triggered_now, triggered_rule
     (name or None), margin (NaN where income is undefined). ``state``: the
-    rule state of ``build_panel(dataset, through=as_of)`` when the caller
-    already has it.
+    rule state of a panel through ``as_of`` when the caller already has it;
+    None builds the state of its last STATE_MONTHS months, all it needs.
     """
     if state is None:
         if dataset is None:
             raise ValueError("rule_facts_at needs the dataset or its rule state")
-        state = rule_state(build_panel(dataset, through=as_of), dataset.policy)
+        state = rule_state(build_panel(dataset, through=as_of, months=STATE_MONTHS), dataset.policy)
     t = state.column(as_of)
     codes = state.risk_type[:, t].astype(np.int64)
     names = np.array(RISK_TYPE_NAMES + (None,), dtype=object)

@@ -854,12 +854,12 @@ def test_the_rules_panel_is_built_once_for_statuses_and_features(county, trained
     from relapse_risk.features.dataset import load_dataset
     from relapse_risk.serving import scoring
 
-    built: list[tuple[dt.date | None, bool]] = []
+    built: list[tuple[dt.date | None, int | None, bool]] = []
     real_build_panel = scoring.build_panel
 
-    def counting_build_panel(dataset, through=None, *, feature_sums=False):
-        built.append((through, feature_sums))
-        return real_build_panel(dataset, through=through, feature_sums=feature_sums)
+    def counting_build_panel(dataset, through=None, *, months=None, feature_sums=False):
+        built.append((through, months, feature_sums))
+        return real_build_panel(dataset, through=through, months=months, feature_sums=feature_sums)
 
     monkeypatch.setattr(scoring, "build_panel", counting_build_panel)
     monkeypatch.setattr(history, "build_panel", counting_build_panel)
@@ -867,8 +867,9 @@ def test_the_rules_panel_is_built_once_for_statuses_and_features(county, trained
         load_dataset(county), AS_OF, trained.model, model_name="m", model_version="1", explain="none"
     )
 
-    # With the sums the features need, so that they make no pass over income or rigid bills of their own.
-    assert built == [(AS_OF, True)]
+    # With the sums the features need, so that they make no pass over income or rigid bills of their
+    # own, and only the months the features and the rules at AS_OF read.
+    assert built == [(AS_OF, history.PANEL_MONTHS, True)]
 
 
 def test_features_from_a_given_panel_equal_features_built_from_scratch(county):
@@ -884,3 +885,6 @@ def test_features_from_a_given_panel_equal_features_built_from_scratch(county):
     earlier = build_panel(dataset, through=dt.date(2022, 6, 1))
     with pytest.raises(ValueError, match="the panel given ends at 2022-06, not at"):
         build_features(dataset, AS_OF, panel=earlier)
+    short = build_panel(dataset, through=AS_OF, months=12)
+    with pytest.raises(ValueError, match="the panel given starts at 2024-01: the features need 24 months"):
+        build_features(dataset, AS_OF, panel=short)

@@ -24,7 +24,7 @@ import pytest
 from builders import ARROW_TYPES
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from relapse_risk.features.contract import TABLES, Table, month_index, month_start
+from relapse_risk.features.contract import TABLES, Table, format_month, month_index, month_start
 from relapse_risk.features.dataset import Dataset, load_dataset
 from relapse_risk.features.policy import Policy
 from relapse_risk.features.rules import (
@@ -34,6 +34,8 @@ from relapse_risk.features.rules import (
     NO_RISK,
     RIGID_EXPENDITURE,
     RISK_TYPE_NAMES,
+    STATE_MONTHS,
+    WINDOW_MONTHS,
     MonthlyPanel,
     build_panel,
     label_defined,
@@ -738,12 +740,16 @@ def truncated(county: County, last: dt.date) -> County:
 
 SHORT_POLICY = make_policy(data_end="2022-12")
 SHORT_MONTHS = months_between("2021-01", "2022-12")
-optional_month = st.one_of(st.none(), st.sampled_from(SHORT_MONTHS))
+LONG_POLICY = make_policy(data_end="2023-06")
+LONG_MONTHS = months_between("2021-01", "2023-06")
+"""Six months longer than the rule state at one month reads (STATE_MONTHS)."""
 
 
 @st.composite
-def random_counties(draw: st.DrawFn) -> County:
-    county = County(policy=SHORT_POLICY)
+def random_counties(draw: st.DrawFn, policy: Policy = SHORT_POLICY) -> County:
+    months = months_between(format_month(policy.data_start), format_month(policy.data_end))
+    optional_month = st.one_of(st.none(), st.sampled_from(months))
+    county = County(policy=policy)
     for h in range(draw(st.integers(1, 4))):
         household_id = f"h{h}"
         county.households.append(household_id)
@@ -756,7 +762,7 @@ def random_counties(draw: st.DrawFn) -> County:
                 }
             )
         level = draw(st.sampled_from([200.0, 450.0, 600.0, 1_000.0]))
-        for m in SHORT_MONTHS:
+        for m in months:
             if draw(st.booleans()) or draw(st.booleans()):
                 amount = level * draw(st.sampled_from([0.2, 1.0, 1.0, 1.5])) - draw(
                     st.sampled_from([0.0, 0.0, 300.0])
@@ -765,7 +771,7 @@ def random_counties(draw: st.DrawFn) -> County:
                     {"household_id": household_id, "month": m, "source": "business", "amount": amount}
                 )
         for _ in range(draw(st.integers(0, 3))):
-            day = draw(st.dates(dt.date(2021, 1, 1), dt.date(2022, 12, 31)))
+            day = draw(st.dates(months[0], month_start(month_index(months[-1]) + 1) - dt.timedelta(days=1)))
             amount = draw(st.sampled_from([500.0, 8_000.0, 30_000.0]))
             category = draw(st.sampled_from(["medical", "education", "other"]))
             county.expenses.append(
@@ -778,7 +784,7 @@ def random_counties(draw: st.DrawFn) -> County:
                 }
             )
         for _ in range(draw(st.integers(0, 2))):
-            identified = draw(st.sampled_from(SHORT_MONTHS))
+            identified = draw(st.sampled_from(months))
             eliminated = draw(optional_month)
             county.monitoring.append(
                 {
@@ -803,3 +809,46 @@ def test_rows_dated_after_t_plus_h_never_change_labels_and_rows_after_t_never_ch
     pd.testing.assert_frame_equal(
         present_columns(labels_frame(truncated(county, t).dataset(), t, horizon)), present_columns(full)
     )
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    county=random_counties(LONG_POLICY),
+    t=st.sampled_from(LONG_MONTHS),
+    months=st.integers(1, len(LONG_MONTHS) + 2),
+)
+def test_a_panel_of_the_last_months_is_the_whole_panels_last_columns_and_its_state_from_23_on(
+    county: County, t: dt.date, months: int
+) -> None:
+    dataset = county.dataset()
+    whole = build_panel(dataset, through=t)
+    last = build_panel(dataset, through=t, months=months)
+
+    kept = min(months, whole.n_months)
+    assert last.n_months == kept
+    assert last.first_month == whole.months[-kept]
+    assert list(last.household_ids) == list(whole.household_ids)
+    for name in ("size", "reported", "income", "rigid_expense", "under_monitoring"):
+        np.testing.assert_array_equal(getattr(last, name), getattr(whole, name)[:, -kept:], err_msg=name)
+    # Also for a household whose latest income row is before the panel's first month.
+    np.testing.assert_array_equal(last.months_since_report(), whole.months_since_report())
+
+    # The rule state looks back 11 months for I, E, r and the margin, and 23 for I_prev and the rules.
+    state, whole_state = rule_state(last, dataset.policy), rule_state(whole, dataset.policy)
+    exact_from = {
+        name: (0 if kept == whole.n_months else lookback)
+        for lookback, names in (
+            (WINDOW_MONTHS - 1, ("r", "I", "E", "margin")),
+            (STATE_MONTHS - 1, ("I_prev", "R1", "R2", "R3", "triggered", "risk_type", "eligible")),
+        )
+        for name in names
+    }
+    for name, first in exact_from.items():
+        np.testing.assert_array_equal(
+            getattr(state, name)[:, first:], getattr(whole_state, name)[:, -kept:][:, first:], err_msg=name
+        )
+
+
+def test_a_panel_of_no_months_is_an_error() -> None:
+    with pytest.raises(ValueError, match="months must be at least 1, got 0"):
+        build_panel(County().dataset(), months=0)

@@ -57,7 +57,7 @@ import pyarrow as pa
 from pydantic import ValidationError
 from relapse_risk.features.contract import TABLES, format_month
 from relapse_risk.features.dataset import Dataset, DatasetError, Reject
-from relapse_risk.features.history import build_features
+from relapse_risk.features.history import build_features, features_panel
 from relapse_risk.features.household_rows import (
     NotExact,
     household_features,
@@ -66,7 +66,7 @@ from relapse_risk.features.household_rows import (
 )
 from relapse_risk.features.loading import load_tables
 from relapse_risk.features.policy import Policy
-from relapse_risk.features.rules import build_panel, rule_state
+from relapse_risk.features.rules import rule_state
 
 from ..cells import ScoresRow, float_or_none, int_or_none, text_or_none
 from ..config import DEFAULT_HORIZON_MONTHS, RISK_SCORE_DECIMALS, RULE_MARGIN_DECIMALS
@@ -549,7 +549,7 @@ def _score_round(
         answers[position].problems = found
     try:
         # One rules panel and state serve the features and the statuses of score_dataset.
-        panel = build_panel(dataset, through=as_of, feature_sums=True)
+        panel = features_panel(dataset, as_of)
         state = rule_state(panel, dataset.policy)
         features = build_features(dataset, as_of, panel=panel, state=state)
         from_run = np.zeros(len(features), dtype=bool)
