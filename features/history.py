@@ -1028,7 +1028,12 @@ def _employment_part(dataset: Dataset, clock: Clock) -> Columns:
         -- materialized: left to itself, DuckDB joins the status rows to members and then each of
         -- them again to positions, rather than the few million members to positions once
         member AS MATERIALIZED (
-            SELECT member_id, positions._h, joined_month, left_month,
+            SELECT member_id, positions._h,
+                   -- month numbers, so each status row compares integers, not dates: at 1,000,000
+                   -- households the part took 5.5 s against 6.0 s. Null: joined before the
+                   -- records, or still a member.
+                   coalesce({clock.month_of("joined_month")}, 0) AS joined,
+                   coalesce({clock.month_of("left_month")}, {2**31 - 1}) AS left_,
                    coalesce({clock.as_of.year} - birth_year BETWEEN {lo_work} AND {hi_work}, FALSE)
                        AS working_age
             FROM members JOIN positions USING (household_id)
@@ -1039,8 +1044,7 @@ def _employment_part(dataset: Dataset, clock: Clock) -> Columns:
                member.working_age
         FROM employment JOIN member USING (member_id)
         WHERE {clock.upto("month")} AND {clock.since("month", HISTORY_MONTHS - 1)}
-          AND (joined_month IS NULL OR joined_month <= month)
-          AND (left_month IS NULL OR left_month > month)
+          AND joined <= {clock.month_of("month")} AND left_ > {clock.month_of("month")}
     """
     households = clock.households
     # Float cells: every count is an integer far below 2^53, so float64 holds it exactly, and the

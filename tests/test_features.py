@@ -316,7 +316,7 @@ class TestEmployment:
         county.employment("b", months("2024-01", "2024-06"), "local_wage")
         county.employment("c", months("2023-07", "2024-06"), "student")
         county.employment("d", months("2024-01", "2024-06"), "local_wage")  # before joining: not ours
-        county.employment("e", months("2023-06", "2023-12"), "migrant")
+        county.employment("e", months("2023-06", "2024-01"), "migrant")  # 2024-01: left, not ours
         return county
 
     def test_employment_months_count_members_while_they_belong(self, county: County) -> None:
