@@ -29,7 +29,9 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import cast
@@ -273,21 +275,76 @@ def features_from_parts(
     n = len(household_ids)
     clock = Clock(as_of=inputs.as_of, first_index=policy.first_month_index, households=n)
     table = _FeatureTable(n)
-    table.add(_income_total_features(history))
     for stage, columns in parts(clock):
         table.add(columns, stage)
         stopwatch.lap(stage)
 
-    table.add(_income_source_features(history, table.take_extras(_is_source_sum)))
-    wage_columns = ("_wage_3m", "_wage_12m", "_wage_work_months_12m", "_wage_workers_now")
-    wages = {name: table[name] for name in wage_columns}
-    table.add(_projected_rule_features(history, rules, policy.rules, wages))
-    table.add(_income_break_features(history, rules))
+    sums = table.take_extras(_is_source_sum)
+    work = {name: table[name] for name in ("_wage_work_months_12m", "_wage_workers_now")}
+    _add_income_history_features(table, history, rules, sums, work, policy.rules)
     del history
     table.add(_derived(table, rules, clock))
     frame = table.frame(household_ids)
     stopwatch.lap("derived features and assembly")
     return frame
+
+
+def _income_history_features(
+    history: _IncomeHistory, rules: Columns, sums: Columns, work: Columns, params: RuleParameters
+) -> Columns:
+    """Every feature of the income history: totals, sources, projections and breaks (``work``: the
+    employment part's wage-work counts)."""
+    out = _income_total_features(history)
+    out.update(_income_source_features(history, sums))
+    wages = {**work, "_wage_3m": out["_wage_3m"], "_wage_12m": out["_wage_12m"]}
+    out.update(_projected_rule_features(history, rules, params, wages))
+    out.update(_income_break_features(history, rules))
+    return out
+
+
+_HOUSEHOLDS_PER_BLOCK = 16384
+"""At 1,000,000 households on 2 cores these features took 3.5-3.6 s in blocks of 16,384, 3.6-3.9 s
+in blocks of 4,096 and 4.7-5.1 s in blocks of 65,536; 6-7 s on the whole columns in one thread."""
+
+
+def _add_income_history_features(
+    table: _FeatureTable,
+    history: _IncomeHistory,
+    rules: Columns,
+    sums: Columns,
+    work: Columns,
+    params: RuleParameters,
+) -> None:
+    """Add :func:`_income_history_features` of every household to ``table``, computed block of
+    households by block on every core.
+
+    Each of these features is a function of its own household's row, so a block
+    gives the values the whole table would, bit for bit. Blocks keep the many
+    temporaries in cache, and numpy releases the interpreter in its loops, as in
+    :func:`~.rules.rule_state`; each block writes its own rows of the table.
+    """
+
+    def of_block(start: int) -> Columns:
+        rows = slice(start, start + _HOUSEHOLDS_PER_BLOCK)
+        return _income_history_features(
+            history.rows(rows), _rows(rules, rows), _rows(sums, rows), _rows(work, rows), params
+        )
+
+    def fill(start: int) -> None:
+        table.add_rows(of_block(start), start)
+
+    first = of_block(0)  # also gives the names and types of the columns
+    table.reserve(first)
+    table.add_rows(first, 0)
+    starts = range(_HOUSEHOLDS_PER_BLOCK, table.households, _HOUSEHOLDS_PER_BLOCK)
+    if starts:  # not for the few households of an API round
+        with ThreadPoolExecutor(max_workers=min(os.cpu_count() or 1, len(starts))) as pool:
+            for _ in pool.map(fill, starts):
+                pass  # draining the results re-raises a block's error here
+
+
+def _rows(columns: Columns, rows: slice) -> Columns:
+    return {name: values[rows] for name, values in columns.items()}
 
 
 _FEATURE_POSITION = {name: i for i, name in enumerate(FEATURE_NAMES)}
@@ -320,6 +377,24 @@ class _FeatureTable:
                 self.extras[name] = values
             else:
                 self.values[position] = values
+                self.filled[position] = True
+
+    def reserve(self, columns: Columns) -> None:
+        """Make room for columns like ``columns`` (name and type), to be filled by :meth:`add_rows`."""
+        for name, values in columns.items():
+            if name not in _FEATURE_POSITION:
+                self.extras[name] = np.empty(self.households, dtype=values.dtype)
+
+    def add_rows(self, columns: Columns, start: int) -> None:
+        """Write ``columns`` (reserved first) into the rows from ``start`` on; disjoint rows may be
+        written from several threads at once."""
+        for name, values in columns.items():
+            rows = slice(start, start + len(values))
+            position = _FEATURE_POSITION.get(name)
+            if position is None:
+                self.extras[name][rows] = values
+            else:
+                self.values[position, rows] = values
                 self.filled[position] = True
 
     def __getitem__(self, name: str) -> np.ndarray:
@@ -773,6 +848,15 @@ class _IncomeHistory:
         rigid[:, :depth] = panel.rigid_expense[:, last - depth + 1 :][:, ::-1]
         return cls(
             reported=reported, income=income, rigid=rigid, months_since_report=panel.months_since_report()
+        )
+
+    def rows(self, rows: slice) -> _IncomeHistory:
+        """The history of a block of households (views, not copies)."""
+        return _IncomeHistory(
+            reported=self.reported[rows],
+            income=self.income[rows],
+            rigid=self.rigid[rows],
+            months_since_report=self.months_since_report[rows],
         )
 
     def window(self, lo: int, hi: int) -> _Window:

@@ -919,6 +919,26 @@ def test_features_do_not_depend_on_the_number_of_threads(small_county) -> None:
         assert other[list(FEATURE_NAMES)].to_numpy().tobytes() == first.tobytes()
 
 
+def test_features_computed_in_blocks_of_households_equal_those_of_one_block(
+    small_county, monkeypatch
+) -> None:
+    """The income history's features are each a function of the household's own row, computed in
+    blocks of households on several threads: the blocks may not change a bit."""
+    from relapse_risk.features.dataset import load_dataset
+
+    dataset = load_dataset(small_county.folder)
+    as_of = dataset.policy.data_end
+    assert small_county.households <= history._HOUSEHOLDS_PER_BLOCK
+    whole = build_features(dataset, as_of)
+    monkeypatch.setattr(history, "_HOUSEHOLDS_PER_BLOCK", 97)  # 21 blocks, the last one shorter
+    blocked = build_features(dataset, as_of)
+
+    assert blocked["household_id"].equals(whole["household_id"])
+    assert (
+        blocked[list(FEATURE_NAMES)].to_numpy().tobytes() == whole[list(FEATURE_NAMES)].to_numpy().tobytes()
+    )
+
+
 def test_quarter_ends_start_a_year_in_and_leave_room_for_the_horizon() -> None:
     assert quarter_ends(POLICY, 6) == [
         dt.date(2023, 3, 1),
