@@ -5,9 +5,9 @@ Two steps, both stable interfaces for the rest of the project:
 ``build_panel(dataset, through)``
     Dense household x month arrays (household size, reported months, income,
     rigid expenditure, monitoring status) aggregated in DuckDB and scattered
-    into numpy. Column 0 is ``policy.data_start``; the last column is
-    ``through`` (default ``policy.data_end``). Rows dated after ``through`` are
-    never read.
+    into numpy. Column 0 is ``policy.data_start`` (with ``months``, the first
+    of the last months); the last column is ``through`` (default
+    ``policy.data_end``). Rows dated after ``through`` are never read.
 
 ``rule_state(panel, policy)``
     The quantities of docs/rules-and-labels.md (r, I, E, I_prev, L), the three rules, their
@@ -334,9 +334,11 @@ def _months_back_to_earlier_report(
 def rule_state(panel: MonthlyPanel, policy: Policy) -> RuleState:
     """Evaluate docs/rules-and-labels.md at every household and month of ``panel``.
 
-    Months before the panel are not in the data: r(m) counts only panel months,
-    and I_prev(m) is NaN for the first twelve columns. The result at column m
-    depends only on panel columns <= m. Memory is about 38 bytes per
+    Months before the panel are not read: r(m) counts only panel months, and
+    I_prev(m) is NaN for the first twelve columns. For a panel from data_start
+    that is the data itself; for one of the last months only, the state equals
+    the whole data's from its column STATE_MONTHS - 1 (see :func:`build_panel`).
+    The result at column m depends only on panel columns <= m. Memory is about 38 bytes per
     household-month (1,000,000 x 48 is about 1.8 GB).
     """
     line = np.array([policy.line(m.year) for m in panel.months], dtype=np.float64)
