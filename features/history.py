@@ -29,9 +29,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import os
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import cast
@@ -73,6 +71,7 @@ from .rules import (
     MonthlyPanel,
     RuleState,
     build_panel,
+    on_every_core,
     rule_state,
 )
 from .stages import StageTimes
@@ -336,11 +335,7 @@ def _add_income_history_features(
     first = of_block(0)  # also gives the names and types of the columns
     table.reserve(first)
     table.add_rows(first, 0)
-    starts = range(_HOUSEHOLDS_PER_BLOCK, table.households, _HOUSEHOLDS_PER_BLOCK)
-    if starts:  # not for the few households of an API round
-        with ThreadPoolExecutor(max_workers=min(os.cpu_count() or 1, len(starts))) as pool:
-            for _ in pool.map(fill, starts):
-                pass  # draining the results re-raises a block's error here
+    on_every_core(fill, range(_HOUSEHOLDS_PER_BLOCK, table.households, _HOUSEHOLDS_PER_BLOCK))
 
 
 def _rows(columns: Columns, rows: slice) -> Columns:

@@ -364,14 +364,7 @@ def rule_state(panel: MonthlyPanel, policy: Policy) -> RuleState:
     # Blocks of households keep the many temporaries small enough to stay in cache. Each block
     # writes its own rows, and numpy releases the interpreter in its loops, so blocks run on every
     # core with the same result: at 1,000,000 households x 36 months, 3.0 s against 4.7 s on 2 cores.
-    starts = range(0, panel.n_households, _ROWS_PER_BLOCK)
-    if len(starts) > 1:
-        with ThreadPoolExecutor(max_workers=min(os.cpu_count() or 1, len(starts))) as pool:
-            for _ in pool.map(evaluate_block, starts):
-                pass  # draining the results re-raises a block's error here
-    else:
-        for start in starts:
-            evaluate_block(start)
+    on_every_core(evaluate_block, range(0, panel.n_households, _ROWS_PER_BLOCK))
     return RuleState(
         household_ids=panel.household_ids,
         first_month=panel.first_month,
@@ -379,6 +372,21 @@ def rule_state(panel: MonthlyPanel, policy: Policy) -> RuleState:
         under_monitoring=panel.under_monitoring,
         **state,
     )
+
+
+def on_every_core(work: Callable[[int], None], starts: range) -> None:
+    """``work(start)`` for every block start, on a thread per core when there are several blocks.
+
+    For numpy work on disjoint rows: numpy releases the interpreter in its loops.
+    A block's error is raised here.
+    """
+    if len(starts) > 1:
+        with ThreadPoolExecutor(max_workers=min(os.cpu_count() or 1, len(starts))) as pool:
+            for _ in pool.map(work, starts):
+                pass  # draining the results re-raises a block's error here
+    else:
+        for start in starts:
+            work(start)
 
 
 _STATE_ARRAYS: dict[str, type] = {
